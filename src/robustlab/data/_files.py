@@ -1,0 +1,156 @@
+"""Data directory resolution, checksums and safe downloads (temporary file → verify → atomic rename)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from robustlab.errors import ChecksumError, DataError
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "DEFAULT_DATA_DIR",
+    "clear_digest_cache",
+    "data_dir_origin",
+    "download_file",
+    "fetch",
+    "file_digest",
+    "resolve_data_dir",
+    "verify_file",
+]
+
+logger = logging.getLogger("robustlab.data")
+
+DATA_ENV_VAR = "ROBUSTLAB_DATA"
+"""Environment variable naming the data directory."""
+
+DEFAULT_DATA_DIR = Path("~/.cache/robustlab/data")
+"""Data directory used when neither an argument nor :data:`DATA_ENV_VAR` names one."""
+
+_HOW_TO_SET = (
+    f"Name another one with --data DIR (or data_dir=...) or the {DATA_ENV_VAR} environment variable."
+)
+
+
+def data_dir_origin(data_dir: str | os.PathLike[str] | None) -> str:
+    """Where the data directory comes from, for messages: ``"--data"``, the env var, or ``"default"``."""
+    if data_dir is not None:
+        return "--data / data_dir argument"
+    if os.environ.get(DATA_ENV_VAR):
+        return f"${DATA_ENV_VAR}"
+    return "default"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data directory: ``data_dir`` if given, else ``$ROBUSTLAB_DATA``, else ``~/.cache/robustlab/data``.
+
+    A directory named explicitly (argument or environment variable) must exist. The default directory may be
+    missing; it is created when a download writes into it.
+
+    Args:
+        data_dir: Directory named by the user (``--data DIR``), or ``None``.
+
+    Returns:
+        The absolute path (``~`` expanded).
+
+    Raises:
+        DataError: if an explicitly named directory does not exist or is not a directory; the message names
+            the directory and how to name another one.
+    """
+    origin = data_dir_origin(data_dir)
+    raw = data_dir if data_dir is not None else os.environ.get(DATA_ENV_VAR) or DEFAULT_DATA_DIR
+    path = Path(raw).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"data directory {path} (from {origin}) is not a directory. {_HOW_TO_SET}")
+    if origin != "default" and not path.exists():
+        raise DataError(
+            f"data directory {path} (from {origin}) does not exist. Create it and put the datasets there "
+            f"(sub-directories cifar10/, mnist/, fashion-mnist/), or point to an existing one. {_HOW_TO_SET} "
+            f"Without either, robustlab uses {DEFAULT_DATA_DIR}."
+        )
+    return path
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file's bytes.
+
+    Results are cached per process keyed by ``(path, size, mtime)``, so a changed file is hashed again.
+    :func:`clear_digest_cache` empties the cache.
+    """
+    st = path.stat()
+    return _cached_digest(str(path.absolute()), st.st_size, st.st_mtime_ns, algorithm)
+
+
+def clear_digest_cache() -> None:
+    """Forget every cached digest (for tests and long-running processes)."""
+    _cached_digest.cache_clear()
+
+
+def verify_file(path: Path, md5: str | None) -> None:
+    """Check a file's md5 against the expected value (nothing to do when ``md5`` is ``None``).
+
+    Raises:
+        ChecksumError: naming the file, the expected and the actual md5.
+    """
+    if md5 is None:
+        return
+    actual = file_digest(path, "md5")
+    if actual != md5.lower():
+        raise ChecksumError(str(path), "md5", md5, actual)
+    logger.debug("md5 ok: %s", path)
+
+
+def fetch(url: str, out: BinaryIO, timeout: float = 60.0) -> None:
+    """Copy the body of ``url`` into ``out``. Tests replace this function to stay off the network."""
+    if not url.startswith(("https://", "http://")):
+        raise DataError(f"refusing to download from {url!r}: only http(s) URLs are allowed")
+    request = urllib.request.Request(url, headers={"User-Agent": "robustlab"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        shutil.copyfileobj(response, out, length=1 << 20)
+
+
+def download_file(url: str, dest: Path, md5: str | None) -> None:
+    """Download ``url`` to ``dest`` safely.
+
+    The body goes to a temporary file next to ``dest``; its md5 is checked; only then is it renamed to
+    ``dest`` (atomic on one file system). On any failure the temporary file is removed, so ``dest`` is
+    either absent or complete and verified.
+
+    Raises:
+        ChecksumError: if the downloaded bytes have the wrong md5.
+        OSError: network or file-system errors (``urllib.error.URLError`` is one).
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    logger.info("downloading %s -> %s", url, dest)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            # The module global is looked up at call time, so tests can monkeypatch ``fetch``.
+            fetch(url, out)
+            out.flush()
+            os.fsync(out.fileno())
+        if md5 is not None:
+            actual = file_digest(tmp, "md5")
+            if actual != md5.lower():
+                raise ChecksumError(f"{dest} (downloaded from {url})", "md5", md5, actual)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    logger.info("downloaded %s (%d bytes, md5 ok)", dest, dest.stat().st_size)
