@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from robustlab import _io
 from robustlab.errors import ChecksumError, DataError
 
 __all__ = [
@@ -80,11 +79,7 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 @functools.lru_cache(maxsize=64)
 def _cached_digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return _io.file_digest(path, algorithm)
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -136,21 +131,13 @@ def download_file(url: str, dest: Path, md5: str | None) -> None:
         ChecksumError: if the downloaded bytes have the wrong md5.
         OSError: network or file-system errors (``urllib.error.URLError`` is one).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading %s -> %s", url, dest)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with _io.atomic_path(dest) as tmp:
+        with open(tmp, "wb") as out:
             # The module global is looked up at call time, so tests can monkeypatch ``fetch``.
             fetch(url, out)
-            out.flush()
-            os.fsync(out.fileno())
         if md5 is not None:
-            actual = file_digest(tmp, "md5")
+            actual = _io.file_digest(tmp, "md5")
             if actual != md5.lower():
                 raise ChecksumError(f"{dest} (downloaded from {url})", "md5", md5, actual)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     logger.info("downloaded %s (%d bytes, md5 ok)", dest, dest.stat().st_size)

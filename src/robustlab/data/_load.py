@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import urllib.error
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from robustlab.data._dataset import Dataset
 from robustlab.data._readers import (
     READERS,
     array_sha256,
+    load_npz_arrays,
     read_image_folder,
     read_npz,
 )
@@ -299,6 +298,8 @@ def _check_file(spec: DatasetSpec, f: FileSpec, root: Path, splits: tuple[str, .
     expected += [(f"sha256({key})", sha) for key, sha in f.array_sha256]
 
     def entry(algorithm: str, exp: str, ok: bool | None, actual: str | None, message: str = "") -> DataCheck:
+        if ok is False and not message:
+            message = "checksum differs: the file is corrupted or not the official one"
         return DataCheck(
             spec.name, rel, str(path), splits, path.is_file(), ok, algorithm, exp, actual, message
         )
@@ -310,17 +311,15 @@ def _check_file(spec: DatasetSpec, f: FileSpec, root: Path, splits: tuple[str, .
         actual = _files.file_digest(path, "md5")
         out.append(entry("md5", f.md5, actual == f.md5, actual))
     if f.array_sha256:
+        error = ""
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                for key, sha in f.array_sha256:
-                    if key in npz.files:
-                        actual = array_sha256(npz[key])
-                        out.append(entry(f"sha256({key})", sha, actual == sha, actual))
-                    else:
-                        out.append(entry(f"sha256({key})", sha, False, None, f"array {key!r} missing"))
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            out += [
-                entry(f"sha256({key})", sha, False, None, f"unreadable .npz: {exc}")
-                for key, sha in f.array_sha256
-            ]
+            arrays = load_npz_arrays(path)
+        except DataError as exc:
+            arrays, error = {}, str(exc)
+        for key, sha in f.array_sha256:
+            if key in arrays:
+                actual = array_sha256(arrays[key])
+                out.append(entry(f"sha256({key})", sha, actual == sha, actual))
+            else:
+                out.append(entry(f"sha256({key})", sha, False, None, error or f"array {key!r} missing"))
     return out

@@ -33,6 +33,7 @@ __all__ = [
     "READERS",
     "Reader",
     "array_sha256",
+    "load_npz_arrays",
     "read_cifar_batch",
     "read_idx",
     "read_image_folder",
@@ -253,10 +254,11 @@ def _read_cifar_tar(source: SplitSource, paths: Sequence[Path]) -> tuple[np.ndar
     return _concat([read_cifar_batch(found[m], f"{path}:{m}") for m in source.members])
 
 
-def _load_npz_arrays(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+def load_npz_arrays(path: Path, keys: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Load arrays from an ``.npz`` without pickle; every key in ``keys`` must be present."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Open the file ourselves: np.load leaks its own handle when the archive is invalid.
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
             present = list(npz.files)
             missing = [k for k in keys if k not in present]
             if missing:
@@ -282,7 +284,7 @@ def _verify_arrays(path: Path, spec: FileSpec, arrays: dict[str, np.ndarray]) ->
 
 def _read_cifar_npz(source: SplitSource, paths: Sequence[Path]) -> tuple[np.ndarray, np.ndarray]:
     (path,) = paths
-    arrays = _load_npz_arrays(path, ("x", "y"))
+    arrays = load_npz_arrays(path, ("x", "y"))
     _verify_arrays(path, source.files[0], arrays)
     x, y = arrays["x"], arrays["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or y.shape != (x.shape[0],):
@@ -319,7 +321,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         DataError: missing keys, wrong shapes or dtypes, pixel values outside [0, 1], negative labels,
             too few class names.
     """
-    arrays = _load_npz_arrays(path, ("x", "y"))
+    arrays = load_npz_arrays(path, ("x", "y"))
     x, y = arrays["x"], arrays["y"]
     if x.ndim == 3:
         x = x[..., None]
