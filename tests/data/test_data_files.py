@@ -44,8 +44,8 @@ def test_npz_relative_path_grayscale_and_classes(tmp_path: Path, monkeypatch: py
 
 def test_npz_float_exactly_representable_becomes_uint8(tmp_path: Path) -> None:
     k = np.arange(256, dtype=np.uint8).reshape(1, 16, 16)
-    for dtype in (np.float32, np.float64):
-        path = _save(tmp_path / f"f{np.dtype(dtype).name}.npz", x=(k.astype(dtype) / 255), y=np.array([0]))
+    for x in (k.astype(np.float32) / np.float32(255), k / 255.0):  # float32 and float64
+        path = _save(tmp_path / f"f{x.dtype.name}.npz", x=x, y=np.array([0]))
         ds = load_dataset(f"npz:{path}")
         assert ds.x.dtype == torch.uint8 and np.array_equal(ds.x[0, 0].numpy(), k[0])
         assert torch.equal(ds.images(), torch.from_numpy((k.astype(np.float32) / 255)[:, None]))

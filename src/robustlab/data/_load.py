@@ -62,7 +62,7 @@ def load_dataset(
     ``npz:PATH`` reads a ``.npz`` with ``x`` (N, H, W[, C]) uint8 or float in [0, 1], ``y`` (N,) integers
     and optionally ``classes``; ``folder:PATH`` reads one sub-folder of images per class. A relative ``PATH``
     is relative to the current directory; the dataset name records the absolute path. For these the split is
-    only a label.
+    only a label, and ``data_dir`` and ``download`` are not used.
 
     Args:
         name: ``"cifar10"``, ``"mnist"``, ``"fashion-mnist"``, ``"npz:PATH"`` or ``"folder:PATH"``
