@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustlab.data import dataset_spec, load_dataset
+from robustlab.data import _files, dataset_spec, load_dataset
 from robustlab.data._readers import READERS, read_cifar_batch
 from robustlab.errors import ChecksumError, DataError
 
@@ -176,3 +176,23 @@ def test_archive_member_is_read_into_memory(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="lacks the members"):
         READERS.get("cifar-tar")(source, [archive])
     assert not (tmp_path.parent / "evil").exists()
+
+
+def test_load_prefers_batches_dir_then_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fake files cannot match the official md5s: skip the md5 check to test the source selection.
+    monkeypatch.setattr(_files, "verify_file", lambda path, md5: None)
+    labels = [k % 10 for k in range(10_000)]
+    cifar = tmp_path / "cifar10"
+    batches = cifar / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    for marker, target in ((2, tmp_path / "test_batch"), (1, batches / "test_batch")):
+        data = np.zeros((10_000, 3072), np.uint8)
+        data[0, 0] = marker
+        target.write_bytes(pickle.dumps({"data": data, "labels": labels}, protocol=2))
+    with tarfile.open(cifar / "cifar-10-python.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "test_batch", arcname="cifar-10-batches-py/test_batch")
+    ds = load_dataset("cifar10", "test", tmp_path, download=False)
+    assert int(ds.x[0, 0, 0, 0]) == 1 and ds.x.shape == (10_000, 3, 32, 32)
+    assert ds.y[:12].tolist() == labels[:12]
+    (batches / "test_batch").unlink()
+    assert int(load_dataset("cifar10", "test", tmp_path, download=False).x[0, 0, 0, 0]) == 2
