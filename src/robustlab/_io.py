@@ -53,3 +53,25 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def download(
+    url: str, dest: str | os.PathLike[str], expected: str, algorithm: str = "sha256", timeout: float = 30.0
+) -> Path:
+    """Download ``url`` to ``dest`` via a temporary file, verify its checksum, then rename.
+
+    Nothing is left at ``dest`` if the transfer or the checksum fails.
+
+    Raises:
+        OSError: the transfer failed (no network, HTTP error).
+        ChecksumError: the downloaded bytes are not the expected file.
+    """
+    import urllib.request
+
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                out.write(chunk)
+        verify_file(tmp, expected, algorithm)
+    return dest

@@ -1,0 +1,44 @@
+"""robustlab: measure, explain and improve the robustness of image classifiers.
+
+The public API is what ``__all__`` lists; everything else may change.
+"""
+
+from robustlab.data import Dataset, load_dataset, resolve_data_dir
+from robustlab.errors import (
+    ChecksumError,
+    ConfigError,
+    DataError,
+    InputContractError,
+    ModelError,
+    RobustlabError,
+    UnknownNameError,
+)
+from robustlab.metrics import AccuracyResult, evaluate
+from robustlab.models import ModelAdapter, ModelSpec, build_model, list_models, load_model, save_weights
+from robustlab.train import TrainConfig, train_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccuracyResult",
+    "ChecksumError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "InputContractError",
+    "ModelAdapter",
+    "ModelError",
+    "ModelSpec",
+    "RobustlabError",
+    "TrainConfig",
+    "UnknownNameError",
+    "__version__",
+    "build_model",
+    "evaluate",
+    "list_models",
+    "load_dataset",
+    "load_model",
+    "resolve_data_dir",
+    "save_weights",
+    "train_model",
+]

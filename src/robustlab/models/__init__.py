@@ -1,0 +1,25 @@
+"""Models: the input-contract adapter, architectures, specs, weights and the zoo registry."""
+
+from robustlab.models.adapter import ModelAdapter, ProbabilityOutputWarning, eval_mode
+from robustlab.models.archs import ARCHITECTURES, build_architecture
+from robustlab.models.loading import MODELS, ZOO_DIR, build_model, list_models, load_model
+from robustlab.models.spec import ModelSpec, WeightsSpec
+from robustlab.models.weights import read_safetensors, read_torch_checkpoint, save_weights
+
+__all__ = [
+    "ARCHITECTURES",
+    "MODELS",
+    "ZOO_DIR",
+    "ModelAdapter",
+    "ModelSpec",
+    "ProbabilityOutputWarning",
+    "WeightsSpec",
+    "build_architecture",
+    "build_model",
+    "eval_mode",
+    "list_models",
+    "load_model",
+    "read_safetensors",
+    "read_torch_checkpoint",
+    "save_weights",
+]

@@ -1,0 +1,97 @@
+"""Model metadata as data: what a model is, how to normalise its input, and where its weights live.
+
+No loader has a name-specific branch: everything that differs between models is a field here
+(timm's pretrained config, RobustBench's model info).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """Where a checkpoint is and how its state dict maps onto the architecture.
+
+    Attributes:
+        filename: File name of the checkpoint.
+        sha256: Expected sha256 of the file (verified before loading).
+        format: ``"safetensors"`` or ``"torch"`` (a foreign ``torch.save`` file, loaded with ``weights_only=True``).
+        location: ``"package"`` (shipped with robustlab) or a folder name inside the data directory.
+        url: Upstream download address, recorded for online users.
+        state_dict_key: Key of the state dict inside a torch checkpoint dict (``None``: the file is the state dict).
+        strip_prefix: Prefix removed from every key (e.g. ``"module."`` from DataParallel).
+        absent_buffers: Suffixes of buffers the checkpoint legitimately lacks (e.g. ``"num_batches_tracked"``);
+            they keep the architecture's initial value. Every other missing or unexpected key is an error.
+        license: License of the weights.
+    """
+
+    filename: str
+    sha256: str
+    format: Literal["safetensors", "torch"] = "safetensors"
+    location: str = "package"
+    url: str | None = None
+    state_dict_key: str | None = None
+    strip_prefix: str = ""
+    absent_buffers: tuple[str, ...] = ()
+    license: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to build, normalise and load a model.
+
+    Attributes:
+        name: Registry name (e.g. ``"resnet20-akamaster"``).
+        family: Architecture family for grouping in analyses ("resnet", "vgg", ...).
+        arch: Architecture registry name; ``arch_kwargs`` are passed to its factory.
+        num_classes: Logit width.
+        input_shape: (C, H, W).
+        mean, std: Per-channel normalisation applied inside the model.
+        dataset: Dataset the model was trained for.
+        weights: Checkpoint description, or ``None`` for an untrained architecture.
+        source: Where the model comes from ("zoo", "published", "user").
+        metrics: Measured numbers (e.g. ``{"test_accuracy": 0.9173}``), for information.
+        recipe: Training recipe, for zoo models.
+        citation: Reference for published checkpoints.
+    """
+
+    name: str
+    family: str
+    arch: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    dataset: str
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: WeightsSpec | None = None
+    source: str = "zoo"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    citation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the sidecar format)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        w = d.get("weights")
+        if w is not None:
+            w = dict(w)
+            w["absent_buffers"] = tuple(w.get("absent_buffers", ()))
+            d["weights"] = WeightsSpec(**w)
+        for key in ("input_shape", "mean", "std"):
+            d[key] = tuple(d[key])
+        return cls(**d)

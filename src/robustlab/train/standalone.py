@@ -1,0 +1,121 @@
+"""Train a model described by a spec, evaluate it and export it as safetensors + sidecar.
+
+Used by ``robustlab train`` (any architecture, any dataset) and by the zoo builder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from robustlab.data import Dataset, load_dataset
+from robustlab.metrics.accuracy import evaluate
+from robustlab.models.adapter import ModelAdapter, eval_mode
+from robustlab.models.archs import build_architecture
+from robustlab.models.spec import ModelSpec
+from robustlab.models.weights import save_weights
+from robustlab.train.loop import ProgressFn, TrainConfig, train_model
+
+
+def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Floating-point operations of one forward pass on one image (a multiply-add counts as 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with eval_mode(net), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, *input_shape))
+    return int(counter.get_total_flops())
+
+
+def fit_and_export(
+    spec: ModelSpec,
+    train: Dataset,
+    test: Dataset,
+    cfg: TrainConfig,
+    run_dir: str | os.PathLike[str],
+    weights_file: str | os.PathLike[str],
+    progress: ProgressFn | None = None,
+) -> ModelSpec:
+    """Initialise ``spec``'s architecture (seeded), train it resumably, measure it and save it.
+
+    Returns:
+        The spec with ``weights`` and ``metrics`` (test accuracy, parameters, FLOPs) filled in.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # weight initialisation
+        net = build_architecture(
+            spec.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **spec.arch_kwargs
+        )
+    model = ModelAdapter(
+        net,
+        num_classes=spec.num_classes,
+        input_shape=spec.input_shape,
+        mean=spec.mean,
+        std=spec.std,
+        name=spec.name,
+    )
+    train_model(model, train.x, train.y, cfg, run_dir, progress=progress)
+    acc = evaluate(model, test)
+    spec = dataclasses.replace(
+        spec,
+        recipe={**dataclasses.asdict(cfg), "train_data": f"{train.name}/{train.split} ({len(train)} images)"},
+        metrics={
+            "test_accuracy": acc.accuracy,
+            "test_images": acc.n,
+            "train_images": len(train),
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "flops": count_flops(net, spec.input_shape),
+        },
+    )
+    return save_weights(net, spec, weights_file)
+
+
+def channel_stats(ds: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of a dataset's images in [0, 1]."""
+    x = ds.x.double() / (255.0 if ds.x.dtype == torch.uint8 else 1.0)  # (N, C, H, W)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def train_architecture(
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    dataset: str,
+    cfg: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``dataset``'s train split; write ``model.safetensors`` (+ sidecar) into ``out``.
+
+    The normalisation is the training set's per-channel mean and std. Returns a JSON-ready summary.
+    """
+    train = load_dataset(dataset, "train", data_dir)
+    test = load_dataset(dataset, "test", data_dir)
+    mean, std = channel_stats(train)
+    spec = ModelSpec(
+        name=name or f"{arch}-{dataset}",
+        family=arch,
+        arch=arch,
+        arch_kwargs=dict(arch_kwargs),
+        num_classes=len(train.classes),
+        input_shape=tuple(train.x.shape[1:]),  # type: ignore[arg-type]
+        mean=mean,
+        std=std,
+        dataset=dataset,
+        source="user",
+    )
+    out = Path(out)
+    spec = fit_and_export(spec, train, test, cfg, out, out / "model.safetensors", progress)
+    return {
+        "name": spec.name,
+        "weights": str(out / "model.safetensors"),
+        **spec.metrics,
+        "recipe": spec.recipe,
+    }
