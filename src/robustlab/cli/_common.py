@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robustlab.errors import RobustlabError
 
 err_console = Console(stderr=True)
-out_console = Console()
+out_console = Console(width=None if sys.stdout.isatty() else 160)  # no truncated names in pipes
 
 DataOpt = Annotated[
     Path | None,

@@ -32,9 +32,10 @@ def register(app: typer.Typer) -> None:
         from robustlab.models import load_model
 
         with user_errors():
-            ds = load_dataset(dataset, split, data).subset(n, seed)
+            full = load_dataset(dataset, split, data)
+            ds = full.subset(n, seed)
             result = evaluate(load_model(model, data_dir=data), ds, batch_size)
-        payload = {**result.to_dict(), "seed": seed, "subset": n is not None and n < result.n}
+        payload = {**result.to_dict(), "subset": len(ds) < len(full), "seed": seed if len(ds) < len(full) else None}
         if json_out:
             emit_json(payload)
             return

@@ -77,6 +77,30 @@ def register(app: typer.Typer) -> None:
             )
         out_console.print(table)
 
+    @zoo_app.command("eval")
+    def eval_cmd(
+        n: Annotated[int | None, typer.Option("--n", help="Evaluate a seeded subset of N test images.")] = None,
+        source: Annotated[str | None, typer.Option(help="Only 'zoo' or 'published' models.")] = None,
+        data: DataOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Clean CIFAR-10 accuracy of every registered model whose weights are available, against its record."""
+        from robustlab.models.zoo_eval import evaluate_registered
+
+        with user_errors():
+            rows = evaluate_registered(source=source, n=n, data_dir=data, progress=None if json_out else err_console)
+        if json_out:
+            emit_json({"n": n or 10_000, "models": rows})
+            return
+        table = Table("model", "family", "source", "n", "accuracy", "recorded", "seconds", title="clean accuracy")
+        for r in rows:
+            rec = r["recorded_accuracy"]
+            table.add_row(r["model"], r["family"], r["source"], str(r["n"]),
+                          "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+                          "" if rec is None else f"{rec:.4f}", f"{r['seconds']:.1f}", style=None if r["accuracy"]
+                          is not None else "dim")
+        out_console.print(table)
+
     @zoo_app.command("build")
     def build_cmd(
         only: Annotated[list[str] | None, typer.Option("--only", help="Build only these recipes (repeatable).")] = None,

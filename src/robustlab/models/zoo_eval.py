@@ -1,0 +1,55 @@
+"""Clean accuracy of every registered model at once (the zoo's health check and ``make demo``'s table)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Protocol
+
+from robustlab.errors import ModelError
+from robustlab.models.loading import build_model, list_models
+
+log = logging.getLogger(__name__)
+
+
+class _Printer(Protocol):
+    def print(self, *objects: Any) -> None: ...
+
+
+def evaluate_registered(
+    *,
+    source: str | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: _Printer | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every registered CIFAR-10 model on the test set (or a seeded subset of ``n`` images).
+
+    Models whose weights are not available (offline, not downloaded) are listed with ``accuracy=None``
+    and the reason, rather than failing the whole table.
+    """
+    from robustlab.data import load_dataset
+    from robustlab.metrics.accuracy import evaluate
+
+    test = load_dataset("cifar10", "test", data_dir).subset(n, seed)
+    rows = []
+    for spec in list_models(source):
+        if spec.dataset != "cifar10":
+            continue
+        row: dict[str, Any] = {"model": spec.name, "family": spec.family, "source": spec.source, "n": len(test),
+                               "recorded_accuracy": spec.metrics.get("test_accuracy"), "accuracy": None,
+                               "seconds": 0.0, "error": None}
+        try:
+            model = build_model(spec, data_dir=data_dir, download=False)
+        except ModelError as exc:
+            row["error"] = str(exc)
+            log.warning("%s skipped: %s", spec.name, exc)
+        else:
+            result = evaluate(model, test, batch_size=500)
+            row.update(accuracy=result.accuracy, seconds=result.seconds)
+        if progress is not None:
+            acc = "unavailable" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+            progress.print(f"{spec.name}: {acc}")
+        rows.append(row)
+    return rows

@@ -1,0 +1,75 @@
+"""The input contract of ModelAdapter: every bad input is refused with a message that says how to fix it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustlab import InputContractError, ModelAdapter, ModelError
+from robustlab.models import ProbabilityOutputWarning, eval_mode
+
+
+def _adapter(num_classes: int = 3, out: int | None = None, softmax: bool = False) -> ModelAdapter:
+    layers: list[nn.Module] = [nn.Flatten(), nn.Linear(3 * 4 * 4, out or num_classes)]
+    if softmax:
+        layers.append(nn.Softmax(dim=1))
+    return ModelAdapter(nn.Sequential(*layers), num_classes=num_classes, input_shape=(3, 4, 4),
+                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="toy")
+
+
+def test_valid_input_gives_logits_and_normalises_inside() -> None:
+    m = _adapter()
+    x = torch.rand(2, 3, 4, 4)
+    expected = m.net((x - 0.5) / 0.25)
+    torch.testing.assert_close(m(x), expected)
+
+
+@pytest.mark.parametrize(
+    ("x", "fragment"),
+    [
+        (torch.randint(0, 255, (2, 3, 4, 4), dtype=torch.uint8), "x.float() / 255"),
+        ((torch.rand(2, 3, 4, 4) - 0.5) / 0.25, "inputs look normalised"),
+        (torch.rand(2, 3, 4, 4) * 255, "divide by 255"),
+        (torch.full((2, 3, 4, 4), float("nan")), "NaN"),
+        (torch.rand(3, 4, 4), "x.unsqueeze(0)"),
+        (torch.rand(2, 4, 4, 3), "x.permute(0, 3, 1, 2)"),
+        (torch.rand(2, 3, 5, 5), "does not match (N, 3, 4, 4)"),
+    ],
+    ids=["uint8", "normalised", "0-255-float", "nan", "no-batch-dim", "nhwc", "wrong-size"],
+)
+def test_bad_inputs_are_refused_with_a_fix(x: torch.Tensor, fragment: str) -> None:
+    with pytest.raises(InputContractError, match="toy") as info:
+        _adapter()(x)
+    assert fragment in str(info.value)
+
+
+def test_wrong_num_classes_is_named() -> None:
+    m = _adapter(num_classes=5, out=3)
+    with pytest.raises(ModelError, match=r"returned shape \(2, 3\), expected \(N, 5\)"):
+        m(torch.rand(2, 3, 4, 4))
+
+
+def test_one_class_model_is_refused() -> None:
+    with pytest.raises(ModelError, match="at least 2 classes"):
+        ModelAdapter(nn.Identity(), num_classes=1)
+
+
+def test_probability_outputs_warn() -> None:
+    m = _adapter(softmax=True)
+    with pytest.warns(ProbabilityOutputWarning, match="remove the final softmax"):
+        m(torch.rand(2, 3, 4, 4))
+
+
+def test_predict_uses_eval_mode_and_restores_caller_mode() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.Dropout(0.9), nn.Linear(8, 3))
+    m = ModelAdapter(net, num_classes=3, input_shape=(3, 4, 4))
+    m.train()
+    x = torch.rand(16, 3, 4, 4)
+    a, b = m.predict_logits(x), m.predict_logits(x)
+    torch.testing.assert_close(a, b)  # dropout off: deterministic
+    assert m.training and net[2].training
+    net[2].eval()  # a mixed state is restored module by module
+    with eval_mode(m):
+        assert not net[1].training
+    assert m.training and not net[2].training

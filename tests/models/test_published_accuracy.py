@@ -1,0 +1,26 @@
+"""Known answers: the akamaster checkpoints reproduce their authors' published CIFAR-10 test accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robustlab import evaluate, load_dataset, load_model
+from robustlab.models import MODELS
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet20-akamaster",
+        pytest.param("resnet32-akamaster", marks=pytest.mark.slow),
+        pytest.param("resnet44-akamaster", marks=pytest.mark.slow),
+        pytest.param("resnet56-akamaster", marks=pytest.mark.slow),
+    ],
+)
+def test_published_accuracy_on_the_full_test_set(name: str, data_dir: Path) -> None:
+    result = evaluate(load_model(name, data_dir=data_dir, download=False), load_dataset("cifar10", "test", data_dir),
+                      batch_size=500)
+    assert result.n == 10_000
+    assert result.correct == round(MODELS.get(name).metrics["test_accuracy"] * 10_000)
