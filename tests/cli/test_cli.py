@@ -49,3 +49,20 @@ def test_user_errors_exit_2_with_message(args: list[str], fragment: str, data_di
     assert result.exit_code == 2
     assert fragment in " ".join(result.stderr.split())
     assert result.stdout == ""
+
+
+def test_train_then_eval_the_exported_weights(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    x = (rng.random((300, 8, 8, 3)) * 60 + y[:, None, None, None] * 90).astype(np.uint8)
+    np.savez(tmp_path / "toy.npz", x=x, y=y)
+    ds = f"npz:{tmp_path / 'toy.npz'}"
+    out = _json(["train", "--arch", "mlp", "--arch-kwargs", '{"image_size": 8, "hidden": [32]}', "--dataset", ds,
+                 "--epochs", "3", "--batch-size", "50", "--lr", "0.05", "--out", str(tmp_path / "run"), "--json"])
+    assert out["test_accuracy"] > 0.9 and out["recipe"]["epochs"] == 3
+    again = _json(["eval", "--model", out["weights"], "--dataset", ds, "--json"])
+    assert again["accuracy"] == out["test_accuracy"]
+    bad = runner.invoke(app, ["train", "--arch", "mlp", "--arch-kwargs", "{depth", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "not valid JSON" in bad.stderr
