@@ -1,0 +1,327 @@
+"""Adversarial attacks judged by one evaluator.
+
+``attack(model, x, y, "pgd", norm="linf", eps=8/255)`` runs a registered attack and returns an
+:class:`AttackResult` with per-sample records. Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
+loop), ``cw`` and ``ead`` (one binary search over the constant). Norms: ``linf``, ``l2``, ``l1``. Targets:
+``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks._evaluator import (
+    STATUS_FAILURE,
+    STATUS_MISCLASSIFIED,
+    STATUS_NUMERICAL_ERROR,
+    STATUS_SUCCESS,
+    PassCounter,
+    eval_mode,
+    finite_rows,
+    is_success,
+    judge,
+    predict,
+)
+from robustlab.attacks._losses import LOSSES, margin
+from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext
+from robustlab.attacks._minimal import minimal_search
+from robustlab.attacks._norms import L1, NORMS, Norm, get_norm
+from robustlab.attacks._result import RECORD_FIELDS, AttackResult
+from robustlab.attacks._targets import TARGET_MODES, check_labels, resolve_targets
+from robustlab.errors import ConfigError, InputContractError
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_EPS",
+    "LOSSES",
+    "NORMS",
+    "RECORD_FIELDS",
+    "TARGET_MODES",
+    "AttackResult",
+    "attack",
+    "list_attacks",
+    "margin",
+    "parse_eps",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Budget used by fixed-budget attacks when ``eps`` is not given (the usual CIFAR-10 settings).
+DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5, "l1": 12.0}
+
+
+def list_attacks() -> list[str]:
+    """Names of the registered attacks."""
+    return ATTACKS.names()
+
+
+def parse_eps(value: str | float | int | None) -> float | None:
+    """Parse a budget: a number, a fraction such as ``"8/255"``, or ``"inf"``.
+
+    Raises:
+        ConfigError: not a number, negative or NaN.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if "/" in text:
+                num, den = text.split("/", 1)
+                eps = float(num) / float(den)
+            else:
+                eps = float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(
+                f"cannot read eps {value!r}: use a number such as 0.03, a fraction such as 8/255, or inf"
+            ) from None
+    else:
+        eps = float(value)
+    if math.isnan(eps) or eps < 0:
+        raise ConfigError(f"eps must be >= 0, got {value!r}")
+    return eps
+
+
+def _check_inputs(x: Tensor, y: Tensor) -> None:
+    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
+        raise InputContractError(f"x must be a floating-point tensor in [0, 1], got {getattr(x, 'dtype', type(x))}")
+    if x.dim() < 2:
+        raise InputContractError(f"x must have a batch dimension (N, C, H, W), got shape {tuple(x.shape)}")
+    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
+        raise ConfigError(f"y must be a tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', type(y))}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise InputContractError("x contains NaN or infinite values")
+    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise InputContractError(
+            f"x must lie in [0, 1] (got min {float(x.min()):.4g}, max {float(x.max()):.4g}); "
+            "normalisation belongs inside the model"
+        )
+
+
+def _check_int(name: str, value: int | None, minimum: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    name: str,
+    *,
+    norm: str | None = None,
+    eps: float | str | None = None,
+    steps: int | None = None,
+    step_size: float | None = None,
+    target: str | Tensor = "untargeted",
+    minimal: bool = False,
+    seed: int = 0,
+    batch_size: int | None = None,
+    keep_adversarials: bool = False,
+    search_attempts: int = 10,
+    **params: Any,
+) -> AttackResult:
+    """Attack ``model`` on ``(x, y)`` and judge every example with the one evaluator.
+
+    Args:
+        model: Any module mapping float NCHW inputs in [0, 1] to logits ``(N, K)``. Its train/eval mode is
+            restored afterwards; it is not otherwise modified.
+        x: Clean inputs in [0, 1].
+        y: Labels in ``[0, K)``.
+        name: Registered attack (``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm``, ``cw``, ``ead``).
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``; default: the attack's own (L∞ for the gradient attacks, L2 for
+            C&W, L1 for EAD).
+        eps: Budget (a number or a string such as ``"8/255"``). Fixed-budget attacks default to
+            :data:`DEFAULT_EPS`; for C&W and EAD it only bounds the evaluation (examples are projected into
+            the ball). With ``minimal=True`` it is the largest eps searched.
+        steps: Gradient steps (gradient attacks) or inner iterations per constant (C&W, EAD).
+        step_size: Absolute step length for gradient attacks (default: relative to ``eps / steps``).
+        target: ``"untargeted"``, ``"random"``, ``"least-likely"``, ``"top2"`` or a tensor of targets.
+        minimal: Search each image's smallest successful eps (fixed-budget attacks; C&W and EAD are minimal
+            by construction).
+        seed: Seeds the one generator used for random starts and random targets.
+        batch_size: Attack this many samples at a time (default: all at once).
+        keep_adversarials: Keep the judged adversarial examples in the result (for transfer, or to save
+            with :meth:`AttackResult.save_adversarials`).
+        search_attempts: Most attacks per image in the minimal search.
+        **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
+            ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
+            ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
+            ``l1_sparsity`` (L1 steps); ``tolerance`` (minimal search).
+
+    Returns:
+        Per-sample records and a summary; see :class:`AttackResult`.
+
+    Raises:
+        UnknownNameError: unknown attack, norm, loss or target mode (with close matches).
+        ConfigError: invalid budget, steps, parameters, labels or targets, or a target mode the number of
+            classes cannot support.
+        InputContractError: ``x`` is not a finite float tensor in [0, 1].
+
+    Shape:
+        - x: ``(N, C, H, W)``; y: ``(N,)`` int64; target (tensor): ``(N,)`` int64
+    """
+    t0 = time.perf_counter()
+    method: AttackMethod = ATTACKS.get(name)
+    norm_obj: Norm = get_norm(norm or method.default_norm)
+    if norm_obj.name not in method.norms:
+        raise ConfigError(
+            f"attack {method.name!r} does not support norm {norm_obj.name!r}; it supports {', '.join(method.norms)}"
+        )
+    if "l1_sparsity" in params:
+        sparsity = float(params.pop("l1_sparsity"))
+        if norm_obj.name != "l1" or not 0 <= sparsity <= 1:
+            raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
+        norm_obj = L1(sparsity)
+    tolerance = params.pop("tolerance", None)
+    eps_value = parse_eps(eps)
+    _check_int("steps", steps, 1)
+    _check_int("batch_size", batch_size, 1)
+    _check_int("search_attempts", search_attempts, 1)
+    if step_size is not None and not step_size > 0:
+        raise ConfigError(f"step_size must be > 0, got {step_size!r}")
+    config = method.configure(steps, step_size, params)
+    _check_inputs(x, y)
+    minimal_search_on = minimal and method.fixed_budget
+    if method.fixed_budget and eps_value is None:
+        eps_value = (
+            {"linf": 1.0, "l2": math.sqrt(x[0].numel()), "l1": float(x[0].numel())}[norm_obj.name]
+            if minimal_search_on
+            else DEFAULT_EPS[norm_obj.name]
+        )
+    if minimal_search_on and not (eps_value is not None and math.isfinite(eps_value) and eps_value > 0):
+        raise ConfigError(f"the minimal search needs a finite eps > 0 to start from, got {eps_value}")
+
+    x = x.detach()
+    n = x.shape[0]
+    device = x.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    counter = PassCounter(n)
+    everyone = torch.arange(n, device=device)
+    eps_found = torch.full((n,), float("nan"), dtype=torch.float64)
+    extra: dict[str, Any] = {}
+
+    with eval_mode(model):
+        clean_logits = predict(model, x, batch_size)
+        counter.add_forward(everyone)
+        if clean_logits.dim() != 2:
+            raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(clean_logits.shape)}")
+        k = clean_logits.shape[1]
+        y = y.to(device)
+        check_labels(y, k)
+        mode_name, targets = resolve_targets(target, clean_logits, y, generator)
+        method.check_classes(config, k, targets is not None)
+        clean_ok = finite_rows(clean_logits)
+        todo = (clean_ok & ~is_success(clean_logits, y, targets)).nonzero().flatten()
+        x_adv = x.clone()
+        eps_t = torch.full((n,), eps_value if eps_value is not None else float("inf"), dtype=x.dtype, device=device)
+        ctx = RunContext(model=model, norm=norm_obj, generator=generator, counter=counter)
+        bs = batch_size or max(n, 1)
+        for start in range(0, todo.numel(), bs):
+            rows = todo[start : start + bs]
+            xb, yb = x[rows], y[rows]
+            tb = None if targets is None else targets[rows]
+            if minimal_search_on:
+                assert eps_value is not None  # for mypy: set above
+                tol = float(tolerance) if tolerance is not None else eps_value * 2.0 ** -(search_attempts - 1)
+
+                def run_at(
+                    sub: Tensor,
+                    e: Tensor,
+                    xb: Tensor = xb,
+                    yb: Tensor = yb,
+                    tb: Tensor | None = tb,
+                    rows: Tensor = rows,
+                ) -> Tensor:
+                    return method.run(ctx, config, xb[sub], yb[sub], None if tb is None else tb[sub], e, rows[sub])
+
+                out = minimal_search(
+                    model,
+                    xb,
+                    yb,
+                    tb,
+                    run=run_at,
+                    norm=norm_obj,
+                    eps_max=eps_value,
+                    attempts=search_attempts,
+                    tolerance=tol,
+                    counter=counter,
+                    index=rows,
+                )
+                x_adv[rows] = out.x_adv
+                eps_found[rows.cpu()] = out.eps_found.double().cpu()
+            else:
+                x_adv[rows] = method.run(ctx, config, xb, yb, tb, eps_t[rows], rows)
+        if method.fixed_budget and not minimal_search_on:
+            eps_found[todo.cpu()] = float(eps_value) if eps_value is not None else float("nan")
+        verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)
+        counter.add_forward(everyone)
+
+    if minimal_search_on:
+        per_attack = int(getattr(config, "steps", 1)) * int(getattr(config, "restarts", 1))
+        baseline = int(todo.numel()) * search_attempts * per_attack
+        spent = int(counter.gradient.sum())
+        extra = {
+            "search_attempts": search_attempts,
+            "search_tolerance": tol if todo.numel() else None,
+            "gradient_passes_every_eps": baseline,
+            "gradient_passes_saved": baseline - spent,
+        }
+
+    clean_pred = clean_logits.argmax(1).cpu()
+    label = y.cpu()
+    finite_all = (clean_ok & verdict.finite).cpu()
+    success = verdict.success.cpu() & finite_all
+    status = [
+        STATUS_NUMERICAL_ERROR
+        if not bool(finite_all[i])
+        else STATUS_MISCLASSIFIED
+        if int(clean_pred[i]) != int(label[i])
+        else STATUS_SUCCESS
+        if bool(success[i])
+        else STATUS_FAILURE
+        for i in range(n)
+    ]
+    if not minimal_search_on:
+        eps_found[verdict.success.cpu() & ~torch.isin(everyone.cpu(), todo.cpu())] = 0.0
+    resolved: dict[str, Any] = {"steps": getattr(config, "steps", None), **_public(config)}
+    result = AttackResult(
+        attack=method.name,
+        norm=norm_obj.name,
+        eps=eps_value,
+        target_mode=mode_name,
+        minimal=bool(minimal),
+        seed=seed,
+        params=resolved,
+        index=everyone.cpu(),
+        label=label,
+        target=(targets.cpu() if targets is not None else torch.full((n,), -1, dtype=torch.int64)),
+        clean_pred=clean_pred,
+        adv_pred=verdict.pred.cpu(),
+        success=success,
+        status=status,
+        l0=verdict.l0.double().cpu(),
+        l1=verdict.l1.double().cpu(),
+        l2=verdict.l2.double().cpu(),
+        linf=verdict.linf.double().cpu(),
+        eps_found=eps_found,
+        forward_passes=counter.forward.clone(),
+        gradient_passes=counter.gradient.clone(),
+        seconds=time.perf_counter() - t0,
+        adversarials=verdict.x_adv if keep_adversarials else None,
+        extra=extra,
+    )
+    logger.debug("attack %s: %s", method.name, result.summary())
+    return result
+
+
+def _public(config: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

@@ -1,0 +1,179 @@
+"""The one evaluator: attacks propose, the evaluator projects, clips, re-runs the model and judges.
+
+No attack decides its own success. Whatever an attack returns is projected into the threat model, clipped
+to [0, 1] and classified by a fresh forward pass with the model in eval mode; only then is it a success
+(untargeted: prediction != label; targeted: prediction == target). Non-finite logits make a sample a
+``numerical_error``, which is never counted as robust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks._norms import Norm
+
+STATUS_SUCCESS = "success"
+STATUS_FAILURE = "failure"
+STATUS_MISCLASSIFIED = "misclassified"
+STATUS_NUMERICAL_ERROR = "numerical_error"
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and restore each one's own mode afterwards (also on error)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class PassCounter:
+    """Per-sample counts of forward-only and forward+input-gradient passes.
+
+    Shape:
+        - forward, gradient: ``(N,)`` int64 on the CPU
+    """
+
+    def __init__(self, n: int) -> None:
+        self.forward = torch.zeros(n, dtype=torch.int64)
+        self.gradient = torch.zeros(n, dtype=torch.int64)
+
+    def add_forward(self, idx: Tensor) -> None:
+        """Count one forward pass for the samples at ``idx`` (global indices)."""
+        self.forward[idx.cpu()] += 1
+
+    def add_gradient(self, idx: Tensor) -> None:
+        """Count one forward + input-gradient pass for the samples at ``idx`` (global indices)."""
+        self.gradient[idx.cpu()] += 1
+
+
+def predict(model: nn.Module, x: Tensor, batch_size: int | None = None) -> Tensor:
+    """Logits of a fresh eval-mode forward pass without gradients, in batches.
+
+    Shape:
+        - x: ``(N, C, H, W)``
+        - output: ``(N, K)``
+    """
+    bs = batch_size or max(1, x.shape[0])
+    with eval_mode(model), torch.no_grad():
+        outs = [model(x[i : i + bs]) for i in range(0, x.shape[0], bs)]
+    if not outs:
+        return torch.empty((0, 0), dtype=x.dtype, device=x.device)
+    return torch.cat(outs)
+
+
+def is_success(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    """The success rule, the same for every attack: untargeted pred != label, targeted pred == target.
+
+    Rows with a non-finite logit are never a success.
+
+    Shape:
+        - logits: ``(N, K)``; labels, targets: ``(N,)``
+        - output: ``(N,)`` bool
+    """
+    pred = logits.argmax(1)
+    ok = pred != labels if targets is None else pred == targets
+    return ok & torch.isfinite(logits).all(1)
+
+
+def finite_rows(logits: Tensor) -> Tensor:
+    """Shape: ``(N, K)`` → ``(N,)`` bool, True where every logit is finite."""
+    return torch.isfinite(logits).all(1)
+
+
+@dataclass
+class Judgement:
+    """What the evaluator decided for each sample.
+
+    Shape:
+        - x_adv: ``(N, C, H, W)``; pred, success, finite, l0, l1, l2, linf: ``(N,)``
+    """
+
+    x_adv: Tensor
+    pred: Tensor
+    success: Tensor
+    finite: Tensor
+    l0: Tensor
+    l1: Tensor
+    l2: Tensor
+    linf: Tensor
+
+
+def constrain(x: Tensor, x_adv: Tensor, norm: Norm, eps: float | Tensor | None) -> Tensor:
+    """Project ``x_adv`` into the eps-ball of ``norm`` around ``x`` (if ``eps`` is given) and clip to [0, 1].
+
+    Clipping after the projection keeps the point inside the ball: it only shrinks each coordinate of the
+    perturbation towards zero.
+
+    Shape:
+        - x, x_adv: ``(N, *)``; eps: scalar or ``(N,)``
+        - output: ``(N, *)``
+    """
+    delta = x_adv - x
+    if eps is not None:
+        delta = norm.project(delta, eps)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def distortions(delta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """L0, L1, L2 and L∞ norms of each perturbation.
+
+    Shape:
+        - delta: ``(N, *)``
+        - output: four ``(N,)`` tensors
+    """
+    flat = delta.reshape(delta.shape[0], -1)
+    return (
+        (flat != 0).sum(1).to(flat.dtype),
+        flat.abs().sum(1),
+        torch.linalg.vector_norm(flat, ord=2, dim=1),
+        flat.abs().amax(1) if flat.shape[1] else flat.new_zeros(flat.shape[0]),
+    )
+
+
+def judge(
+    model: nn.Module,
+    x: Tensor,
+    x_adv: Tensor,
+    labels: Tensor,
+    targets: Tensor | None,
+    norm: Norm,
+    eps: float | Tensor | None,
+    batch_size: int | None = None,
+) -> Judgement:
+    """Constrain the proposed examples, classify them afresh and judge success.
+
+    Args:
+        model: The classifier (its train/eval mode is restored afterwards).
+        x: Clean inputs.
+        x_adv: Proposed adversarial examples.
+        labels: True labels.
+        targets: Targets, or ``None`` for untargeted.
+        norm: Threat-model norm used for the projection.
+        eps: Budget (scalar or per-sample); ``None`` for an unbounded attack (only the box applies).
+        batch_size: Forward-pass batch size.
+
+    Shape:
+        - x, x_adv: ``(N, C, H, W)``; labels, targets: ``(N,)``
+    """
+    final = constrain(x, x_adv.detach(), norm, eps)
+    logits = predict(model, final, batch_size)
+    l0, l1, l2, linf = distortions(final - x)
+    return Judgement(
+        x_adv=final,
+        pred=logits.argmax(1),
+        success=is_success(logits, labels, targets),
+        finite=finite_rows(logits),
+        l0=l0,
+        l1=l1,
+        l2=l2,
+        linf=linf,
+    )

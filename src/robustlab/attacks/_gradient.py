@@ -1,0 +1,133 @@
+"""The one gradient loop: FGSM, I-FGSM, PGD (random start, restarts) and MI-FGSM are configurations of it.
+
+FGSM is one step of size eps without random start; I-FGSM is several smaller steps; PGD adds a random start
+and restarts; MI-FGSM accumulates an L1-normalised gradient with decay ``momentum``. The norm supplies the
+random start, the steepest-ascent step and the projection; the loss is any :class:`~._losses.Loss`.
+
+A sample whose current iterate already meets the attack goal leaves the batch (``early_stop``): it is a
+success whatever happens next, so the answer is unchanged and the remaining gradient passes are saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks._evaluator import PassCounter, constrain, is_success
+from robustlab.attacks._losses import make_loss
+from robustlab.attacks._norms import Norm, per_sample
+
+
+@dataclass(frozen=True)
+class GradientConfig:
+    """Settings of the gradient loop.
+
+    Attributes:
+        steps: Gradient steps per restart.
+        step_size: Absolute step length in the threat norm; ``None`` means ``rel_step * eps / steps``.
+        rel_step: Step length relative to ``eps / steps`` when ``step_size`` is ``None``.
+        random_start: Start from a uniform point of the eps-ball instead of the clean input.
+        restarts: Number of runs; each later run attacks only the samples not yet fooled.
+        momentum: MI-FGSM decay factor mu; ``0`` disables momentum.
+        loss: Loss name (``"ce"``, ``"margin"``, ``"dlr"``).
+        kappa: Confidence of the margin loss.
+        early_stop: Drop samples from the batch as soon as their iterate succeeds.
+    """
+
+    steps: int = 10
+    step_size: float | None = None
+    rel_step: float = 2.5
+    random_start: bool = True
+    restarts: int = 1
+    momentum: float = 0.0
+    loss: str = "ce"
+    kappa: float = 0.0
+    early_stop: bool = True
+
+
+def gradient_attack(
+    model: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    targets: Tensor | None,
+    eps: Tensor,
+    *,
+    norm: Norm,
+    config: GradientConfig,
+    generator: torch.Generator,
+    counter: PassCounter,
+    index: Tensor,
+) -> Tensor:
+    """Run the gradient loop on one batch; the model must already be in eval mode.
+
+    Args:
+        model: Classifier returning logits.
+        x: Clean inputs in [0, 1].
+        labels: True labels.
+        targets: Target classes, or ``None`` for untargeted.
+        eps: Per-sample budget in ``norm``.
+        norm: Threat-model norm.
+        config: Loop settings.
+        generator: Randomness for the random start.
+        counter: Pass counter, indexed by ``index``.
+        index: Global sample positions of the rows of ``x`` (for the counter).
+
+    Returns:
+        Adversarial candidates inside the eps-ball and [0, 1] (the evaluator still judges them).
+
+    Shape:
+        - x: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``
+        - output: ``(N, C, H, W)``
+
+    References:
+        Goodfellow et al., "Explaining and Harnessing Adversarial Examples", ICLR 2015 (FGSM).
+        Kurakin et al., "Adversarial Examples in the Physical World", ICLR 2017 workshop (I-FGSM).
+        Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018 (PGD).
+        Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018 (MI-FGSM).
+    """
+    loss_fn = make_loss(config.loss, config.kappa)
+    step_all = (
+        torch.full_like(eps, config.step_size) if config.step_size is not None else config.rel_step * eps / config.steps
+    )
+    out = x.detach().clone()
+    done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    for restart in range(config.restarts):
+        act = (~done).nonzero().flatten()  # (n,) local rows still to fool
+        if act.numel() == 0:
+            break
+        xa, ya, ea, sa = x[act], labels[act], eps[act], step_all[act]
+        ta = None if targets is None else targets[act]
+        cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea) if config.random_start else xa.clone()
+        mom = torch.zeros_like(xa) if config.momentum else None
+        for _ in range(config.steps):
+            cur.requires_grad_(True)
+            logits = model(cur)  # (n, K)
+            (grad,) = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), cur)
+            counter.add_gradient(index[act])
+            cur = cur.detach()
+            if config.early_stop:
+                won = is_success(logits.detach(), ya, ta)
+                if bool(won.any()):
+                    out[act[won]] = cur[won]
+                    done[act[won]] = True
+                    keep = ~won
+                    act, xa, ya, ea, sa, cur, grad = (t[keep] for t in (act, xa, ya, ea, sa, cur, grad))
+                    ta = None if ta is None else ta[keep]
+                    mom = None if mom is None else mom[keep]
+                    if act.numel() == 0:
+                        break
+            direction = torch.nan_to_num(grad)  # a NaN in one sample must not stop the others
+            if mom is not None:
+                l1 = direction.abs().reshape(direction.shape[0], -1).sum(1).clamp_min(1e-12)
+                mom = config.momentum * mom + direction / per_sample(l1, direction)
+                direction = mom
+            cur = constrain(xa, cur + norm.steepest_step(direction, sa, cur), norm, ea)
+        out[act] = cur
+        if restart < config.restarts - 1 and act.numel():
+            with torch.no_grad():
+                won = is_success(model(cur), ya, ta)
+            counter.add_forward(index[act])
+            done[act[won]] = True
+    return out

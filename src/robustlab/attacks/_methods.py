@@ -1,0 +1,209 @@
+"""Registered attack methods: each is a configuration of the gradient loop or of the constant search."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustlab._registry import Registry
+from robustlab.attacks._cw import CarliniWagnerL2, ElasticNet, InnerOptimizer, SearchConfig, const_search
+from robustlab.attacks._evaluator import PassCounter
+from robustlab.attacks._gradient import GradientConfig, gradient_attack
+from robustlab.attacks._losses import LOSSES, make_loss
+from robustlab.attacks._norms import Norm
+from robustlab.errors import ConfigError
+
+
+@dataclass
+class RunContext:
+    """What a method needs besides the batch: model (in eval mode), norm, randomness and the counter."""
+
+    model: nn.Module
+    norm: Norm
+    generator: torch.Generator
+    counter: PassCounter
+
+
+def _apply_params(cfg: Any, params: dict[str, Any], method: str) -> Any:
+    names = [f.name for f in dataclasses.fields(cfg)]
+    for key in params:
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown parameter {key!r} for attack {method!r}.{hint} Known: {', '.join(names)}.")
+    return dataclasses.replace(cfg, **params)
+
+
+class AttackMethod(ABC):
+    """A registered attack.
+
+    Attributes:
+        name: Registry name.
+        norms: Norms it supports; the first is the default.
+        fixed_budget: ``True`` for attacks that take an eps budget (and can be wrapped by the minimal search);
+            ``False`` for minimal-distortion attacks (C&W, EAD), for which eps only bounds the evaluation.
+    """
+
+    name: str
+    norms: tuple[str, ...]
+    fixed_budget: bool
+
+    @property
+    def default_norm(self) -> str:
+        """The norm used when none is given."""
+        return self.norms[0]
+
+    @abstractmethod
+    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> Any:
+        """Validate the user's settings and return the resolved configuration (a frozen dataclass)."""
+
+    @abstractmethod
+    def run(
+        self,
+        ctx: RunContext,
+        config: Any,
+        x: Tensor,
+        labels: Tensor,
+        targets: Tensor | None,
+        eps: Tensor,
+        index: Tensor,
+    ) -> Tensor:
+        """Return candidates for one batch (shape ``(N, C, H, W)``); the evaluator judges them."""
+
+    def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
+        """Raise :class:`ConfigError` if the configuration cannot work with this many classes."""
+        if num_classes < 2:
+            raise ConfigError(f"attack {self.name!r} needs a model with at least 2 classes, got {num_classes}")
+
+
+class GradientMethod(AttackMethod):
+    """FGSM / I-FGSM / PGD / MI-FGSM: presets of :func:`~._gradient.gradient_attack`."""
+
+    fixed_budget = True
+    norms = ("linf", "l2", "l1")
+
+    def __init__(self, name: str, defaults: GradientConfig, one_step: bool = False) -> None:
+        self.name, self.defaults, self.one_step = name, defaults, one_step
+
+    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> GradientConfig:
+        if self.one_step and steps not in (None, 1):
+            raise ConfigError(f"{self.name} takes exactly one step (got steps={steps}); use 'ifgsm' or 'pgd'")
+        cfg = _apply_params(self.defaults, params, self.name)
+        if steps is not None:
+            cfg = dataclasses.replace(cfg, steps=steps)
+        if step_size is not None:
+            cfg = dataclasses.replace(cfg, step_size=step_size)
+        LOSSES.get(cfg.loss)
+        if cfg.restarts < 1:
+            raise ConfigError(f"restarts must be >= 1, got {cfg.restarts}")
+        if cfg.momentum < 0:
+            raise ConfigError(f"momentum must be >= 0, got {cfg.momentum}")
+        return cfg
+
+    def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
+        super().check_classes(config, num_classes, targeted)
+        make_loss(config.loss, config.kappa).check(num_classes, targeted)
+
+    def run(
+        self,
+        ctx: RunContext,
+        config: Any,
+        x: Tensor,
+        labels: Tensor,
+        targets: Tensor | None,
+        eps: Tensor,
+        index: Tensor,
+    ) -> Tensor:
+        return gradient_attack(
+            ctx.model,
+            x,
+            labels,
+            targets,
+            eps,
+            norm=ctx.norm,
+            config=config,
+            generator=ctx.generator,
+            counter=ctx.counter,
+            index=index,
+        )
+
+
+@dataclass(frozen=True)
+class EADConfig(SearchConfig):
+    """:class:`~._cw.SearchConfig` plus EAD's ``beta``, ``decision`` rule (``"en"``/``"l1"``) and ``fista``."""
+
+    beta: float = 1e-3
+    decision: str = "en"
+    fista: bool = True
+
+
+class ConstSearchMethod(AttackMethod):
+    """C&W-L2 and EAD: an inner optimiser under the shared binary search over ``c``."""
+
+    fixed_budget = False
+
+    def __init__(self, name: str, norms: tuple[str, ...], defaults: SearchConfig) -> None:
+        self.name, self.norms, self.defaults = name, norms, defaults
+
+    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> SearchConfig:
+        if step_size is not None:
+            raise ConfigError(f"{self.name} has no step size; set its learning rate with lr=...")
+        cfg = _apply_params(self.defaults, params, self.name)
+        if steps is not None:
+            cfg = dataclasses.replace(cfg, steps=steps)
+        if cfg.search_steps < 1:
+            raise ConfigError(f"search_steps must be >= 1, got {cfg.search_steps}")
+        if cfg.initial_const <= 0 or cfg.lr <= 0:
+            raise ConfigError("initial_const and lr must be > 0")
+        if isinstance(cfg, EADConfig):
+            if cfg.decision not in ("en", "l1"):
+                raise ConfigError(f"decision must be 'en' or 'l1', got {cfg.decision!r}")
+            if cfg.beta < 0:
+                raise ConfigError(f"beta must be >= 0, got {cfg.beta}")
+        return cfg
+
+    def inner(self, config: SearchConfig) -> InnerOptimizer:
+        """The inner optimiser for this configuration."""
+        if isinstance(config, EADConfig):
+            return ElasticNet(beta=config.beta, decision=config.decision, fista=config.fista)
+        return CarliniWagnerL2()
+
+    def run(
+        self,
+        ctx: RunContext,
+        config: Any,
+        x: Tensor,
+        labels: Tensor,
+        targets: Tensor | None,
+        eps: Tensor,
+        index: Tensor,
+    ) -> Tensor:
+        return const_search(
+            ctx.model,
+            x,
+            labels,
+            targets,
+            inner=self.inner(config),
+            config=config,
+            counter=ctx.counter,
+            index=index,
+        )
+
+
+ATTACKS: Registry[AttackMethod] = Registry("attack")
+ATTACKS.register(
+    "fgsm", GradientMethod("fgsm", GradientConfig(steps=1, rel_step=1.0, random_start=False), one_step=True)
+)
+ATTACKS.register("ifgsm", GradientMethod("ifgsm", GradientConfig(steps=10, rel_step=1.0, random_start=False)))
+ATTACKS.register("pgd", GradientMethod("pgd", GradientConfig(steps=10, rel_step=2.5, random_start=True)))
+ATTACKS.register(
+    "mifgsm", GradientMethod("mifgsm", GradientConfig(steps=10, rel_step=1.0, random_start=False, momentum=1.0))
+)
+ATTACKS.register("cw", ConstSearchMethod("cw", ("l2",), SearchConfig()))
+ATTACKS.register("ead", ConstSearchMethod("ead", ("l1", "l2"), EADConfig()))

@@ -1,0 +1,94 @@
+"""Per-image minimal-distortion search for fixed-budget attacks (the seed study's protocol).
+
+Each image starts at ``eps_max``. After a success the upper bound becomes the distortion actually used (at
+most the eps tried) and eps moves halfway down to the largest failed eps (a halving while no failure is
+known); after a failure eps moves to the midpoint between it and the upper bound. An image that fails at
+``eps_max``, or whose bracket is narrower than the tolerance, is resolved and no longer attacked; at most
+``attempts`` attacks are spent per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks._evaluator import PassCounter, constrain, is_success
+from robustlab.attacks._norms import Norm
+
+
+@dataclass
+class MinimalOutcome:
+    """Result of the search for one batch.
+
+    Shape:
+        - x_adv: ``(N, C, H, W)``, the least-distorted success (the clean input if none)
+        - eps_found: ``(N,)``, the upper bound of the bracket (``inf`` if no success up to ``eps_max``)
+        - attempts_used: ``(N,)`` int64
+    """
+
+    x_adv: Tensor
+    eps_found: Tensor
+    attempts_used: Tensor
+
+
+def minimal_search(
+    model: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    targets: Tensor | None,
+    *,
+    run: Callable[[Tensor, Tensor], Tensor],
+    norm: Norm,
+    eps_max: float,
+    attempts: int,
+    tolerance: float,
+    counter: PassCounter,
+    index: Tensor,
+) -> MinimalOutcome:
+    """Search each image's smallest successful eps, re-attacking only unresolved images.
+
+    Args:
+        model: Classifier (already in eval mode).
+        x: Clean inputs.
+        labels: True labels.
+        targets: Targets or ``None``.
+        run: ``run(rows, eps)`` attacks ``x[rows]`` at per-sample budgets ``eps`` and returns candidates.
+        norm: Threat-model norm.
+        eps_max: Largest budget tried (the first attempt).
+        attempts: Most attacks per image.
+        tolerance: An image is resolved once ``upper - lower <= tolerance``.
+        counter: Pass counter (one forward pass per judged attempt).
+        index: Global positions of the rows of ``x``.
+
+    Shape:
+        - x: ``(N, C, H, W)``; labels, targets, index: ``(N,)``
+    """
+    n = x.shape[0]
+    opts = {"dtype": x.dtype, "device": x.device}
+    lower = torch.zeros(n, **opts)
+    upper = torch.full((n,), float("inf"), **opts)
+    eps = torch.full((n,), float(eps_max), **opts)
+    best = x.detach().clone()
+    used = torch.zeros(n, dtype=torch.int64, device=x.device)
+    open_ = torch.ones(n, dtype=torch.bool, device=x.device)
+    for _ in range(attempts):
+        rows = open_.nonzero().flatten()
+        if rows.numel() == 0:
+            break
+        cand = constrain(x[rows], run(rows, eps[rows]), norm, eps[rows])
+        with torch.no_grad():
+            won = is_success(model(cand), labels[rows], None if targets is None else targets[rows])
+        counter.add_forward(index[rows])
+        used[rows] += 1
+        dist = norm.distance(cand - x[rows])
+        w, f = rows[won], rows[~won]
+        shrink = dist[won] <= upper[w]
+        upper[w[shrink]] = torch.minimum(dist[won][shrink], eps[w[shrink]])
+        best[w[shrink]] = cand[won][shrink]
+        lower[f] = torch.maximum(lower[f], eps[f])
+        eps = torch.where(torch.isfinite(upper), (lower + upper) / 2, eps)
+        open_ = torch.isfinite(upper) & (upper - lower > tolerance)
+    return MinimalOutcome(x_adv=best, eps_found=upper, attempts_used=used)
