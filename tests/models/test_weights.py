@@ -53,7 +53,7 @@ def test_pickle_that_runs_code_is_refused_without_side_effect(tmp_path: Path) ->
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": _Evil(marker)}, f, protocol=2)
-    with pytest.raises(ModelError, match="refused to load .*weights_only=True"):
+    with pytest.raises(ModelError, match=r"refused to load .*weights_only=True"):
         read_torch_checkpoint(path)
     assert not marker.exists()
 
@@ -93,7 +93,7 @@ def test_user_factory_from_file(tmp_path: Path) -> None:
     )
     model = load_model(f"{tmp_path / 'mine.py'}:make")
     assert model(torch.rand(5, 3, 2, 2)).shape == (5, 4)
-    with pytest.raises(ModelError, match="wrap it in robustlab.ModelAdapter"):
+    with pytest.raises(ModelError, match=r"wrap it in robustlab\.ModelAdapter"):
         load_model(f"{tmp_path / 'mine.py'}:plain")
     with pytest.raises(ModelError, match="has no attribute 'nope'"):
         load_model(f"{tmp_path / 'mine.py'}:nope")
