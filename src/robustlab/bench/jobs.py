@@ -22,7 +22,6 @@ from robustlab._registry import Registry
 from robustlab.bench.plan import Job
 from robustlab.data import Dataset, load_dataset
 from robustlab.errors import RobustlabError
-from robustlab.metrics.accuracy import predict_classes
 from robustlab.models import ModelAdapter, eval_mode, load_model
 from robustlab.store import artifact_path, read_records, write_records
 

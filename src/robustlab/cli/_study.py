@@ -1,0 +1,87 @@
+"""``robustlab run`` (the study) and ``robustlab report``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from robustlab.cli._common import DataOpt, JsonOpt, emit_json, err_console, user_errors
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_cmd(
+        spec: Annotated[Path | None, typer.Argument(help="Study spec (YAML). Default: the built-in zoo study.")] = None,
+        out: Annotated[Path | None, typer.Option(help="Run directory (default: the spec's `output`).")] = None,
+        workers: Annotated[int, typer.Option(help="Local worker processes (1: in-process).")] = 1,
+        backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
+        address: Annotated[str | None, typer.Option(help="Ray cluster address (backend ray).")] = None,
+        num_gpus: Annotated[float, typer.Option(help="GPUs per job (backend ray; fractions allowed).")] = 0.0,
+        report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+        data: DataOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Run (or resume) a robustness study, then write its report. Finished jobs are skipped."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from robustlab.bench import load_spec, make_executor, resolve_output, run_study
+        from robustlab.bench.default import default_spec
+        from robustlab.report import write_report
+
+        with user_errors():
+            study = load_spec(spec) if spec is not None else default_spec(data)
+            run_dir = out or resolve_output(study, spec.parent if spec is not None else Path.cwd())
+            executor = make_executor(
+                backend,
+                workers=workers,
+                address=address,
+                data_dir=None if data is None else str(data),
+                num_gpus=num_gpus,
+            )
+            with Progress(
+                TextColumn("{task.description:<9}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=err_console,
+                disable=json_out,
+            ) as bar:
+                tasks: dict[str, int] = {}
+
+                def progress(phase: str, done: int, total: int, label: str) -> None:
+                    if phase not in tasks:
+                        tasks[phase] = bar.add_task(phase, total=total, last="")
+                    bar.update(tasks[phase], completed=done, total=total, last=label)
+
+                try:
+                    summary = run_study(study, run_dir, data_dir=data, executor=executor, progress=progress)
+                finally:
+                    executor.close()
+            result = write_report(run_dir) if report else None
+        payload = {**summary.to_dict(), "report": None if result is None else str(result.html)}
+        if json_out:
+            emit_json(payload)
+        else:
+            err_console.print(
+                f"{summary.executed} job(s) run, {summary.skipped} already done; results in {run_dir}"
+                + (f"; report {result.html}" if result else "")
+            )
+
+    @app.command("report")
+    def report_cmd(
+        run: Annotated[Path, typer.Argument(help="Run directory written by `robustlab run`.")],
+        out: Annotated[Path | None, typer.Option(help="Where to write (default: the run directory).")] = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Write report.html (self-contained), figures/*.png and tables/*.csv for a run."""
+        from robustlab.report import write_report
+
+        with user_errors():
+            result = write_report(run, out)
+        if json_out:
+            emit_json(result.to_dict())
+        else:
+            err_console.print(f"report: {result.html} ({result.n_plots} plots, {len(result.tables)} tables)")
