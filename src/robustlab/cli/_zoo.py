@@ -95,10 +95,16 @@ def register(app: typer.Typer) -> None:
         table = Table("model", "family", "source", "n", "accuracy", "recorded", "seconds", title="clean accuracy")
         for r in rows:
             rec = r["recorded_accuracy"]
-            table.add_row(r["model"], r["family"], r["source"], str(r["n"]),
-                          "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
-                          "" if rec is None else f"{rec:.4f}", f"{r['seconds']:.1f}", style=None if r["accuracy"]
-                          is not None else "dim")
+            table.add_row(
+                r["model"],
+                r["family"],
+                r["source"],
+                str(r["n"]),
+                "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}",
+                "" if rec is None else f"{rec:.4f}",
+                f"{r['seconds']:.1f}",
+                style=None if r["accuracy"] is not None else "dim",
+            )
         out_console.print(table)
 
     @zoo_app.command("build")

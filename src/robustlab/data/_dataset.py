@@ -57,8 +57,7 @@ class Dataset:
         for what, t in (("y", y), ("indices", idx)):
             if t.dtype != torch.int64 or t.shape != (n,):
                 raise DataError(
-                    f"dataset {self.name!r}: {what} must be int64 of shape ({n},), "
-                    f"got {t.dtype} {tuple(t.shape)}"
+                    f"dataset {self.name!r}: {what} must be int64 of shape ({n},), got {t.dtype} {tuple(t.shape)}"
                 )
         if n and (int(y.min()) < 0 or int(y.max()) >= len(self.classes)):
             raise DataError(

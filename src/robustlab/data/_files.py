@@ -33,9 +33,7 @@ DATA_ENV_VAR = "ROBUSTLAB_DATA"
 DEFAULT_DATA_DIR = Path("~/.cache/robustlab/data")
 """Data directory used when neither an argument nor :data:`DATA_ENV_VAR` names one."""
 
-_HOW_TO_SET = (
-    f"Name another one with --data DIR (or data_dir=...) or the {DATA_ENV_VAR} environment variable."
-)
+_HOW_TO_SET = f"Name another one with --data DIR (or data_dir=...) or the {DATA_ENV_VAR} environment variable."
 
 
 def data_dir_origin(data_dir: str | os.PathLike[str] | None) -> str:

@@ -47,9 +47,7 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
-def load_dataset(
-    name: str, split: str = "test", data_dir: DataDir = None, *, download: bool = True
-) -> Dataset:
+def load_dataset(name: str, split: str = "test", data_dir: DataDir = None, *, download: bool = True) -> Dataset:
     """Load one split of a dataset into memory, verifying checksums.
 
     Named datasets (:func:`list_datasets`) are read from ``<data dir>/<dataset dir>/`` (see
@@ -147,9 +145,7 @@ def _first_present(sources: tuple[SplitSource, ...], directory: Path) -> SplitSo
             return source
         if any(present):
             missing = [f.name for f, ok in zip(source.files, present, strict=True) if not ok]
-            logger.warning(
-                "%s in %s is incomplete (missing %s); ignoring it", source.description, directory, missing
-            )
+            logger.warning("%s in %s is incomplete (missing %s); ignoring it", source.description, directory, missing)
     return None
 
 
@@ -300,9 +296,7 @@ def _check_file(spec: DatasetSpec, f: FileSpec, root: Path, splits: tuple[str, .
     def entry(algorithm: str, exp: str, ok: bool | None, actual: str | None, message: str = "") -> DataCheck:
         if ok is False and not message:
             message = "checksum differs: the file is corrupted or not the official one"
-        return DataCheck(
-            spec.name, rel, str(path), splits, path.is_file(), ok, algorithm, exp, actual, message
-        )
+        return DataCheck(spec.name, rel, str(path), splits, path.is_file(), ok, algorithm, exp, actual, message)
 
     if not path.is_file():
         return [entry(alg, exp, None, None) for alg, exp in expected]

@@ -47,9 +47,7 @@ Reader = Callable[[SplitSource, Sequence[Path]], tuple[np.ndarray, np.ndarray]]
 
 READERS: Registry[Reader] = Registry("dataset file format")
 
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"})
 """File suffixes (lower case) that :func:`read_image_folder` reads; other files are ignored."""
 
 
@@ -103,9 +101,7 @@ def _read_idx_pair(source: SplitSource, paths: Sequence[Path]) -> tuple[np.ndarr
     if images.ndim != 3:
         raise DataError(f"{images_path}: expected images of shape (N, H, W), got {images.shape}")
     if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise DataError(
-            f"{labels_path} holds {labels.shape} labels for the {images.shape[0]} images of {images_path}"
-        )
+        raise DataError(f"{labels_path} holds {labels.shape} labels for the {images.shape[0]} images of {images_path}")
     return images[:, None], labels.astype(np.int64)
 
 
@@ -199,18 +195,12 @@ def read_cifar_batch(data: bytes, origin: str) -> tuple[np.ndarray, np.ndarray]:
             "official batch or was tampered with: delete it and download cifar-10-python.tar.gz again."
         ) from None
     except Exception as exc:  # a malformed pickle can raise almost anything; report it as bad data
-        raise DataError(
-            f"{origin} is not a valid CIFAR-10 python batch: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise DataError(f"{origin} is not a valid CIFAR-10 python batch: {type(exc).__name__}: {exc}") from exc
     if not isinstance(obj, dict):
-        raise DataError(
-            f"{origin} is not a CIFAR-10 python batch: it holds a {type(obj).__name__}, not a dict"
-        )
+        raise DataError(f"{origin} is not a CIFAR-10 python batch: it holds a {type(obj).__name__}, not a dict")
     batch = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
     if "data" not in batch or "labels" not in batch:
-        raise DataError(
-            f"{origin} is not a CIFAR-10 python batch: keys {sorted(map(str, batch))} lack data/labels"
-        )
+        raise DataError(f"{origin} is not a CIFAR-10 python batch: keys {sorted(map(str, batch))} lack data/labels")
     x = batch["data"]
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
         desc = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
@@ -270,9 +260,7 @@ def load_npz_arrays(path: Path, keys: Sequence[str] = ()) -> dict[str, np.ndarra
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(
-            f"{path} is not a readable .npz file (numpy arrays, no pickled objects): {exc}"
-        ) from exc
+        raise DataError(f"{path} is not a readable .npz file (numpy arrays, no pickled objects): {exc}") from exc
 
 
 def _verify_arrays(path: Path, spec: FileSpec, arrays: dict[str, np.ndarray]) -> None:
@@ -288,9 +276,7 @@ def _read_cifar_npz(source: SplitSource, paths: Sequence[Path]) -> tuple[np.ndar
     _verify_arrays(path, source.files[0], arrays)
     x, y = arrays["x"], arrays["y"]
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or y.shape != (x.shape[0],):
-        raise DataError(
-            f"{path}: expected x uint8 (N, 32, 32, 3) and y (N,), got x {x.dtype} {x.shape}, y {y.shape}"
-        )
+        raise DataError(f"{path}: expected x uint8 (N, 32, 32, 3) and y (N,), got x {x.dtype} {x.shape}, y {y.shape}")
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)), y.astype(np.int64)
 
 
@@ -329,9 +315,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         hint = ""
         if x.ndim == 4 and x.shape[1] in (1, 3):
             hint = " It looks channels-first; store it as (N, H, W, C)."
-        raise DataError(
-            f"{path}: x must have shape (N, H, W) or (N, H, W, C) with C in (1, 3), got {x.shape}.{hint}"
-        )
+        raise DataError(f"{path}: x must have shape (N, H, W) or (N, H, W, C) with C in (1, 3), got {x.shape}.{hint}")
     if x.shape[0] == 0:
         raise DataError(f"{path}: x holds no images")
     if y.ndim != 1 or y.shape[0] != x.shape[0]:
@@ -344,9 +328,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     if "classes" in arrays:
         names = arrays["classes"]
         if names.ndim != 1 or names.dtype.kind not in "US":
-            raise DataError(
-                f"{path}: 'classes' must be a 1-D array of strings, got {names.dtype} {names.shape}"
-            )
+            raise DataError(f"{path}: 'classes' must be a 1-D array of strings, got {names.dtype} {names.shape}")
         classes = tuple(str(c.decode() if isinstance(c, bytes) else c) for c in names.tolist())
         if len(classes) < n_classes:
             raise DataError(f"{path}: {len(classes)} class names for labels up to {n_classes - 1}")
@@ -416,9 +398,7 @@ def read_image_folder(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ..
     for f, _ in files:
         mode, im_size = _probe(f)
         if mode not in _GRAY_MODES and mode not in _COLOR_MODES:
-            raise DataError(
-                f"{f}: image mode {mode!r} is not 8-bit grayscale or color; convert it to PNG L/RGB"
-            )
+            raise DataError(f"{f}: image mode {mode!r} is not 8-bit grayscale or color; convert it to PNG L/RGB")
         gray = gray and mode in _GRAY_MODES
         if im_size != size:
             raise DataError(

@@ -37,9 +37,16 @@ def evaluate_registered(
     for spec in list_models(source):
         if spec.dataset != "cifar10":
             continue
-        row: dict[str, Any] = {"model": spec.name, "family": spec.family, "source": spec.source, "n": len(test),
-                               "recorded_accuracy": spec.metrics.get("test_accuracy"), "accuracy": None,
-                               "seconds": 0.0, "error": None}
+        row: dict[str, Any] = {
+            "model": spec.name,
+            "family": spec.family,
+            "source": spec.source,
+            "n": len(test),
+            "recorded_accuracy": spec.metrics.get("test_accuracy"),
+            "accuracy": None,
+            "seconds": 0.0,
+            "error": None,
+        }
         try:
             model = build_model(spec, data_dir=data_dir, download=False)
         except ModelError as exc:
