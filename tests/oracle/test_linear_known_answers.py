@@ -77,7 +77,7 @@ def test_cw_l2_lands_within_one_percent_of_the_minimum() -> None:
     model, x, y = linear_problem(2, 16, seed=2)
     dstar = minimal_distortion(model, x, y, "l2")
 
-    res = attack(model, x, y, "cw", steps=300, search_steps=12, lr=0.005)
+    res = attack(model, x, y, "cw")
 
     assert bool(res.success.all())
     ratio = res.l2 / dstar
@@ -89,7 +89,7 @@ def test_untargeted_cw_with_many_classes_lands_on_a_class_boundary_never_below_t
     model, x, y = linear_problem(5, 16, seed=2)
     pair = pairwise_distances(model, x, y, "l2")
 
-    res = attack(model, x, y, "cw", steps=300, search_steps=12, lr=0.005)
+    res = attack(model, x, y, "cw")
 
     assert bool(res.success.all())
     assert bool((res.l2 >= pair.amin(1) * (1 - 1e-9)).all())
@@ -100,7 +100,7 @@ def test_untargeted_cw_with_many_classes_lands_on_a_class_boundary_never_below_t
 def test_targeted_cw_lands_within_one_percent_of_the_exact_targeted_minimum() -> None:
     model, x, y = linear_problem(4, 12, seed=7)
 
-    res = attack(model, x, y, "cw", target="random", steps=300, search_steps=12, lr=0.005, seed=1)
+    res = attack(model, x, y, "cw", target="random", seed=1)
 
     exact = targeted_minimal_l2(model, x, res.target)
     assert bool(res.success.all())
@@ -114,7 +114,7 @@ def test_ead_with_beta_zero_lands_within_one_percent_of_the_l2_minimum() -> None
     model, x, y = linear_problem(4, 16, seed=4)
     dstar = minimal_distortion(model, x, y, "l2")
 
-    res = attack(model, x, y, "ead", norm="l2", beta=0.0, steps=300, search_steps=12, lr=0.005)
+    res = attack(model, x, y, "ead", norm="l2", beta=0.0)
 
     assert bool(res.success.all())
     ratio = res.l2 / dstar
@@ -127,7 +127,7 @@ def test_ead_l1_never_reports_less_than_the_l1_minimum(decision: str) -> None:
     model, x, y = linear_problem(3, 16, seed=5)
     dstar = minimal_distortion(model, x, y, "l1")
 
-    res = attack(model, x, y, "ead", beta=0.05, decision=decision, steps=200)
+    res = attack(model, x, y, "ead", beta=0.05, decision=decision)
 
     assert float(res.summary()["success_rate"]) == 1.0
     assert bool((res.l1 >= dstar * (1 - 1e-9)).all())
@@ -141,7 +141,7 @@ def test_cw_margin_is_right_when_all_logits_are_negative(num_classes: int) -> No
         assert bool((model(x) < 0).all())
     pair = pairwise_distances(model, x, y, "l2")
 
-    res = attack(model, x, y, "cw", steps=300, search_steps=12, lr=0.005)
+    res = attack(model, x, y, "cw")
 
     assert bool(res.success.all())
     assert bool((res.l2 >= pair.amin(1) * (1 - 1e-9)).all())

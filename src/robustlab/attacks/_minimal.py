@@ -67,10 +67,9 @@ def minimal_search(
         - x: ``(N, C, H, W)``; labels, targets, index: ``(N,)``
     """
     n = x.shape[0]
-    opts = {"dtype": x.dtype, "device": x.device}
-    lower = torch.zeros(n, **opts)
-    upper = torch.full((n,), float("inf"), **opts)
-    eps = torch.full((n,), float(eps_max), **opts)
+    lower = torch.zeros(n, dtype=x.dtype, device=x.device)
+    upper = torch.full_like(lower, float("inf"))
+    eps = torch.full_like(lower, float(eps_max))
     best = x.detach().clone()
     used = torch.zeros(n, dtype=torch.int64, device=x.device)
     open_ = torch.ones(n, dtype=torch.bool, device=x.device)

@@ -1,0 +1,334 @@
+"""Attack engine benchmark: robustlab vs. the physical floor and vs. torchattacks, foolbox and ART.
+
+Everything runs in one process, on the same model (a ~0.5 M-parameter CNN, random init) and the same batch.
+The floor is ``passes x (forward + gradient with respect to the input)`` on the full batch: no attack can
+do its gradient passes faster. Peers that do not import are skipped with a note.
+
+Run it with an environment that has the peers (they are not robustlab dependencies)::
+
+    /work/peers-venv/bin/python benchmarks/attacks.py --batch 128 --json results.json
+
+Every library's output is judged the same way (our evaluator's rule: clip to [0, 1], fresh forward pass,
+prediction != label), so success rates and median L2 are comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import robustlab.attacks as rla
+
+log = logging.getLogger("benchmarks.attacks")
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    """A 0.5 M-parameter CIFAR-sized CNN with random weights, in eval mode."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(128, 128, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(128 * 4 * 4, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
+    )
+    return model.eval()
+
+
+def make_batch(model: nn.Module, n: int, seed: int = 1) -> tuple[Tensor, Tensor]:
+    """Random images in [0, 1]; labels are the model's own predictions (clean accuracy 100 %)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((n, 3, 32, 32), generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return x, y
+
+
+def floor_seconds(model: nn.Module, x: Tensor, y: Tensor, passes: int) -> float:
+    """``passes`` x (forward + input gradient of the cross-entropy) on the whole batch."""
+    t0 = time.perf_counter()
+    for _ in range(passes):
+        xr = x.detach().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xr), y, reduction="sum")
+        torch.autograd.grad(loss, xr)
+    return time.perf_counter() - t0
+
+
+def judge(model: nn.Module, x: Tensor, y: Tensor, adv: Tensor) -> dict[str, Any]:
+    """Success and L2 of any library's output, by one rule."""
+    adv = adv.detach().clamp(0, 1)
+    with torch.no_grad():
+        win = model(adv).argmax(1) != y
+    l2 = (adv - x).reshape(x.shape[0], -1).norm(dim=1)
+    return {
+        "success_rate": float(win.double().mean()),
+        "median_l2": float(l2[win].median()) if bool(win.any()) else None,
+    }
+
+
+def paired(fn: Callable[[], Any], floor: Callable[[], float], repeats: int) -> tuple[dict[str, float], Any]:
+    """Run ``floor`` then ``fn``, ``repeats`` times; the median of the per-pair ratios resists the drift of
+    a shared machine's load better than the ratio of medians."""
+    ratios, times, floors, out = [], [], [], None
+    for _ in range(repeats):
+        f = floor()
+        t0 = time.perf_counter()
+        out = fn()
+        t = time.perf_counter() - t0
+        ratios.append(t / f)
+        times.append(t)
+        floors.append(f)
+    stats = {"s": statistics.median(times), "floor_s": statistics.median(floors), "x_floor": statistics.median(ratios)}
+    return stats, out
+
+
+def peers() -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    try:
+        import torchattacks
+
+        found["torchattacks"] = torchattacks
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        log.warning("torchattacks skipped: %s", err)
+    try:
+        import foolbox
+
+        found["foolbox"] = foolbox
+    except ImportError as err:  # pragma: no cover
+        log.warning("foolbox skipped: %s", err)
+    try:
+        import art
+        from art.estimators.classification import PyTorchClassifier  # noqa: F401
+
+        found["art"] = art
+    except ImportError as err:  # pragma: no cover
+        log.warning("ART skipped: %s", err)
+    return found
+
+
+def art_classifier(model: nn.Module) -> Any:
+    from art.estimators.classification import PyTorchClassifier
+
+    return PyTorchClassifier(
+        model=model,
+        loss=nn.CrossEntropyLoss(),
+        input_shape=(3, 32, 32),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+        device_type="cpu",
+    )
+
+
+def bench_pgd(model: nn.Module, n: int, steps: int, repeats: int, libs: dict[str, Any]) -> dict[str, Any]:
+    x, y = make_batch(model, n)
+    eps, alpha = 8 / 255, 2 / 255
+    out: dict[str, Any] = {"batch": n, "steps": steps, "eps": "8/255", "alpha": "2/255"}
+
+    def floor() -> float:
+        return floor_seconds(model, x, y, steps)
+
+    def ours(early_stop: bool) -> Callable[[], Any]:
+        return lambda: rla.attack(
+            model, x, y, "pgd", eps=eps, steps=steps, step_size=alpha, early_stop=early_stop, keep_adversarials=True
+        )
+
+    # the evaluator's two forward passes (clean and judged) on top of the steps, measured
+    def forward_s() -> float:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model(x)
+        return time.perf_counter() - t0
+
+    stats, res = paired(ours(False), floor, repeats)
+    fwd = statistics.median(forward_s() for _ in range(3))
+    out["forward_s"] = fwd
+    out["robustlab"] = {
+        **stats,
+        "x_floor_plus_2_forward": stats["s"] / (stats["floor_s"] + 2 * fwd),
+        **judge(model, x, y, res.adversarials),
+    }
+    stats, res = paired(ours(True), floor, repeats)
+    out["robustlab_early_stop"] = {
+        **stats,
+        "gradient_passes": res.summary()["gradient_passes"],
+        **judge(model, x, y, res.adversarials),
+    }
+    if "torchattacks" in libs:
+        atk = libs["torchattacks"].PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+        stats, adv = paired(lambda: atk(x, y), floor, repeats)
+        out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
+    if "foolbox" in libs:
+        fb = libs["foolbox"]
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+        fatk = fb.attacks.LinfPGD(abs_stepsize=alpha, steps=steps, random_start=True)
+        stats, res = paired(lambda: fatk(fmodel, x, y, epsilons=eps), floor, repeats)
+        out["foolbox"] = {**stats, **judge(model, x, y, res[1])}
+    if "art" in libs:
+        from art.attacks.evasion import ProjectedGradientDescentPyTorch
+
+        aatk = ProjectedGradientDescentPyTorch(
+            art_classifier(model), norm=np.inf, eps=eps, eps_step=alpha, max_iter=steps,
+            num_random_init=1, batch_size=n, verbose=False,
+        )  # fmt: skip
+        xn, yn = x.numpy(), y.numpy()
+        stats, adv = paired(lambda: aatk.generate(xn, yn), floor, repeats)
+        out["art"] = {**stats, **judge(model, x, y, torch.from_numpy(adv))}
+    return out
+
+
+def bench_cw(
+    model: nn.Module, n: int, search: int, steps: int, libs: dict[str, Any], art_n: int, art_steps: int
+) -> dict[str, Any]:
+    x, y = make_batch(model, n)
+    out: dict[str, Any] = {"batch": n, "search_steps": search, "steps": steps}
+
+    def floor() -> float:  # the full budget: search x steps passes on the whole batch (measured on one step)
+        return search * floor_seconds(model, x, y, steps)
+
+    stats, res = paired(lambda: rla.attack(model, x, y, "cw", steps=steps, search_steps=search), floor, 1)
+    s = res.summary()
+    per_pass_floor = stats["floor_s"] / (search * steps * n)
+    out["robustlab"] = {
+        **stats,
+        "gradient_passes": s["gradient_passes"],
+        "gradient_passes_full_budget": n * steps * search,
+        "x_floor_per_gradient_pass": (stats["s"] / s["gradient_passes"]) / per_pass_floor,
+        "success_rate": s["success_rate"],
+        "median_l2": s["median_l2"],
+    }
+    if "torchattacks" in libs:
+        # torchattacks has no binary search: one fixed constant, the same total number of steps
+        atk = libs["torchattacks"].CW(model, c=1, kappa=0, steps=steps * search, lr=0.01)
+        stats, adv = paired(lambda: atk(x, y), floor, 1)
+        out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
+    if "foolbox" in libs:
+        fb = libs["foolbox"]
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+        fatk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=search, steps=steps, stepsize=0.01)
+        stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1)
+        out["foolbox"] = {**stats, **judge(model, x, y, raw)}
+    if "art" in libs and art_n > 0:
+        from art.attacks.evasion import CarliniL2Method
+
+        k = min(art_n, n)
+        aatk = CarliniL2Method(
+            art_classifier(model), learning_rate=0.01, binary_search_steps=search, max_iter=art_steps,
+            initial_const=1e-3, batch_size=k, verbose=False,
+        )  # fmt: skip
+
+        def art_floor() -> float:
+            return search * floor_seconds(model, x[:k], y[:k], art_steps)
+
+        stats, adv = paired(lambda: aatk.generate(x[:k].numpy(), y[:k].numpy()), art_floor, 1)
+        out["art"] = {"n": k, "steps": art_steps, **stats, **judge(model, x[:k], y[:k], torch.from_numpy(adv))}
+    return out
+
+
+def bench_minimal(model: nn.Module, n: int, steps: int, attempts: int) -> dict[str, Any]:
+    x, y = make_batch(model, n)
+    out: dict[str, Any] = {"batch": n, "steps": steps, "attempts": attempts}
+    for name in ("pgd", "ifgsm", "fgsm"):
+        res = rla.attack(
+            model, x, y, name, eps=16 / 255, steps=None if name == "fgsm" else steps, minimal=True,
+            search_attempts=attempts,
+        )  # fmt: skip
+        s = res.summary()
+        out[name] = {
+            "gradient_passes": s["gradient_passes"],
+            "gradient_passes_every_eps": s["gradient_passes_every_eps"],
+            "ratio": s["gradient_passes"] / s["gradient_passes_every_eps"],
+            "median_linf": s["median_linf"],
+            "success_rate": s["success_rate"],
+            "seconds": s["seconds"],
+        }
+    return out
+
+
+def machine() -> dict[str, Any]:
+    libs = {}
+    for mod in ("torch", "numpy", "torchattacks", "foolbox", "art"):
+        try:
+            libs[mod] = __import__(mod).__version__
+        except ImportError:
+            libs[mod] = None
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "versions": libs,
+        "load_average": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pgd-batches", default="32,128", help="comma-separated batch sizes for PGD")
+    ap.add_argument("--pgd-steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cw-batch", type=int, default=32)
+    ap.add_argument("--cw-search", type=int, default=9)
+    ap.add_argument("--cw-steps", type=int, default=100)
+    ap.add_argument("--art-cw-n", type=int, default=4, help="ART's C&W is slow: run it on this many images")
+    ap.add_argument("--art-cw-steps", type=int, default=10, help="... and with this many inner steps")
+    ap.add_argument("--minimal-batch", type=int, default=64)
+    ap.add_argument("--minimal-steps", type=int, default=10)
+    ap.add_argument("--minimal-attempts", type=int, default=10)
+    ap.add_argument("--only", default="pgd,cw,minimal")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the machine is shared)")
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(args.threads)
+    model = make_model()
+    n_params = sum(p.numel() for p in model.parameters())
+    libs = peers()
+    results: dict[str, Any] = {"machine": machine(), "model_parameters": n_params, "peers": sorted(libs)}
+    only = set(args.only.split(","))
+    if "pgd" in only:
+        results["pgd"] = [
+            bench_pgd(model, int(b), args.pgd_steps, args.repeats, libs) for b in args.pgd_batches.split(",")
+        ]
+        log.info(json.dumps(results["pgd"], indent=1))
+    if "cw" in only:
+        results["cw"] = bench_cw(
+            model, args.cw_batch, args.cw_search, args.cw_steps, libs, args.art_cw_n, args.art_cw_steps
+        )
+        log.info(json.dumps(results["cw"], indent=1))
+    if "minimal" in only:
+        results["minimal"] = bench_minimal(model, args.minimal_batch, args.minimal_steps, args.minimal_attempts)
+        log.info(json.dumps(results["minimal"], indent=1))
+    text = json.dumps(results, indent=1)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text)
+    else:
+        log.info(text)
+
+
+if __name__ == "__main__":
+    main()

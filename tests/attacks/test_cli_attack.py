@@ -1,0 +1,68 @@
+"""``robustlab attack``: one JSON object with the issue's fields; errors exit 2 with a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from robustlab.cli import app
+
+runner = CliRunner()
+BASE = ["attack", "--model", "resnet20-akamaster", "--dataset", "cifar10", "--n", "6"]
+
+
+def test_attack_json_holds_the_summary(data_dir: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "adv.safetensors"
+    result = runner.invoke(
+        app, [*BASE, "--attack", "fgsm", "--eps", "8/255", "--json", "--save-adversarials", str(out_file)]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)  # exactly one JSON document on stdout
+    for key in (
+        "n",
+        "clean_accuracy",
+        "robust_accuracy",
+        "success_rate",
+        "median_l1",
+        "mean_l1",
+        "median_l2",
+        "mean_l2",
+        "median_linf",
+        "mean_linf",
+        "gradient_passes",
+        "seconds",
+    ):
+        assert key in out
+    assert out["n"] == 6 and out["attack"] == "fgsm" and out["norm"] == "linf"
+    assert out["eps"] == pytest.approx(8 / 255)
+    assert out["robust_accuracy"] <= out["clean_accuracy"]
+    assert out["median_linf"] is None or out["median_linf"] <= 8 / 255 + 1e-6
+    assert load_file(str(out_file))["adversarials"].shape == (6, 3, 32, 32)
+
+
+def test_attack_table_output(data_dir: Path) -> None:
+    result = runner.invoke(app, [*BASE, "--attack", "pgd", "--steps", "2", "--target", "top2", "-p", "restarts=1"])
+    assert result.exit_code == 0, result.output
+    assert "robust_accuracy" in result.stdout and "success_rate" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--attack", "pgdd"], "Did you mean: pgd"),
+        (["--attack", "pgd", "--eps", "-8/255"], "eps must be >= 0"),
+        (["--attack", "pgd", "--steps", "0"], "steps must be an integer >= 1"),
+        (["--attack", "cw", "--norm", "linf"], "does not support norm 'linf'"),
+        (["--attack", "pgd", "-p", "restart=2"], "Did you mean: restarts"),
+        (["--attack", "pgd", "-p", "restarts"], "--param expects KEY=VALUE"),
+    ],
+)
+def test_attack_errors_exit_2_with_a_message(data_dir: Path, args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, [*BASE, *args])
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.stderr.split())
+    assert result.stdout == ""

@@ -1,0 +1,178 @@
+"""Unit tests of the strategies: norms, losses, targets, eps parsing and the result object."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from robustlab.attacks import AttackResult, attack, parse_eps
+from robustlab.attacks._losses import DLR, CrossEntropy, Margin, margin, other_max
+from robustlab.attacks._norms import L1, L2, Linf, get_norm
+from robustlab.attacks._targets import get_target_mode
+from robustlab.attacks.oracle import LinearClassifier
+
+F64 = torch.float64
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("norm", [Linf(), L2(), L1(sparsity=1.0)])
+def test_steepest_step_attains_the_dual_norm(norm) -> None:
+    # <g, step> = step_size * ||g||_dual, the largest increase of a linear function over the ball
+    g = torch.randn((5, 2, 3, 3), generator=gen(), dtype=F64)
+    step = norm.steepest_step(g, 0.3)
+    gain = (g * step).reshape(5, -1).sum(1)
+    assert torch.allclose(gain, 0.3 * norm.dual(g))
+    assert torch.allclose(norm.distance(step), torch.full((5,), 0.3, dtype=F64))
+
+
+def test_l1_step_skips_coordinates_pinned_at_the_box() -> None:
+    g = torch.tensor([[5.0, 1.0, -0.5]], dtype=F64)
+    x_adv = torch.tensor([[1.0, 0.5, 0.5]], dtype=F64)  # the largest ascent coordinate is already at 1
+    step = L1(sparsity=1.0).steepest_step(g, 0.2, x_adv)
+    assert torch.equal(step, torch.tensor([[0.0, 0.2, 0.0]], dtype=F64))
+
+
+@pytest.mark.parametrize("name", ["linf", "l2", "l1"])
+def test_projection_is_the_closest_point_of_the_ball(name: str) -> None:
+    norm = get_norm(name)
+    delta = torch.randn((64, 6), generator=gen(1), dtype=F64)
+    eps = torch.linspace(0.1, 3.0, 64, dtype=F64)
+    p = norm.project(delta, eps)
+    assert bool((norm.distance(p) <= eps * (1 + 1e-12)).all())
+    inside = norm.distance(delta) <= eps
+    assert torch.equal(p[inside], delta[inside])
+    # no random point of the ball is closer (in L2, the metric of the projection)
+    for _ in range(200):
+        cand = norm.project(torch.randn((64, 6), generator=gen(_ + 2), dtype=F64), eps)
+        assert bool(((cand - delta).norm(dim=1) >= (p - delta).norm(dim=1) - 1e-12).all())
+
+
+def test_l1_projection_matches_a_known_case() -> None:
+    p = L1().project(torch.tensor([[3.0, -1.0, 0.5]], dtype=F64), 2.0)
+    assert torch.allclose(p, torch.tensor([[2.0, 0.0, 0.0]], dtype=F64))
+    p = L1().project(torch.tensor([[1.0, -1.0, 0.0]], dtype=F64), 1.0)
+    assert torch.allclose(p, torch.tensor([[0.5, -0.5, 0.0]], dtype=F64))
+
+
+@pytest.mark.parametrize("name", ["linf", "l2", "l1"])
+def test_random_init_lies_in_the_ball_and_fills_it(name: str) -> None:
+    norm = get_norm(name)
+    x = torch.zeros((2000, 4), dtype=F64)
+    d = norm.random_init(x, 0.5, gen(3))
+    r = norm.distance(d)
+    assert bool((r <= 0.5 + 1e-12).all())
+    # uniform in a 4-dimensional ball: P(r <= 0.5 t) = t^4; the median radius is 0.5 * 0.5 ** 0.25
+    assert float(r.median()) == pytest.approx(0.5 * 0.5**0.25, rel=0.05)
+    assert torch.equal(d, norm.random_init(x, 0.5, gen(3)))  # same generator state, same draw
+
+
+def test_random_init_with_infinite_eps_stays_finite() -> None:
+    for name in ("linf", "l2", "l1"):
+        d = get_norm(name).random_init(torch.zeros((3, 5)), math.inf, gen())
+        assert bool(torch.isfinite(d).all())
+
+
+def test_other_max_with_all_negative_logits() -> None:
+    z = torch.tensor([[-5.0, -2.0, -3.0], [-1.0, -9.0, -8.0]])
+    y = torch.tensor([1, 0])
+    assert torch.equal(other_max(z, y), torch.tensor([-3.0, -8.0]))  # not 0, as a zeroed mask would give
+    assert torch.equal(margin(z, y, None), torch.tensor([-1.0, -7.0]))
+    assert torch.equal(margin(z, y, torch.tensor([2, 2])), torch.tensor([-1.0, -7.0]))
+
+
+def test_losses_on_logits() -> None:
+    z = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
+    y, t = torch.tensor([0]), torch.tensor([2])
+    assert float(Margin()(z, y, None)) == -1.0
+    assert float(Margin(kappa=0.5)(z * 10, torch.tensor([3]), None)) == 0.5  # capped at kappa
+    ce = CrossEntropy()
+    assert float(ce(z, y, None)) == pytest.approx(float(torch.nn.functional.cross_entropy(z, y)))
+    assert float(ce(z, y, t)) == pytest.approx(-float(torch.nn.functional.cross_entropy(z, t)))
+    dlr = DLR()
+    assert float(dlr(z, y, None)) == pytest.approx(-(2 - 1) / (2 - 0))
+    assert float(dlr(z * 7 + 3, y, None)) == pytest.approx(float(dlr(z, y, None)))  # shift/scale invariant
+    assert float(dlr(z, y, t)) == pytest.approx(-(2 - 0) / (2 - 0.5 * (0 - 1)))
+
+
+def test_target_modes() -> None:
+    z = torch.tensor([[0.0, 5.0, 1.0, 3.0], [9.0, 1.0, 2.0, -4.0]])
+    y = torch.tensor([1, 0])
+    assert torch.equal(get_target_mode("top2").select(z, y, gen()), torch.tensor([3, 2]))
+    assert torch.equal(get_target_mode("least-likely").select(z, y, gen()), torch.tensor([0, 3]))
+    assert get_target_mode("untargeted").select(z, y, gen()) is None
+    big = torch.zeros((4000, 5))
+    labels = torch.randint(0, 5, (4000,), generator=gen(1))
+    t = get_target_mode("random").select(big, labels, gen(2))
+    assert t is not None and bool((t != labels).all())
+    assert set(t.tolist()) == {0, 1, 2, 3, 4}
+    assert torch.equal(t, get_target_mode("random").select(big, labels, gen(2)))
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("8/255", 8 / 255), ("0.5", 0.5), (" 1e-3 ", 1e-3), ("inf", math.inf), (2, 2.0), (None, None)]
+)
+def test_parse_eps(text, value) -> None:
+    assert parse_eps(text) == value
+
+
+def make_result(tmp_keep: bool = True) -> tuple[AttackResult, torch.Tensor]:
+    g = gen(4)
+    model = LinearClassifier(torch.randn(3, 12, generator=g, dtype=F64), torch.zeros(3, dtype=F64))
+    x = torch.rand((8, 3, 2, 2), generator=g, dtype=F64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[0] = (y[0] + 1) % 3
+    return attack(model, x, y, "pgd", eps=0.2, keep_adversarials=tmp_keep, seed=5), x
+
+
+def test_summary_is_json_and_consistent_with_the_records() -> None:
+    res, _ = make_result()
+    s = res.summary()
+    json.dumps(s, allow_nan=False)
+    recs = res.to_records()
+    assert s["n"] == len(recs) == 8
+    correct = [r for r in recs if r["status"] != "misclassified"]
+    assert s["clean_accuracy"] == len(correct) / 8
+    assert s["success_rate"] == sum(r["success"] for r in correct) / len(correct)
+    assert s["robust_accuracy"] == sum(r["adv_pred"] == r["label"] for r in recs) / 8
+    assert s["gradient_passes"] == sum(r["gradient_passes"] for r in recs)
+    wins = sorted(r["l2"] for r in correct if r["success"])
+    assert 0 < len(wins) < len(correct)
+    assert s["mean_l2"] == pytest.approx(sum(wins) / len(wins))
+    for key in ("median_l1", "mean_l1", "median_linf", "mean_linf", "seconds", "forward_passes"):
+        assert key in s
+    assert recs[0]["status"] == "misclassified"
+    assert recs[1]["seed"] == 5 and json.loads(recs[1]["params"])["steps"] == 10
+    assert recs[1]["target"] is None and recs[1]["eps"] == 0.2
+
+
+def test_adversarial_examples_are_saved_with_safetensors(tmp_path) -> None:
+    res, _ = make_result()
+    path = res.save_adversarials(tmp_path / "adv" / "pgd.safetensors")
+    loaded = load_file(str(path))
+    assert res.adversarials is not None
+    assert torch.equal(loaded["adversarials"], res.adversarials)
+    assert torch.equal(loaded["index"], torch.arange(8))
+    assert not (tmp_path / "adv" / "pgd.safetensors.tmp").exists()
+    bare, _ = make_result(tmp_keep=False)
+    with pytest.raises(ValueError, match="keep_adversarials=True"):
+        bare.save_adversarials(tmp_path / "x.safetensors")
+
+
+def test_batching_does_not_change_deterministic_attacks() -> None:
+    g = gen(6)
+    model = LinearClassifier(torch.randn(3, 12, generator=g, dtype=F64), torch.zeros(3, dtype=F64))
+    x = torch.rand((10, 3, 2, 2), generator=g, dtype=F64)
+    y = model(x).argmax(1).detach()
+    whole = attack(model, x, y, "ifgsm", eps=0.05, keep_adversarials=True)
+    parts = attack(model, x, y, "ifgsm", eps=0.05, keep_adversarials=True, batch_size=3)
+    assert whole.adversarials is not None and parts.adversarials is not None
+    assert torch.equal(whole.adversarials, parts.adversarials)
+    assert torch.equal(whole.gradient_passes, parts.gradient_passes)
