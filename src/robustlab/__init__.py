@@ -3,6 +3,7 @@
 The public API is what ``__all__`` lists; everything else may change.
 """
 
+from robustlab.attacks import AttackResult, attack, list_attacks, parse_eps
 from robustlab.data import Dataset, load_dataset, resolve_data_dir
 from robustlab.errors import (
     ChecksumError,
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccuracyResult",
+    "AttackResult",
     "ChecksumError",
     "ConfigError",
     "DataError",
@@ -33,11 +35,14 @@ __all__ = [
     "TrainConfig",
     "UnknownNameError",
     "__version__",
+    "attack",
     "build_model",
     "evaluate",
+    "list_attacks",
     "list_models",
     "load_dataset",
     "load_model",
+    "parse_eps",
     "resolve_data_dir",
     "save_weights",
     "train_model",

@@ -143,6 +143,9 @@ def test_summary_is_json_and_consistent_with_the_records() -> None:
     assert s["success_rate"] == sum(r["success"] for r in correct) / len(correct)
     assert s["robust_accuracy"] == sum(r["adv_pred"] == r["label"] for r in recs) / 8
     assert s["gradient_passes"] == sum(r["gradient_passes"] for r in recs)
+    # 7 attacked samples x 10 steps; the ones fooled early left the batch
+    assert s["gradient_passes_budget"] == 7 * 10
+    assert s["gradient_passes"] + s["gradient_passes_saved"] == 70 and s["gradient_passes_saved"] > 0
     wins = sorted(r["l2"] for r in correct if r["success"])
     assert 0 < len(wins) < len(correct)
     assert s["mean_l2"] == pytest.approx(sum(wins) / len(wins))

@@ -8,6 +8,7 @@ loop), ``cw`` and ``ead`` (one binary search over the constant). Norms: ``linf``
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -180,6 +181,8 @@ def attack(
             raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
         norm_obj = L1(sparsity)
     tolerance = params.pop("tolerance", None)
+    if tolerance is not None and not (minimal and ATTACKS.get(name).fixed_budget):
+        raise ConfigError("tolerance applies to the minimal-distortion search of a fixed-budget attack (minimal=True)")
     eps_value = parse_eps(eps)
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1)
@@ -195,8 +198,12 @@ def attack(
             if minimal_search_on
             else DEFAULT_EPS[norm_obj.name]
         )
-    if minimal_search_on and not (eps_value is not None and math.isfinite(eps_value) and eps_value > 0):
-        raise ConfigError(f"the minimal search needs a finite eps > 0 to start from, got {eps_value}")
+    search_eps = 0.0
+    if minimal_search_on:
+        if eps_value is None or not math.isfinite(eps_value) or eps_value <= 0:
+            raise ConfigError(f"the minimal search needs a finite eps > 0 to start from, got {eps_value}")
+        search_eps = eps_value
+    tol = float(tolerance) if tolerance is not None else search_eps * 2.0 ** -(search_attempts - 1)
 
     x = x.detach()
     n = x.shape[0]
@@ -205,7 +212,6 @@ def attack(
     counter = PassCounter(n)
     everyone = torch.arange(n, device=device)
     eps_found = torch.full((n,), float("nan"), dtype=torch.float64)
-    extra: dict[str, Any] = {}
 
     with eval_mode(model):
         clean_logits = predict(model, x, batch_size)
@@ -228,8 +234,6 @@ def attack(
             xb, yb = x[rows], y[rows]
             tb = None if targets is None else targets[rows]
             if minimal_search_on:
-                assert eps_value is not None  # for mypy: set above
-                tol = float(tolerance) if tolerance is not None else eps_value * 2.0 ** -(search_attempts - 1)
 
                 def run_at(
                     sub: Tensor,
@@ -248,7 +252,7 @@ def attack(
                     tb,
                     run=run_at,
                     norm=norm_obj,
-                    eps_max=eps_value,
+                    eps_max=search_eps,
                     attempts=search_attempts,
                     tolerance=tol,
                     counter=counter,
@@ -263,16 +267,14 @@ def attack(
         verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)
         counter.add_forward(everyone)
 
+    # What the attack would spend with no sample ever leaving the batch, and what leaving saved.
+    budget = int(todo.numel()) * method.full_passes(config) * (search_attempts if minimal_search_on else 1)
+    extra: dict[str, Any] = {
+        "gradient_passes_budget": budget,
+        "gradient_passes_saved": budget - int(counter.gradient.sum()),
+    }
     if minimal_search_on:
-        per_attack = int(getattr(config, "steps", 1)) * int(getattr(config, "restarts", 1))
-        baseline = int(todo.numel()) * search_attempts * per_attack
-        spent = int(counter.gradient.sum())
-        extra = {
-            "search_attempts": search_attempts,
-            "search_tolerance": tol if todo.numel() else None,
-            "gradient_passes_every_eps": baseline,
-            "gradient_passes_saved": baseline - spent,
-        }
+        extra.update(search_attempts=search_attempts, search_tolerance=tol, gradient_passes_every_eps=budget)
 
     clean_pred = clean_logits.argmax(1).cpu()
     label = y.cpu()
@@ -288,9 +290,8 @@ def attack(
         else STATUS_FAILURE
         for i in range(n)
     ]
-    if not minimal_search_on:
-        eps_found[verdict.success.cpu() & ~torch.isin(everyone.cpu(), todo.cpu())] = 0.0
-    resolved: dict[str, Any] = {"steps": getattr(config, "steps", None), **_public(config)}
+    eps_found[verdict.success.cpu() & ~torch.isin(everyone.cpu(), todo.cpu())] = 0.0  # adversarial as given
+    resolved = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     result = AttackResult(
         attack=method.name,
         norm=norm_obj.name,
@@ -319,9 +320,3 @@ def attack(
     )
     logger.debug("attack %s: %s", method.name, result.summary())
     return result
-
-
-def _public(config: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}

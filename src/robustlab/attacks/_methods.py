@@ -76,6 +76,10 @@ class AttackMethod(ABC):
     ) -> Tensor:
         """Return candidates for one batch (shape ``(N, C, H, W)``); the evaluator judges them."""
 
+    @abstractmethod
+    def full_passes(self, config: Any) -> int:
+        """Gradient passes one sample costs when it never leaves the batch early."""
+
     def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
         """Raise :class:`ConfigError` if the configuration cannot work with this many classes."""
         if num_classes < 2:
@@ -105,6 +109,9 @@ class GradientMethod(AttackMethod):
         if cfg.momentum < 0:
             raise ConfigError(f"momentum must be >= 0, got {cfg.momentum}")
         return cfg
+
+    def full_passes(self, config: Any) -> int:
+        return int(config.steps * config.restarts)
 
     def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
         super().check_classes(config, num_classes, targeted)
@@ -167,6 +174,9 @@ class ConstSearchMethod(AttackMethod):
             if cfg.beta < 0:
                 raise ConfigError(f"beta must be >= 0, got {cfg.beta}")
         return cfg
+
+    def full_passes(self, config: Any) -> int:
+        return int(config.steps * config.search_steps)
 
     def inner(self, config: SearchConfig) -> InnerOptimizer:
         """The inner optimiser for this configuration."""
