@@ -38,7 +38,7 @@ def default_spec(data_dir: str | os.PathLike[str] | None = None, n: int = 32) ->
         "attacks": [
             {"name": "fgsm", "norm": "linf", "minimal": True},
             {"name": "ifgsm", "norm": "linf", "steps": 5, "minimal": True},
-            {"name": "cw", "norm": "l2", "params": {"search_steps": 3, "steps": 20}},
+            {"name": "cw", "norm": "l2", "steps": 20, "params": {"search_steps": 3}},
             {"name": "fgsm", "norm": "linf", "eps": "4/255", "transfer": True},
             {
                 "name": "ifgsm",

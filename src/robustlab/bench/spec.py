@@ -101,6 +101,14 @@ class AttackSection(_Strict):
 
         return [parse_eps(e) for e in v]
 
+    @field_validator("params")
+    @classmethod
+    def _no_shadowing(cls, v: dict[str, Any]) -> dict[str, Any]:
+        clash = sorted(set(v) & {"norm", "eps", "steps", "target", "targets", "minimal", "seed", "batch_size"})
+        if clash:
+            raise ValueError(f"{', '.join(clash)} belong(s) at the attack's top level, not under params")
+        return v
+
     @field_validator("steps")
     @classmethod
     def _positive_steps(cls, v: list[int | None]) -> list[int | None]:

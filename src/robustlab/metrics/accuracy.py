@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from robustlab.models.adapter import ModelAdapter, eval_mode
+from robustlab.models.adapter import ModelAdapter, eval_mode, model_device
 
 if TYPE_CHECKING:
     from robustlab.data import Dataset
@@ -21,7 +21,7 @@ def predict_classes(model: ModelAdapter, x: torch.Tensor, batch_size: int = 256)
     Shape:
         x: (N, C, H, W) → (N,) int64 on the CPU.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     preds = []
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
