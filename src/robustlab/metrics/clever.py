@@ -1,0 +1,490 @@
+"""CLEVER scores: an extreme-value estimate of the minimal adversarial distortion (Weng et al., ICLR 2018).
+
+For an input ``x0`` with label ``y`` and a target class ``k``, the margin ``g(x) = z_y(x) - z_k(x)`` must fall to
+zero before ``k`` wins. If ``L`` bounds ``||∇g||_q`` (``q`` the dual of the perturbation norm ``p``) on the Lp ball
+of radius ``R`` around ``x0``, no perturbation smaller than ``min(g(x0) / L, R)`` can do it. CLEVER estimates
+``L`` with extreme-value theory: draw ``N_s`` points uniformly in the ball, keep the largest gradient norm, repeat
+for ``N_b`` batches, fit a reverse Weibull distribution to the ``N_b`` maxima and take its location (the right
+end of its support) as ``L``. The untargeted score is the smallest targeted score over all classes ``k != y``.
+
+This implementation follows the reference code (``huanzhang12/CLEVER``): points clipped to the valid input
+range, per-batch maxima of the dual gradient norm, a reverse-Weibull fit from several initial shapes with the
+best Kolmogorov–Smirnov p-value kept (the code's default ``mle_reg`` method), the sample maximum when every fit
+is rejected (p < 0.001). It runs batched: all sample points of all inputs in large forward passes, the
+gradients of all targets from one forward pass, and every Weibull fit of every input and target at once.
+
+It is an *estimate*, not a certificate: gradient masking makes it overestimate (Goodfellow 2018), which
+:func:`compare_with_attack` detects when an attack found a smaller perturbation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from robustlab.attacks._norms import Norm, get_norm
+from robustlab.attacks._targets import check_labels, resolve_targets
+from robustlab.errors import ConfigError, InputContractError, ModelError
+from robustlab.metrics._clever_compare import CleverComparison, compare_with_attack
+from robustlab.metrics._weibull import FIT_SHAPES, POOR_STATUSES, STATUS_FALLBACK, WeibullFit, fit_reverse_weibull
+from robustlab.models.adapter import eval_mode
+
+__all__ = ["DEFAULT_RADIUS", "FIT_METHODS", "CleverComparison", "CleverResult", "clever", "compare_with_attack"]
+
+logger = logging.getLogger(__name__)
+
+#: Sampling radius used when none is given, in [0, 1]-pixel units: the scale of the reference code's sampling
+#: (L∞ 0.1; L2 and L1 balls of radius up to 3 and 30 around images in a range of width 1).
+DEFAULT_RADIUS = {"linf": 0.1, "l2": 3.0, "l1": 30.0}
+
+#: Fit methods, named as the reference code's ``--method``: ``mle_reg`` (its default: maximum likelihood with a
+#: small penalty that keeps the optimiser from diverging), ``mle`` (plain maximum likelihood, as in the paper and
+#: in ART) and ``maxsamp`` (no fit: the largest observed gradient norm).
+FIT_METHODS = ("mle_reg", "mle", "maxsamp")
+_SCALE_REG = {"mle_reg": 0.01, "mle": 0.0}
+
+
+@dataclass
+class CleverResult:
+    """CLEVER scores of a batch of inputs, with the per-target scores and every fit's diagnostics.
+
+    ``T`` is the number of targets per input: ``K - 1`` (every other class) for ``"untargeted"``, 1 for the
+    targeted modes. Per-input and per-target fields are CPU tensors; ``fit_status`` is a nested list.
+
+    Attributes:
+        norm: Perturbation norm (``"l1"``, ``"l2"``, ``"linf"``); gradients are measured in its dual.
+        target_mode: ``"untargeted"``, ``"random"``, ``"least-likely"``, ``"top2"`` or ``"explicit"``.
+        radius: Sampling radius ``R``; every score is at most ``R``.
+        batches: ``N_b``, the number of per-batch maxima fitted.
+        samples: ``N_s``, the sample points per batch.
+        seed: Seed of the generator (sample points and random targets).
+        fit: ``"mle_reg"``, ``"mle"`` or ``"maxsamp"``.
+        fit_shapes: Initial Weibull shapes tried.
+        label: The class the score protects (the given label, else the clean prediction).
+        clean_pred: Clean prediction.
+        targets: Target class of each (input, target slot).
+        margin: ``z_y(x0) - z_k(x0)`` at the clean input.
+        target_scores: Per-target score ``min(max(margin, 0) / location, R)``.
+        score: Smallest per-target score of each input: the CLEVER score.
+        location: Estimated Lipschitz constant (Weibull location) per target.
+        shape: Weibull shape ``c`` (``inf`` for a constant series, ``nan`` without a fit).
+        scale: Weibull scale (``0`` for a constant series).
+        ks_statistic: K–S distance of the kept fit.
+        ks_pvalue: Its p-value.
+        max_gradient_norm: Largest sampled gradient norm per target.
+        batch_maxima: The fitted per-batch maxima.
+        fit_status: Per input and target: ``"ok"``, ``"poor"`` (K–S p < 0.05), ``"fallback"`` (every fit
+            rejected: location = largest sample), ``"degenerate"`` (constant gradient norm, e.g. a linear model:
+            location = that constant), ``"nonfinite"`` (NaN or inf gradients: score NaN) or ``"maxsamp"``.
+        forward_passes: Forward passes per input (sample points plus the clean input).
+        gradient_passes: Margin gradients computed per input (``batches * samples * T``).
+        seconds: Wall time of the whole call.
+
+    Shape:
+        - label, clean_pred, score, forward_passes, gradient_passes: ``(N,)``
+        - targets, margin, target_scores, location, shape, scale, ks_statistic, ks_pvalue, max_gradient_norm:
+          ``(N, T)``
+        - batch_maxima: ``(N, T, batches)``
+
+    References:
+        Weng et al., "Evaluating the Robustness of Neural Networks: An Extreme Value Theory Approach", ICLR 2018.
+    """
+
+    norm: str
+    target_mode: str
+    radius: float
+    batches: int
+    samples: int
+    seed: int
+    fit: str
+    fit_shapes: tuple[float, ...]
+    label: Tensor
+    clean_pred: Tensor
+    targets: Tensor
+    margin: Tensor
+    target_scores: Tensor
+    score: Tensor
+    location: Tensor
+    shape: Tensor
+    scale: Tensor
+    ks_statistic: Tensor
+    ks_pvalue: Tensor
+    max_gradient_norm: Tensor
+    batch_maxima: Tensor
+    fit_status: list[list[str]]
+    forward_passes: Tensor
+    gradient_passes: Tensor
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Number of inputs."""
+        return int(self.score.numel())
+
+    @property
+    def binding_target(self) -> Tensor:
+        """``(N,)`` index into the target slots of the target with the smallest score."""
+        s = torch.nan_to_num(self.target_scores, nan=math.inf)
+        return s.argmin(1) if s.numel() else torch.zeros(0, dtype=torch.int64)
+
+    @property
+    def poor_fit(self) -> Tensor:
+        """``(N,)`` bool: the fit behind the score (the binding target's) is poor, rejected or not finite."""
+        rows = torch.arange(self.n)
+        cols = self.binding_target
+        return torch.tensor([self.fit_status[int(i)][int(j)] in POOR_STATUSES for i, j in zip(rows, cols, strict=True)])
+
+    @property
+    def mean(self) -> float | None:
+        """Mean score over inputs with a finite score (``None`` if there are none)."""
+        v = self.score[torch.isfinite(self.score)]
+        return float(v.mean()) if v.numel() else None
+
+    @property
+    def median(self) -> float | None:
+        """Median score (the lower median for an even count) over inputs with a finite score."""
+        v = self.score[torch.isfinite(self.score)]
+        return float(v.median()) if v.numel() else None
+
+    def summary(self) -> dict[str, Any]:
+        """Aggregate numbers, JSON-serialisable (``None`` where undefined)."""
+        statuses = [s for row in self.fit_status for s in row]
+        return {
+            "norm": self.norm,
+            "target": self.target_mode,
+            "radius": self.radius,
+            "batches": self.batches,
+            "samples": self.samples,
+            "seed": self.seed,
+            "fit": self.fit,
+            "n": self.n,
+            "mean": self.mean,
+            "median": self.median,
+            "n_clean_correct": int((self.clean_pred == self.label).sum()),
+            "n_poor_fit": int(self.poor_fit.sum()),
+            "fit_status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
+            "gradient_passes": int(self.gradient_passes.sum()),
+            "forward_passes": int(self.forward_passes.sum()),
+            "seconds": self.seconds,
+            **self.extra,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary plus per-input ``scores``, ``labels``, ``poor_fit`` and per-target ``target_scores``
+        (non-finite numbers become ``None``)."""
+        return {
+            **self.summary(),
+            "scores": _jsonable(self.score.tolist()),
+            "labels": self.label.tolist(),
+            "poor_fit": self.poor_fit.tolist(),
+            "targets": self.targets.tolist(),
+            "target_scores": _jsonable(self.target_scores.tolist()),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CleverResult(norm={self.norm}, target={self.target_mode}, n={self.n}, mean={self.mean}, "
+            f"median={self.median}, radius={self.radius}, batches={self.batches}, samples={self.samples})"
+        )
+
+
+def clever(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None = None,
+    *,
+    norm: str | Norm = "l2",
+    target: str | Tensor = "untargeted",
+    batches: int = 20,
+    samples: int = 50,
+    radius: float | None = None,
+    seed: int = 0,
+    fit: str = "mle_reg",
+    fit_shapes: Sequence[float] = FIT_SHAPES,
+    batch_size: int = 256,
+) -> CleverResult:
+    """CLEVER scores of a batch of inputs: estimated minimal Lp distortions from sampled gradient norms.
+
+    For each input and target ``k``: ``batches`` × ``samples`` points are drawn uniformly in the Lp ball of
+    radius ``radius`` around the input and clipped to [0, 1]; at each, the dual norm of the gradient of the
+    margin ``z_y - z_k`` is computed; the maximum of each batch is kept; a reverse Weibull is fitted to the
+    maxima (``fit``); the score is ``min(margin / location, radius)`` (0 when the margin is not positive). The
+    untargeted score is the minimum over all ``k != y``.
+
+    The same ``seed`` draws the same random targets as :func:`robustlab.attacks.attack` (the generator is used
+    for targets first), so scores and attack results line up for :func:`compare_with_attack`.
+
+    Args:
+        model: Classifier taking [0, 1] images and returning logits (a :class:`~robustlab.ModelAdapter` or any
+            module); run in eval mode, its modes restored after.
+        x: Inputs in [0, 1].
+        y: Labels; default: the clean predictions (as ART's ``clever_u``).
+        norm: Perturbation norm ``"l2"``, ``"linf"`` or ``"l1"``; gradients are measured in its dual.
+        target: ``"untargeted"``, ``"random"``, ``"least-likely"``, ``"top2"`` or a tensor of target classes.
+        batches: ``N_b``, number of batches (maxima fitted per target); at least 2.
+        samples: ``N_s``, sample points per batch; at least 1.
+        radius: Sampling radius ``R`` (> 0); every score is at most ``R``. Default: :data:`DEFAULT_RADIUS`.
+        seed: Seeds the one ``torch.Generator`` (on ``x``'s device) for targets and sample points.
+        fit: ``"mle_reg"`` (reference default), ``"mle"`` or ``"maxsamp"``; see :data:`FIT_METHODS`.
+        fit_shapes: Initial Weibull shapes; the fit with the best K–S p-value is kept.
+        batch_size: Sample points per forward pass (memory vs. speed); results do not depend on it beyond
+            floating-point rounding.
+
+    Returns:
+        Scores, per-target scores and fit diagnostics; see :class:`CleverResult`.
+
+    Raises:
+        ConfigError: radius ≤ 0, fewer than 2 batches or 1 sample, unknown fit method, bad shapes or batch
+            size, labels out of range, a target equal to its label, a model with fewer than 2 outputs, or a
+            target mode the number of classes cannot support.
+        UnknownNameError: unknown norm or target mode (with close matches).
+        InputContractError: ``x`` is not a float (N, C, H, W) tensor in [0, 1].
+
+    Shape:
+        - x: ``(N, C, H, W)``; y: ``(N,)`` int64; target (tensor): ``(N,)`` int64
+        - result: see :class:`CleverResult` (``T = K - 1`` untargeted, else 1)
+
+    References:
+        Weng et al., "Evaluating the Robustness of Neural Networks: An Extreme Value Theory Approach", ICLR 2018;
+        reference code ``github.com/huanzhang12/CLEVER``.
+        Goodfellow, "Gradient Masking Causes CLEVER to Overestimate Adversarial Perturbation Size", 2018.
+    """
+    t0 = time.perf_counter()
+    norm_obj = get_norm(norm)
+    r = DEFAULT_RADIUS[norm_obj.name] if radius is None else radius
+    _check_config(r, batches, samples, fit, fit_shapes, batch_size)
+    _check_inputs(x)
+    x = x.detach()
+    n = x.shape[0]
+    device = x.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    with eval_mode(model):
+        with torch.no_grad():
+            clean = torch.cat([model(x[i : i + batch_size]) for i in range(0, n, batch_size)]) if n else None
+        if clean is None:
+            raise ConfigError("x holds no inputs: pass at least one image")
+        if clean.dim() != 2 or clean.shape[1] < 2:
+            raise ModelError(
+                f"CLEVER needs a classifier with at least 2 outputs (logits of shape (N, K), K >= 2); the model "
+                f"returned shape {tuple(clean.shape)}"
+            )
+        k = clean.shape[1]
+        pred = clean.argmax(1)
+        if y is None:
+            y = pred
+        else:
+            y = y.to(device)
+            check_labels(y, k)
+            if y.shape[0] != n:
+                raise ConfigError(f"x holds {n} inputs but y holds {y.shape[0]} labels")
+        mode, chosen = resolve_targets(target, clean, y, generator)
+        if chosen is None:  # untargeted: every class but the label, in increasing order
+            others = torch.arange(k - 1, device=device).expand(n, -1)
+            targets = others + (others >= y[:, None]).long()  # (N, K-1)
+        else:
+            targets = chosen[:, None]  # (N, 1)
+        margins = clean.gather(1, y[:, None]) - clean.gather(1, targets)  # (N, T)
+        maxima = _gradient_maxima(model, x, y, targets, norm_obj, r, batches, samples, batch_size, generator)
+
+    fits = _fit(maxima, fit, fit_shapes)  # every (input, target) series at once
+    t_count = targets.shape[1]
+    location = torch.from_numpy(fits.location).reshape(n, t_count)
+    m64 = margins.double().cpu()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        raw = torch.where(location > 0, m64.clamp_min(0) / location, torch.full_like(m64, math.inf))
+    target_scores = torch.where(m64 > 0, raw.clamp_max(r), torch.zeros_like(m64))
+    target_scores = torch.where(torch.isnan(location), torch.full_like(m64, math.nan), target_scores)
+    score = torch.nan_to_num(target_scores, nan=math.inf).amin(1) if t_count else torch.zeros(n)
+    score = torch.where(torch.isnan(target_scores).all(1), torch.full_like(score, math.nan), score)
+    statuses = fits.status.reshape(n, t_count).tolist()
+    points = batches * samples
+
+    def as_tensor(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).reshape(n, t_count)
+
+    result = CleverResult(
+        norm=norm_obj.name,
+        target_mode=mode,
+        radius=float(r),
+        batches=batches,
+        samples=samples,
+        seed=seed,
+        fit=fit,
+        fit_shapes=tuple(float(c) for c in fit_shapes),
+        label=y.cpu(),
+        clean_pred=pred.cpu(),
+        targets=targets.cpu(),
+        margin=m64,
+        target_scores=target_scores,
+        score=score,
+        location=location,
+        shape=as_tensor(fits.shape),
+        scale=as_tensor(fits.scale),
+        ks_statistic=as_tensor(fits.ks_statistic),
+        ks_pvalue=as_tensor(fits.ks_pvalue),
+        max_gradient_norm=maxima.amax(2),
+        batch_maxima=maxima,
+        fit_status=statuses,
+        forward_passes=torch.full((n,), points + 1, dtype=torch.int64),
+        gradient_passes=torch.full((n,), points * t_count, dtype=torch.int64),
+        seconds=time.perf_counter() - t0,
+    )
+    if int(result.poor_fit.sum()):
+        logger.info("CLEVER: %d of %d scores rest on a poor Weibull fit", int(result.poor_fit.sum()), n)
+    logger.debug("%r", result)
+    return result
+
+
+# -- sampling and gradients ------------------------------------------------------------------------------------
+
+
+def _gradient_maxima(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    targets: Tensor,
+    norm: Norm,
+    radius: float,
+    batches: int,
+    samples: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> Tensor:
+    """Per-batch maxima of the dual norm of ``∇(z_y - z_k)`` over points sampled in the ball.
+
+    Sample points of all inputs and batches stream through forward passes of ``batch_size`` rows; the margin
+    gradients of all targets of a row come from its one forward pass (one backward per target, the graph
+    retained in between; a backward to the input only, no weight gradients).
+
+    Shape:
+        - x: ``(N, C, H, W)``; y: ``(N,)``; targets: ``(N, T)``
+        - output: ``(N, T, batches)`` float64 on the CPU
+    """
+    n, t_count = targets.shape
+    maxima = torch.full((n * batches, t_count), -math.inf, dtype=torch.float64, device=x.device)
+    for points, series in _sample_points(x, norm, radius, batches, samples, batch_size, generator):
+        rows = points.shape[0]
+        inputs = series // batches  # (rows,) input index of each point
+        yr, tr = y[inputs], targets[inputs]  # (rows,), (rows, T)
+        points.requires_grad_(True)
+        norms = torch.empty((rows, t_count), dtype=torch.float64, device=x.device)
+        with torch.enable_grad():
+            logits = model(points)  # (rows, K): one forward pass for every target
+            for t in range(t_count):
+                cot = torch.zeros_like(logits)
+                cot.scatter_(1, yr[:, None], 1.0)
+                cot.scatter_(1, tr[:, t : t + 1], -1.0)  # d(z_y - z_k) / d logits
+                (grad,) = torch.autograd.grad(logits, points, cot, retain_graph=t < t_count - 1)
+                norms[:, t] = norm.dual(grad)  # (rows,)
+        norms = torch.where(torch.isnan(norms), torch.full_like(norms, math.inf), norms)  # keep NaN visible
+        maxima.scatter_reduce_(0, series[:, None].expand(rows, t_count), norms, reduce="amax")
+    return maxima.reshape(n, batches, t_count).permute(0, 2, 1).contiguous().cpu()
+
+
+def _sample_points(
+    x: Tensor,
+    norm: Norm,
+    radius: float,
+    batches: int,
+    samples: int,
+    batch_size: int,
+    generator: torch.Generator,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Stream the sample points of every (input, batch) in chunks of ``batch_size`` rows.
+
+    Each (input, batch) block of ``samples`` points is drawn at once, in input-then-batch order, uniformly in
+    the ball (the norm's ``random_init``: uniform cube for L∞, Gaussian direction × ``R U^{1/d}`` for L2,
+    Dirichlet magnitudes with random signs for L1) and clipped to [0, 1], so the points do not depend on
+    ``batch_size``.
+
+    Shape:
+        - yields points ``(rows, C, H, W)`` and their series index ``input * batches + batch``, ``(rows,)``
+    """
+    pending: list[Tensor] = []
+    pending_ids: list[Tensor] = []
+    count = 0
+    for i in range(x.shape[0]):
+        x0 = x[i : i + 1].expand(samples, *x.shape[1:])
+        for b in range(batches):
+            delta = norm.random_init(x0, radius, generator)  # (samples, C, H, W)
+            pending.append((x0 + delta).clamp_(0.0, 1.0))
+            pending_ids.append(torch.full((samples,), i * batches + b, dtype=torch.int64, device=x.device))
+            count += samples
+            while count >= batch_size:
+                pts, ids = torch.cat(pending), torch.cat(pending_ids)
+                yield pts[:batch_size], ids[:batch_size]
+                pending, pending_ids = [pts[batch_size:]], [ids[batch_size:]]
+                count -= batch_size
+    if count:
+        yield torch.cat(pending), torch.cat(pending_ids)
+
+
+# -- fitting and checks ----------------------------------------------------------------------------------------
+
+
+def _fit(maxima: Tensor, method: str, shapes: Sequence[float]) -> WeibullFit:
+    """Fit every (input, target) series; ``maxsamp`` takes the largest value without fitting.
+
+    Shape:
+        - maxima: ``(N, T, B)``
+        - fit arrays: ``(N * T,)``
+    """
+    data = maxima.reshape(-1, maxima.shape[-1]).numpy()
+    m = data.shape[0]
+    if method == "maxsamp":
+        finite = np.isfinite(data).all(axis=1)
+        nan = np.full(m, np.nan)
+        status = np.where(finite, "maxsamp", "nonfinite")
+        top = np.where(finite, data.max(axis=1, initial=-np.inf), np.nan)
+        return WeibullFit(nan, top, nan.copy(), nan.copy(), nan.copy(), nan.copy(), status)
+    fits = fit_reverse_weibull(data, shapes, scale_reg=_SCALE_REG[method])
+    n_fallback = int((fits.status == STATUS_FALLBACK).sum())
+    if n_fallback:
+        logger.info("CLEVER: %d of %d Weibull fits rejected (K–S p < 0.001): sample maximum used", n_fallback, m)
+    return fits
+
+
+def _check_config(
+    radius: float, batches: int, samples: int, fit: str, shapes: Sequence[float], batch_size: int
+) -> None:
+    if not (isinstance(radius, int | float) and math.isfinite(radius) and radius > 0):
+        raise ConfigError(f"radius must be a finite number > 0 (the sampling ball's radius), got {radius!r}")
+    for name, value, low in (("batches", batches, 2), ("samples", samples, 1), ("batch_size", batch_size, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            extra = " (the Weibull fit needs at least 2 per-batch maxima)" if name == "batches" else ""
+            raise ConfigError(f"{name} must be an integer >= {low}{extra}, got {value!r}")
+    if fit not in FIT_METHODS:
+        raise ConfigError(f"unknown fit method {fit!r}; choose one of {', '.join(FIT_METHODS)}")
+    if len(shapes) == 0 or not all(isinstance(c, int | float) and math.isfinite(c) and c > 0 for c in shapes):
+        raise ConfigError(f"fit_shapes must be a non-empty sequence of finite numbers > 0, got {tuple(shapes)!r}")
+
+
+def _check_inputs(x: Tensor) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 4:
+        what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+        raise InputContractError(f"x must be a float tensor of shape (N, C, H, W) in [0, 1], got a {what}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise InputContractError("x contains NaN or infinite values")
+    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise InputContractError(
+            f"x spans [{float(x.min()):.3g}, {float(x.max()):.3g}]; inputs must lie in [0, 1] (normalisation "
+            "belongs inside the model)"
+        )
+
+
+def _jsonable(values: Any) -> Any:
+    if isinstance(values, list):
+        return [_jsonable(v) for v in values]
+    if isinstance(values, float) and not math.isfinite(values):
+        return None
+    return values
