@@ -32,3 +32,13 @@ def spec_dict(n: int = 24, **over: Any) -> dict[str, Any]:
 @pytest.fixture
 def study_spec(data_dir: Path) -> dict[str, Any]:
     return spec_dict()
+
+
+@pytest.fixture(scope="session")
+def four_model_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A finished 4-model study (shared by the tests that only read it)."""
+    from robustlab.bench import parse_spec, run_study
+
+    run = tmp_path_factory.mktemp("study") / "run"
+    summary = run_study(parse_spec(spec_dict()), run, data_dir=data_dir)
+    return run, summary

@@ -38,12 +38,12 @@ def test_job_ids_are_content_hashes() -> None:
     assert len(a.id) == 16
 
 
-def test_four_model_study_transfer_diagonal_is_white_box_success(study_spec: dict, tmp_path: Path,
-                                                                 data_dir: Path) -> None:
-    spec = parse_spec(study_spec)
-    summary = run_study(spec, tmp_path / "run", data_dir=data_dir)
+def test_four_model_study_transfer_diagonal_is_white_box_success(
+    four_model_run: tuple[Path, Any], data_dir: Path
+) -> None:
+    run, summary = four_model_run
     assert summary.executed == summary.jobs == 4 + 4 * 5 + 4
-    a = analyse_run(tmp_path / "run")
+    a = analyse_run(run)
     assert len(a.transfer) == 3  # fgsm, ifgsm untargeted, ifgsm random-target
     for t in a.transfer:
         assert len(t.models) == 4 and all(len(row) == 4 for row in t.rates)
@@ -51,18 +51,25 @@ def test_four_model_study_transfer_diagonal_is_white_box_success(study_spec: dic
             row = next(r for r in a.attacks if r["model"] == model and r["key"] == t.key)
             assert t.rates[i][i] == pytest.approx(row["success_rate"]), (t.key, model)
     # no duplicate rows: one record per (job, image)
-    con = connect(tmp_path / "run")
-    assert con.execute("SELECT count(*) FROM attack").fetchone()[0] == \
-        con.execute("SELECT count(DISTINCT (job_id, index)) FROM attack").fetchone()[0]
+    con = connect(run)
+    assert (
+        con.execute("SELECT count(*) FROM attack").fetchone()[0]
+        == con.execute("SELECT count(DISTINCT (job_id, index)) FROM attack").fetchone()[0]
+    )
     # re-running skips everything
-    again = run_study(spec, tmp_path / "run", data_dir=data_dir)
+    again = run_study(parse_spec(spec_dict()), run, data_dir=data_dir)
     assert again.executed == 0 and again.skipped == again.jobs
 
 
 def test_sigkill_then_resume_gives_identical_records(tmp_path: Path, data_dir: Path) -> None:
-    study_spec = spec_dict(n=12, attacks=[{"name": "fgsm", "eps": "8/255", "transfer": True},
-                                          {"name": "ifgsm", "steps": 2, "minimal": True},
-                                          {"name": "ifgsm", "eps": "2/255", "steps": 2, "targets": ["random"]}])
+    study_spec = spec_dict(
+        n=12,
+        attacks=[
+            {"name": "fgsm", "eps": "8/255", "transfer": True},
+            {"name": "ifgsm", "steps": 2, "minimal": True},
+            {"name": "ifgsm", "eps": "2/255", "steps": 2, "targets": ["random"]},
+        ],
+    )
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(study_spec))
     ref = tmp_path / "reference"
@@ -125,15 +132,26 @@ def test_ray_backend_gives_the_same_records(tmp_path: Path, data_dir: Path) -> N
 
 
 def test_malformed_spec_lists_every_error_with_its_path(tmp_path: Path) -> None:
-    bad = {"models": ["resnet20-akamastr"], "dataset": {"n": 0, "subset": "all"},
-           "attacks": [{"name": "pgdd"}, {"name": "fgsm", "eps": "eight", "steps": -1, "colour": "red"}]}
+    bad = {
+        "models": ["resnet20-akamastr"],
+        "dataset": {"n": 0, "subset": "all"},
+        "attacks": [{"name": "pgdd"}, {"name": "fgsm", "eps": "eight", "steps": -1, "colour": "red"}],
+    }
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     result = CliRunner().invoke(app, ["run", str(tmp_path / "bad.yaml")])
     assert result.exit_code == 2
     err = " ".join(result.stderr.split())
-    for fragment in ("7 error(s)", "models: unknown model 'resnet20-akamastr'", "Did you mean: resnet20-akamaster",
-                     "dataset.n:", "dataset.subset:", "attacks.0.name: unknown attack 'pgdd'", "attacks.1.eps:",
-                     "attacks.1.steps:", "attacks.1.colour: Extra inputs"):
+    for fragment in (
+        "7 error(s)",
+        "models: unknown model 'resnet20-akamastr'",
+        "Did you mean: resnet20-akamaster",
+        "dataset.n:",
+        "dataset.subset:",
+        "attacks.0.name: unknown attack 'pgdd'",
+        "attacks.1.eps:",
+        "attacks.1.steps:",
+        "attacks.1.colour: Extra inputs",
+    ):
         assert fragment in err, fragment
     assert not (tmp_path / "runs").exists()
 

@@ -67,7 +67,7 @@ for _r in [
     ZooRecipe("densenet-bc16-k12", "densenet", "densenet_bc", {"depth": 16, "growth": 12}),
     ZooRecipe("densenet-bc10-k16", "densenet", "densenet_bc", {"depth": 10, "growth": 16}),
     ZooRecipe("mobilenetv2-w50", "mobilenet", "mobilenetv2_cifar", {"width": 0.5, "stem_stride": 2}),
-    ZooRecipe("mobilenetv2-w50-s5", "mobilenet", "mobilenetv2_cifar", {"width": 0.5, "stages": 5, "stem_stride": 2}),
+    ZooRecipe("mobilenetv1-w50", "mobilenet", "mobilenetv1_cifar", {"width": 0.5}, TrainConfig(epochs=20)),
 ]:
     RECIPES.register(_r.name, _r)
 

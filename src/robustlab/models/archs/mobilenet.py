@@ -90,3 +90,52 @@ class MobileNetV2Cifar(nn.Module):
 
 
 ARCHITECTURES.register("mobilenetv2_cifar", MobileNetV2Cifar)
+
+
+class _DepthwiseSeparable(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
+            nn.BatchNorm2d(c_in),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        )
+
+
+# (output channels, stride) of the depthwise-separable layers, for 32×32 inputs (the ImageNet table from 64
+# channels on, with the last stride-2 stage shortened to two 512-channel layers).
+_V1_LAYERS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512, 1), (512, 1)]
+
+
+class MobileNetV1Cifar(nn.Module):
+    """MobileNet (v1): a stem convolution, then depthwise-separable layers; ``width`` scales channels.
+
+    References:
+        Howard et al. "MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications." 2017.
+
+    Shape:
+        input: (B, C, H, W) normalised; output: (B, num_classes) logits.
+    """
+
+    def __init__(self, width: float = 1.0, num_classes: int = 10, in_channels: int = 3) -> None:
+        super().__init__()
+
+        def w(c: int) -> int:
+            return max(8, round(c * width / 8) * 8)
+
+        c = w(32)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(True)]
+        for ch, s in _V1_LAYERS:
+            layers.append(_DepthwiseSeparable(c, w(ch), s))
+            c = w(ch)
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.features(x)  # (B, c, H/8, W/8)
+        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+ARCHITECTURES.register("mobilenetv1_cifar", MobileNetV1Cifar)
