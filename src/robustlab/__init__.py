@@ -14,7 +14,7 @@ from robustlab.errors import (
     RobustlabError,
     UnknownNameError,
 )
-from robustlab.metrics import AccuracyResult, evaluate
+from robustlab.metrics import AccuracyResult, CleverResult, clever, compare_with_attack, evaluate
 from robustlab.models import ModelAdapter, ModelSpec, build_model, list_models, load_model, save_weights
 from robustlab.train import TrainConfig, train_model
 
@@ -24,6 +24,7 @@ __all__ = [
     "AccuracyResult",
     "AttackResult",
     "ChecksumError",
+    "CleverResult",
     "ConfigError",
     "DataError",
     "Dataset",
@@ -37,6 +38,8 @@ __all__ = [
     "__version__",
     "attack",
     "build_model",
+    "clever",
+    "compare_with_attack",
     "evaluate",
     "list_attacks",
     "list_models",

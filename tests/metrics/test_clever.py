@@ -19,9 +19,8 @@ from torch import nn
 from robustlab.attacks import attack
 from robustlab.attacks.oracle import LinearClassifier, pairwise_distances
 from robustlab.errors import ConfigError, InputContractError, ModelError
-from robustlab.metrics import clever
+from robustlab.metrics import clever, compare_with_attack
 from robustlab.metrics._weibull import FIT_SHAPES, fit_reverse_weibull
-from robustlab.metrics.clever import compare_with_attack
 
 F64 = torch.float64
 TARGETS = ["untargeted", "random", "least-likely", "top2"]
@@ -165,6 +164,10 @@ def test_model_modes_restored_and_gradient_counts() -> None:
     assert r.forward_passes.tolist() == [2 * 3 + 1] * 2
     out = r.to_dict()
     assert len(out["scores"]) == 2 and out["median"] is not None and out["target"] == "untargeted"
+    cols = r.to_columns()
+    assert {len(v) for v in cols.values()} == {2}
+    assert cols["score"] == r.score.tolist() and all(len(t) == 3 for t in cols["target_scores"])
+    assert [cols["target_scores"][i][r.targets[i].tolist().index(cols["target"][i])] for i in range(2)] == cols["score"]
 
 
 # -- comparison with attacks -------------------------------------------------------------------------------------

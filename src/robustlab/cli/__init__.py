@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from robustlab.cli import _attack, _corrupt, _data, _eval, _study, _train, _zoo
+from robustlab.cli import _attack, _clever, _corrupt, _data, _eval, _study, _train, _zoo
 from robustlab.cli._common import setup_logging
 
 app = typer.Typer(
@@ -25,7 +25,7 @@ def _root(
     setup_logging(verbose)
 
 
-for _module in (_eval, _attack, _corrupt, _study, _train, _data, _zoo):
+for _module in (_eval, _attack, _clever, _corrupt, _study, _train, _data, _zoo):
     _module.register(app)
 
 

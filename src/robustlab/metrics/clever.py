@@ -51,6 +51,9 @@ DEFAULT_RADIUS = {"linf": 0.1, "l2": 3.0, "l1": 30.0}
 FIT_METHODS = ("mle_reg", "mle", "maxsamp")
 _SCALE_REG = {"mle_reg": 0.01, "mle": 0.0}
 
+#: Version of the per-input record layout written by :meth:`CleverResult.to_columns`.
+RECORD_SCHEMA_VERSION = 1
+
 
 @dataclass
 class CleverResult:
@@ -188,6 +191,41 @@ class CleverResult:
             "poor_fit": self.poor_fit.tolist(),
             "targets": self.targets.tolist(),
             "target_scores": _jsonable(self.target_scores.tolist()),
+        }
+
+    def to_columns(self) -> dict[str, list[Any]]:
+        """Column-oriented per-input data for the store: the score, the binding target and its fit, the
+        per-target lists and the settings (non-finite numbers become ``None``)."""
+        n = self.n
+        rows = torch.arange(n)
+        j = self.binding_target
+
+        def pick(t: Tensor) -> list[Any]:
+            return _jsonable(t[rows, j].tolist()) if n else []
+
+        return {
+            "index": list(range(n)),
+            "label": self.label.tolist(),
+            "clean_pred": self.clean_pred.tolist(),
+            "score": _jsonable(self.score.tolist()),
+            "target": self.targets[rows, j].tolist() if n else [],
+            "margin": pick(self.margin),
+            "lipschitz": pick(self.location),
+            "ks_pvalue": pick(self.ks_pvalue),
+            "fit_status": [self.fit_status[i][int(j[i])] for i in range(n)],
+            "poor_fit": self.poor_fit.tolist(),
+            "targets": self.targets.tolist(),
+            "target_scores": _jsonable(self.target_scores.tolist()),
+            "norm": [self.norm] * n,
+            "target_mode": [self.target_mode] * n,
+            "radius": [self.radius] * n,
+            "batches": [self.batches] * n,
+            "samples": [self.samples] * n,
+            "fit": [self.fit] * n,
+            "seed": [self.seed] * n,
+            "forward_passes": self.forward_passes.tolist(),
+            "gradient_passes": self.gradient_passes.tolist(),
+            "schema_version": [RECORD_SCHEMA_VERSION] * n,
         }
 
     def __repr__(self) -> str:
