@@ -10,7 +10,7 @@ five textures instead, deterministically (fixed seeds, CPU, float64), the first 
 - a cold tint (blue above green above red).
 
 The textures have the photographs' role (bright, high-frequency, partly transparent structure) and
-roughly their statistics (mean about 0.47, standard deviation about 0.19 over the five textures); they are
+roughly their statistics (mean about 0.6, standard deviation about 0.18 over the five textures); they are
 not the same images, so frost errors are not directly comparable with published CIFAR-10-C / ImageNet-C frost numbers.
 
 Scale: the CIFAR-10-C generator shrinks the photographs to a fifth before cropping 32×32, the ImageNet-C one
@@ -85,6 +85,6 @@ def frost_textures(size: int, scale: float) -> torch.Tensor:
         crystals = 1 - torch.exp(-2.0 * crystals)  # saturating sum of overlapping crystals
         mapsize = _ops.next_power_of_2(size)
         haze = _ops.plasma_fractal(g, 1, mapsize, 2.0, crystals)[0, :size, :size]
-        grey = (0.2 + 0.35 * haze + 0.75 * crystals).clamp(0, 1)
+        grey = (0.33 + 0.35 * haze + 0.75 * crystals).clamp(0, 1)
         out.append((grey[None] * tint).clamp(0, 1))
     return torch.stack(out).float()
