@@ -5,6 +5,7 @@ The public API is what ``__all__`` lists; everything else may change.
 
 from robustlab.attacks import AttackResult, attack, list_attacks, parse_eps
 from robustlab.data import Dataset, load_dataset, resolve_data_dir
+from robustlab.data.corruptions import corrupt, list_corruptions
 from robustlab.errors import (
     ChecksumError,
     ConfigError,
@@ -14,7 +15,17 @@ from robustlab.errors import (
     RobustlabError,
     UnknownNameError,
 )
-from robustlab.metrics import AccuracyResult, CleverResult, clever, compare_with_attack, evaluate
+from robustlab.metrics import (
+    AccuracyResult,
+    ClasswiseResult,
+    CleverResult,
+    CorruptionReport,
+    classwise_metrics,
+    clever,
+    compare_with_attack,
+    corruption_report,
+    evaluate,
+)
 from robustlab.models import ModelAdapter, ModelSpec, build_model, list_models, load_model, save_weights
 from robustlab.train import TrainConfig, train_model
 
@@ -24,8 +35,10 @@ __all__ = [
     "AccuracyResult",
     "AttackResult",
     "ChecksumError",
+    "ClasswiseResult",
     "CleverResult",
     "ConfigError",
+    "CorruptionReport",
     "DataError",
     "Dataset",
     "InputContractError",
@@ -38,10 +51,14 @@ __all__ = [
     "__version__",
     "attack",
     "build_model",
+    "classwise_metrics",
     "clever",
     "compare_with_attack",
+    "corrupt",
+    "corruption_report",
     "evaluate",
     "list_attacks",
+    "list_corruptions",
     "list_models",
     "load_dataset",
     "load_model",
