@@ -123,7 +123,7 @@ def test_ray_backend_gives_the_same_records(tmp_path: Path, data_dir: Path) -> N
 
     spec = parse_spec(spec_dict(n=8, attacks=[{"name": "ifgsm", "eps": "4/255", "steps": 2, "transfer": True}]))
     run_study(spec, tmp_path / "local", data_dir=data_dir)
-    ray_exec = RayExecutor(data_dir=str(data_dir))
+    ray_exec = RayExecutor(data_dir=str(data_dir), cluster_cpus=2)
     try:
         run_study(spec, tmp_path / "ray", data_dir=data_dir, executor=ray_exec)
     finally:

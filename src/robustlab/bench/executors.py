@@ -73,7 +73,9 @@ class RayExecutor:
             raise ConfigError("--backend ray needs Ray: pip install 'robustlab[ray]'") from exc
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            # no address: a local cluster (of ``cluster_cpus`` CPUs, default all)
+            ray.init(address=address, num_cpus=None if address else cluster_cpus, include_dashboard=False,
+                     log_to_driver=False)
 
         def _task(job: dict[str, Any], run_dir: str) -> dict[str, Any]:
             init_worker(data_dir, threads)

@@ -1,0 +1,122 @@
+"""Study-runner overhead and scaling: attack time against the number of models, and the whole study
+(attacks + transfer matrix) against its floor — N attacks plus N² forward passes over the adversarial sets,
+measured directly in the same process on the same models and images.
+
+    python benchmarks/study.py --models 2 4 8 --n 128 [--data DIR] [--write docs/benchmarks.md]
+
+Writes a "Study runner" section into docs/benchmarks.md (other sections are left as they are).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robustlab import load_dataset, load_model
+from robustlab.attacks import attack
+from robustlab.bench import parse_spec, run_study
+from robustlab.bench.default import available_models
+from robustlab.models import eval_mode
+
+
+def floor_seconds(models: list[str], x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, bs: int,
+                  data: str | None) -> tuple[float, float]:
+    """(N attacks, N² forward passes over the adversarial sets), timed directly with no store or jobs."""
+    nets = [load_model(m, data_dir=data, download=False) for m in models]
+    t0 = time.perf_counter()
+    advs = [attack(n, x, y, "ifgsm", norm="linf", eps=eps, steps=steps, batch_size=bs, keep_adversarials=True)
+            .adversarials for n in nets]
+    t1 = time.perf_counter()
+    with torch.no_grad():
+        for net in nets:
+            with eval_mode(net):
+                for adv in advs:
+                    assert adv is not None
+                    for i in range(0, len(adv), bs):
+                        net(adv[i : i + bs]).argmax(1)
+    return t1 - t0, time.perf_counter() - t1
+
+
+def study_seconds(models: list[str], n: int, eps: float, steps: int, bs: int, data: str | None) -> dict[str, float]:
+    spec = parse_spec({"models": models, "dataset": {"n": n, "subset": "random"}, "batch_size": bs,
+                       "attacks": [{"name": "ifgsm", "norm": "linf", "eps": eps, "steps": steps, "transfer": True}]})
+    marks: dict[str, float] = {}
+
+    def progress(phase: str, done: int, total: int, label: str) -> None:
+        marks.setdefault(f"{phase}_start", time.perf_counter())
+        if done == total:
+            marks[f"{phase}_end"] = time.perf_counter()
+
+    run = Path(tempfile.mkdtemp(prefix="rl-bench-"))
+    try:
+        t0 = time.perf_counter()
+        run_study(spec, run, data_dir=data, progress=progress)
+        total = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return {"total": total, "clean": marks["clean_end"] - t0, "attack": marks["attack_end"] - marks["attack_start"],
+            "transfer": marks["transfer_end"] - marks["transfer_start"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=int, nargs="+", default=[2, 4, 8])
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--write", default=None, help="Markdown file to write the results section into.")
+    args = ap.parse_args()
+    pool = available_models(args.data)
+    if len(pool) < max(args.models):
+        raise SystemExit(f"need {max(args.models)} models, {len(pool)} available: {pool}")
+    ds = load_dataset("cifar10", "test", args.data).subset(args.n, 0)
+    x, y = ds.images(), ds.y
+    eps = 4 / 255
+    rows = []
+    for k in args.models:
+        models = pool[:k]
+        fa, ff = floor_seconds(models, x, y, eps, args.steps, args.batch_size, args.data)
+        s = study_seconds(models, args.n, eps, args.steps, args.batch_size, args.data)
+        rows.append({"models": k, "floor_attacks": fa, "floor_forward": ff, **s,
+                     "ratio": (s["attack"] + s["transfer"]) / (fa + ff)})
+        print(json.dumps(rows[-1]), flush=True)
+    lines = [
+        "## Study runner",
+        "",
+        f"`python benchmarks/study.py --models {' '.join(map(str, args.models))} --n {args.n}` — I-FGSM "
+        f"({args.steps} steps, L∞ 4/255, transfer on) on {args.n} CIFAR-10 test images, models = the first k of "
+        f"`{', '.join(pool[: max(args.models)])}`.",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, shared and noisy; torch "
+        f"{torch.__version__}, Python {platform.python_version()}. Seconds drift between runs; ratios hold.",
+        "",
+        "| models | floor: N attacks (s) | floor: N² forwards (s) | study attack phase (s) | study transfer phase (s) "
+        "| (attack+transfer) / floor | attack s per model |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(f"| {r['models']} | {r['floor_attacks']:.1f} | {r['floor_forward']:.1f} | {r['attack']:.1f} | "
+                     f"{r['transfer']:.1f} | {r['ratio']:.2f}× | {r['attack'] / r['models']:.2f} |")
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if args.write:
+        path = Path(args.write)
+        text = path.read_text() if path.exists() else "# Benchmarks\n"
+        start = text.find("## Study runner")
+        if start >= 0:
+            end = text.find("\n## ", start + 1)
+            text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
+        else:
+            text = text.rstrip() + "\n\n" + section
+        path.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
