@@ -17,9 +17,10 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
-## make demo: set up, then run the main job (clean accuracy of the zoo and published checkpoints).
+## make demo: set up, then the main job: the zoo's clean accuracy, then the default robustness study + report.
 demo: setup
-	$(BIN)/robustlab zoo eval
+	$(BIN)/robustlab zoo eval --n 1000
+	$(BIN)/robustlab run
 
 ## make test: set up, lint, then the default test suite (slow and distributed tests excluded).
 test: setup lint

@@ -33,7 +33,7 @@ class JobContext:
     """Per-process state: where data lives and what was loaded last (one model at a time bounds memory)."""
 
     data_dir: str | None = None
-    device: str = "cpu"
+    device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     _datasets: dict[tuple[str, str], Dataset] = field(default_factory=dict)
     _model: tuple[str, ModelAdapter] | None = None
 
@@ -51,7 +51,7 @@ class JobContext:
     def images(self, job: Job) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The job's images (float in [0, 1]), labels and row indices. Shape: (N, C, H, W), (N,), (N,)."""
         ds = self.dataset(job.params["dataset"], job.params["split"]).take(torch.tensor(job.indices))
-        return ds.images(), ds.y, ds.indices
+        return ds.images().to(self.device), ds.y.to(self.device), ds.indices
 
 
 JobFn = Callable[[Job, Path, JobContext], dict[str, Any]]
@@ -71,7 +71,8 @@ def _clean(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         logits = torch.cat(
             [model(x[i : i + job.params["batch_size"]]) for i in range(0, len(x), job.params["batch_size"])]
         )
-    pred = logits.argmax(1)
+    pred, y = logits.argmax(1).cpu(), y.cpu()
+    logits = logits.cpu()
     top2 = logits.topk(2, dim=1).values
     cols = {
         "index": idx.tolist(),
@@ -185,7 +186,7 @@ def _transfer(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         rec = read_records(run, "attack", src).to_pydict()
         adv = load_file(str(artifact_path(run, src)))["adversarials"]  # (N, C, H, W) judged examples
         with torch.no_grad(), eval_mode(model):
-            pred = torch.cat([model(adv[i : i + bs]).argmax(1) for i in range(0, len(adv), bs)])
+            pred = torch.cat([model(adv[i : i + bs].to(ctx.device)).argmax(1).cpu() for i in range(0, len(adv), bs)])
         n = len(pred)
         parts["source_job"] += [src] * n
         parts["source_model"] += rec["model"]
