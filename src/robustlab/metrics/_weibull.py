@@ -222,7 +222,9 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
     """``scipy.optimize.fmin(nnlf, x0, args=(data,), disp=0)`` for every row at once.
 
     Each problem keeps its own simplex, call counter and iteration counter and takes exactly the branch scipy
-    would take; problems that have converged (or spent ``200 * n`` calls or iterations) stop moving.
+    would take (including where the call budget runs out mid-iteration); a problem leaves the working set when
+    it has converged or spent ``200 * n`` calls or iterations. Per iteration every problem evaluates its
+    reflection, then at most one more point (its expansion or contraction): two stacked evaluations for all.
 
     Shape:
         - x0: ``(P, n)``; data: ``(P, B)``
@@ -235,90 +237,71 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
         col = sim[:, k + 1, k]
         sim[:, k + 1, k] = np.where(col != 0, (1 + _NM_NONZDELT) * col, _NM_ZDELT)
     fsim = _nnlf(sim.reshape(-1, n), np.repeat(data, n + 1, axis=0), scale_reg).reshape(p, n + 1)
-    fcalls = np.full(p, n + 1)
-    sim, fsim = _sort(sim, fsim)
-    iterations = np.ones(p, dtype=np.int64)
-    active = np.ones(p, dtype=bool)
-    all_rows = np.arange(p)
+    s, fs = _sort(sim, fsim)
+    out = np.empty((p, n))
+    idx, d = np.arange(p), data  # the working set
+    calls = np.full(p, n + 1)
+    its = np.ones(p, dtype=np.int64)
 
-    while True:
-        active &= (fcalls < maxfun) & (iterations < maxiter)
-        converged = (np.abs(sim[:, 1:] - sim[:, :1]).max(axis=(1, 2)) <= _NM_XATOL) & (
-            np.abs(fsim[:, :1] - fsim[:, 1:]).max(axis=1) <= _NM_FATOL
-        )
-        active &= ~converged
-        rows = all_rows[active]
-        if rows.size == 0:
-            break
-        s, fs, d = sim[rows], fsim[rows], data[rows]
-        calls = fcalls[rows]
-        aborted = np.zeros(rows.size, dtype=bool)  # scipy's _MaxFuncCallError: rest of the iteration skipped
-        budget = _Budget(d, calls, aborted, maxfun, scale_reg)
+    while idx.size:
+        with np.errstate(invalid="ignore"):
+            converged = (np.abs(s[:, 1:] - s[:, :1]).max(axis=(1, 2)) <= _NM_XATOL) & (
+                np.abs(fs[:, :1] - fs[:, 1:]).max(axis=1) <= _NM_FATOL
+            )
+        done = converged | (calls >= maxfun) | (its >= maxiter)
+        if done.any():
+            out[idx[done]] = s[done, 0]
+            keep = ~done
+            idx, s, fs, d, calls, its = idx[keep], s[keep], fs[keep], d[keep], calls[keep], its[keep]
+            if not idx.size:
+                break
 
         xbar = s[:, :-1].sum(axis=1) / n  # np.add.reduce over the n best vertices
         worst = s[:, -1]
         xr = (1 + _NM_RHO) * xbar - _NM_RHO * worst
-        fxr, _ = budget.evaluate(xr, np.ones(rows.size, dtype=bool))
-        live = ~aborted
-        new_x, new_f = worst.copy(), fs[:, -1].copy()
-        replace = np.zeros(rows.size, dtype=bool)
+        fxr = _nnlf(xr, d, scale_reg)  # always within budget (checked above)
+        calls += 1
+        with np.errstate(invalid="ignore"):
+            expand = fxr < fs[:, 0]
+            accept_r = ~expand & (fxr < fs[:, -2])
+            contract = ~expand & ~accept_r
+            outside = contract & (fxr < fs[:, -1])
+        second = expand | contract
+        allowed = second & (calls < maxfun)
+        aborted = second & ~allowed  # scipy's _MaxFuncCallError: the rest of the iteration is skipped
 
-        expand = live & (fxr < fs[:, 0])
         xe = (1 + _NM_RHO * _NM_CHI) * xbar - _NM_RHO * _NM_CHI * worst
-        fxe, done_e = budget.evaluate(xe, expand)
-        take_e = done_e & (fxe < fxr)
-        take_r = (done_e & ~take_e) | (live & ~expand & (fxr < fs[:, -2]))
-        new_x[take_e], new_f[take_e] = xe[take_e], fxe[take_e]
-        new_x[take_r], new_f[take_r] = xr[take_r], fxr[take_r]
-        replace |= take_e | take_r
-
-        contract = live & ~expand & ~(fxr < fs[:, -2])  # NaN-safe 'else'
-        outside = contract & (fxr < fs[:, -1])
-        inside = contract & ~outside
         xc = (1 + _NM_PSI * _NM_RHO) * xbar - _NM_PSI * _NM_RHO * worst
         xcc = (1 - _NM_PSI) * xbar + _NM_PSI * worst
-        fxc, done_c = budget.evaluate(xc, outside)
-        fxcc, done_cc = budget.evaluate(xcc, inside)
-        take_c = done_c & (fxc <= fxr)
-        take_cc = done_cc & (fxcc < fs[:, -1])
-        new_x[take_c], new_f[take_c] = xc[take_c], fxc[take_c]
-        new_x[take_cc], new_f[take_cc] = xcc[take_cc], fxcc[take_cc]
-        replace |= take_c | take_cc
-        s[replace, -1], fs[replace, -1] = new_x[replace], new_f[replace]
+        point = np.where(expand[:, None], xe, np.where(outside[:, None], xc, xcc))
+        f2 = np.full(idx.size, np.inf)
+        sel = np.flatnonzero(allowed)
+        if sel.size:
+            f2[sel] = _nnlf(point[sel], d[sel], scale_reg)
+        calls[sel] += 1
+        with np.errstate(invalid="ignore"):
+            better_e = f2 < fxr
+            take_r = accept_r | (allowed & expand & ~better_e)
+            take_c = (outside & (f2 <= fxr)) | (contract & ~outside & (f2 < fs[:, -1]))
+            take_2 = allowed & ((expand & better_e) | take_c)
+        replace = take_r | take_2
+        s[replace, -1] = np.where(take_r[:, None], xr, point)[replace]
+        fs[replace, -1] = np.where(take_r, fxr, f2)[replace]
 
-        shrink = (done_c & ~take_c) | (done_cc & ~take_cc)
-        for j in range(1, n + 1):  # vertex by vertex, as scipy does (the budget may run out midway)
-            go = shrink & ~aborted
-            s[go, j] = s[go, 0] + _NM_SIGMA * (s[go, j] - s[go, 0])
-            fj, done_j = budget.evaluate(s[:, j], go)
-            fs[done_j, j] = fj[done_j]
+        shrink = allowed & contract & ~take_2
+        if shrink.any():
+            for j in range(1, n + 1):  # vertex by vertex, as scipy does (the budget may run out midway)
+                go = np.flatnonzero(shrink & ~aborted)
+                s[go, j] = s[go, 0] + _NM_SIGMA * (s[go, j] - s[go, 0])
+                ok = go[calls[go] < maxfun]
+                aborted[go[calls[go] >= maxfun]] = True
+                if ok.size:
+                    fs[ok, j] = _nnlf(s[ok, j], d[ok], scale_reg)
+                calls[ok] += 1
 
-        iterations[rows[~aborted]] += 1
-        sim[rows], fsim[rows] = _sort(s, fs)
-        fcalls[rows] = calls
-    return sim[:, 0]
-
-
-class _Budget:
-    """Function evaluations under fmin's call budget, for the problems of one Nelder–Mead iteration."""
-
-    def __init__(
-        self, data: Array, calls: NDArray[np.int64], aborted: NDArray[np.bool_], maxfun: int, scale_reg: float
-    ) -> None:
-        self.data, self.calls, self.aborted, self.maxfun, self.scale_reg = data, calls, aborted, maxfun, scale_reg
-
-    def evaluate(self, points: Array, mask: NDArray[np.bool_]) -> tuple[Array, NDArray[np.bool_]]:
-        """Values at ``points`` where ``mask`` and the budget allow (``inf`` elsewhere) and where evaluated.
-
-        A masked problem out of budget is marked aborted, as scipy's wrapper raises on that call.
-        """
-        allowed = mask & (self.calls < self.maxfun)
-        self.aborted[mask & ~allowed] = True
-        out = np.full(points.shape[0], np.inf)
-        if allowed.any():
-            out[allowed] = _nnlf(points[allowed], self.data[allowed], self.scale_reg)
-        self.calls[allowed] += 1
-        return out, allowed
+        its[~aborted] += 1
+        s, fs = _sort(s, fs)
+    return out
 
 
 def _sort(sim: Array, fsim: Array) -> tuple[Array, Array]:
