@@ -105,6 +105,21 @@ def test_zero_gradient_scores_the_radius_and_wrong_side_scores_zero() -> None:
     assert not torch.isnan(wrong.target_scores).any()
 
 
+def test_non_finite_outputs_give_nan_for_that_input_only() -> None:
+    model, x = linear_problem(n=3)
+
+    class NanFirst(nn.Module):  # NaN logits and gradients around the first input only, row by row
+        def forward(self, z: torch.Tensor) -> torch.Tensor:
+            bad = (z - x[0]).flatten(1).norm(dim=1) < 0.2  # inputs are ~1 apart in L2
+            sign = 1.0 - 2.0 * bad.to(z.dtype)
+            return model(z) + 0 * torch.sqrt(sign * z.flatten(1).sum(1))[:, None]  # sqrt(< 0): NaN
+
+    r = clever(NanFirst(), x, torch.tensor([0, 1, 2]), radius=0.05, batches=2, samples=3)
+    assert math.isnan(r.score[0]) and set(r.fit_status[0]) == {"nonfinite"} and bool(r.poor_fit[0])
+    assert bool(torch.isfinite(r.score[1:]).all())
+    assert r.to_dict()["scores"][0] is None
+
+
 # -- the fit is scipy's, vectorised ----------------------------------------------------------------------------
 
 

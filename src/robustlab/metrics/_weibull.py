@@ -112,10 +112,11 @@ def fit_reverse_weibull(maxima: Array, shapes: Sequence[float] = FIT_SHAPES, sca
     m, b = data.shape
     s = c0.size
 
-    top = data.max(axis=1) if b else np.zeros(m)
-    spread = top - data.min(axis=1)
     finite = np.isfinite(data).all(axis=1)
-    degenerate = finite & (spread <= DEGENERATE_RTOL * np.abs(top))
+    top = data.max(axis=1)
+    with np.errstate(invalid="ignore"):  # inf - inf in non-finite rows, which are not fitted
+        spread = top - data.min(axis=1)
+        degenerate = finite & (spread <= DEGENERATE_RTOL * np.abs(top))
     fit_rows = np.flatnonzero(finite & ~degenerate)
 
     shape = np.full(m, np.nan)

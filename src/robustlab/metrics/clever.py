@@ -282,8 +282,9 @@ def clever(
 
     Raises:
         ConfigError: radius ≤ 0, fewer than 2 batches or 1 sample, unknown fit method, bad shapes or batch
-            size, labels out of range, a target equal to its label, a model with fewer than 2 outputs, or a
-            target mode the number of classes cannot support.
+            size, no inputs, labels out of range, a target equal to its label, or a target mode the number of
+            classes cannot support.
+        ModelError: the model returns fewer than 2 outputs (CLEVER needs a margin between two classes).
         UnknownNameError: unknown norm or target mode (with close matches).
         InputContractError: ``x`` is not a float (N, C, H, W) tensor in [0, 1].
 
@@ -338,10 +339,10 @@ def clever(
     t_count = targets.shape[1]
     location = torch.from_numpy(fits.location).reshape(n, t_count)
     m64 = margins.double().cpu()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        raw = torch.where(location > 0, m64.clamp_min(0) / location, torch.full_like(m64, math.inf))
-    target_scores = torch.where(m64 > 0, raw.clamp_max(r), torch.zeros_like(m64))
-    target_scores = torch.where(torch.isnan(location), torch.full_like(m64, math.nan), target_scores)
+    raw = torch.where(location > 0, m64.clamp_min(0) / location, torch.full_like(m64, math.inf))
+    target_scores = torch.where(m64 > 0, raw.clamp_max(r), torch.zeros_like(m64))  # margin <= 0: already there
+    undefined = torch.isnan(location) | torch.isnan(m64)  # non-finite gradients or logits
+    target_scores = torch.where(undefined, torch.full_like(m64, math.nan), target_scores)
     score = torch.nan_to_num(target_scores, nan=math.inf).amin(1) if t_count else torch.zeros(n)
     score = torch.where(torch.isnan(target_scores).all(1), torch.full_like(score, math.nan), score)
     statuses = fits.status.reshape(n, t_count).tolist()
