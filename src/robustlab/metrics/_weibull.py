@@ -109,7 +109,7 @@ def fit_reverse_weibull(maxima: Array, shapes: Sequence[float] = FIT_SHAPES, sca
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(f"maxima must have shape (M, B) with B >= 2, got {data.shape}")
     c0 = np.asarray(shapes, dtype=np.float64)
-    m, b = data.shape
+    m = data.shape[0]
     s = c0.size
 
     finite = np.isfinite(data).all(axis=1)
