@@ -57,8 +57,8 @@ def clever_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
         return []
     return _rows(
         con,
-        "SELECT model, family, norm, count(*) AS n, avg(score) AS mean_score, "
-        "median(score) AS median_score FROM clever GROUP BY ALL ORDER BY model",
+        "SELECT model, family, norm, count(*) AS n, avg(score) AS mean_score, median(score) AS median_score, "
+        "sum(poor_fit::INT) AS poor_fits FROM clever WHERE clean_pred = label GROUP BY ALL ORDER BY model",
     )
 
 
@@ -73,11 +73,13 @@ def clever_vs_attack(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     return _rows(
         con,
         """
-        WITH best AS (
-            SELECT model, index, 'l2' AS norm, min(l2) AS dist FROM attack WHERE success GROUP BY ALL
-            UNION ALL SELECT model, index, 'linf', min(linf) FROM attack WHERE success GROUP BY ALL
-            UNION ALL SELECT model, index, 'l1', min(l1) FROM attack WHERE success GROUP BY ALL)
+        WITH won AS (SELECT * FROM attack WHERE success AND clean_pred = label AND target_mode = 'untargeted'),
+        best AS (
+            SELECT model, index, 'l2' AS norm, min(l2) AS dist FROM won GROUP BY ALL
+            UNION ALL SELECT model, index, 'linf', min(linf) FROM won GROUP BY ALL
+            UNION ALL SELECT model, index, 'l1', min(l1) FROM won GROUP BY ALL)
         SELECT c.model, c.family, c.index, c.norm, c.score, b.dist AS attack_distortion,
                c.score / nullif(b.dist, 0) AS ratio, c.score > b.dist AS flag
-        FROM clever c JOIN best b USING (model, index, norm) ORDER BY c.model, c.index""",
+        FROM clever c JOIN best b USING (model, index, norm)
+        WHERE c.clean_pred = c.label ORDER BY c.model, c.index""",
     )

@@ -66,6 +66,7 @@ class RayExecutor:
         num_cpus: float = 1,
         num_gpus: float = 0,
         threads: int | None = 1,
+        cluster_cpus: int | None = None,
     ) -> None:
         try:
             import ray
