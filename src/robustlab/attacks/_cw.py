@@ -34,6 +34,9 @@ class SearchConfig:
             the last ``steps // 10`` iterations, shrink its learning rate, and drop it from the batch at the
             ``patience + 1``-th such plateau.
         patience: Plateaus tolerated (each shrinking the learning rate by 5x) before a sample is dropped.
+        warm_start: Start each inner run from the best example found so far instead of the clean input. Off by
+            default: it saves few passes and, with several classes, can settle up to a few per cent above a
+            decision boundary.
         lr_decay: C&W only: cosine decay of Adam's learning rate to 0 over the inner iterations, so the
             iterate settles on the decision boundary instead of oscillating around it (not in the paper,
             which uses a constant rate; EAD always uses its square-root decay).
@@ -45,8 +48,9 @@ class SearchConfig:
     lr: float = 0.01
     kappa: float = 0.0
     abort_early: bool = True
-    patience: int = 2
+    patience: int = 1
     lr_decay: bool = True
+    warm_start: bool = False
 
 
 @dataclass
@@ -79,6 +83,7 @@ class InnerOptimizer(ABC):
         config: SearchConfig,
         counter: PassCounter,
         index: Tensor,
+        start: Tensor,
     ) -> _Run:
         """Minimise the objective for every sample of the batch at its constant."""
 
@@ -152,13 +157,14 @@ class CarliniWagnerL2(InnerOptimizer):
         config: SearchConfig,
         counter: PassCounter,
         index: Tensor,
+        start: Tensor,
     ) -> _Run:
         n = x.shape[0]
         best = x.clone()
         score = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         settled = torch.zeros(n, dtype=torch.bool, device=x.device)
         alive = torch.arange(n, device=x.device)
-        w = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # (n, C, H, W)
+        w = torch.atanh((2 * start - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # (n, C, H, W)
         m, v = torch.zeros_like(w), torch.zeros_like(w)
         xa, ya, ta, ca = x, labels, targets, const
         stall = _Plateau(n, config, x)
@@ -233,6 +239,7 @@ class ElasticNet(InnerOptimizer):
         config: SearchConfig,
         counter: PassCounter,
         index: Tensor,
+        start: Tensor,
     ) -> _Run:
         n = x.shape[0]
         best = x.clone()
@@ -240,7 +247,7 @@ class ElasticNet(InnerOptimizer):
         settled = torch.zeros(n, dtype=torch.bool, device=x.device)
         alive = torch.arange(n, device=x.device)
         xa, ya, ta, ca = x, labels, targets, const
-        xk, yk = x.clone(), x.clone()
+        xk, yk = start.clone(), start.clone()
         stall = _Plateau(n, config, x)
         for it in range(config.steps):
             lr = per_sample(stall.scale[alive] * config.lr * (1 - it / config.steps) ** 0.5, x[: alive.numel()])
@@ -332,7 +339,8 @@ def const_search(
     best = x.clone()
     best_score = torch.full_like(const, float("inf"))
     for _ in range(config.search_steps):
-        res = inner.run(model, x, labels, targets, const, config, counter, index)
+        start = best if config.warm_start else x
+        res = inner.run(model, x, labels, targets, const, config, counter, index, start)
         better = res.score < best_score
         best[better] = res.best[better]
         best_score[better] = res.score[better]
