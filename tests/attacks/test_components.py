@@ -179,3 +179,21 @@ def test_batching_does_not_change_deterministic_attacks() -> None:
     assert whole.adversarials is not None and parts.adversarials is not None
     assert torch.equal(whole.adversarials, parts.adversarials)
     assert torch.equal(whole.gradient_passes, parts.gradient_passes)
+
+
+def test_restarts_attack_only_the_samples_not_yet_fooled() -> None:
+    g = gen(7)
+    model = LinearClassifier(torch.randn(2, 12, generator=g, dtype=F64), torch.zeros(2, dtype=F64))
+    x = 0.3 + 0.4 * torch.rand((12, 3, 2, 2), generator=g, dtype=F64)
+    y = model(x).argmax(1).detach()
+
+    res = attack(model, x, y, "pgd", eps=0.05, steps=4, restarts=3)
+
+    robust = ~res.success
+    assert bool(robust.any()) and bool(res.success.any())
+    # a robust sample runs every restart to the end (3 x 4 passes) and one judging forward pass per
+    # restart but the last, besides the clean and final evaluations
+    assert bool((res.gradient_passes[robust] == 12).all())
+    assert bool((res.forward_passes[robust] == 2 + 2).all())
+    assert bool((res.gradient_passes[res.success] < 12).all())
+    assert res.summary()["gradient_passes_budget"] == 12 * 12

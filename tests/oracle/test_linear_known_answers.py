@@ -155,15 +155,27 @@ def test_linf_minimal_search_is_within_its_bisection_tolerance(name: str) -> Non
     eps_max = 0.3
     assert float(dstar.max()) < eps_max
 
-    res = attack(model, x, y, name, norm="linf", eps=eps_max, minimal=True, search_attempts=12)
+    tol = eps_max / 2**11  # what 12 bisection attempts from eps_max can reach
+    res = attack(model, x, y, name, norm="linf", eps=eps_max, minimal=True, search_attempts=12, tolerance=tol, rtol=0)
 
-    tol = res.summary()["search_tolerance"]
-    assert tol == pytest.approx(eps_max / 2**11)
     assert bool(res.success.all())
     assert bool((res.eps_found >= dstar * (1 - 1e-9)).all())
     assert bool((res.eps_found <= dstar + tol).all())
     assert bool((res.linf >= dstar * (1 - 1e-9)).all())
     assert bool((res.linf <= res.eps_found * (1 + 1e-9)).all())
+
+
+@pytest.mark.parametrize("rtol", [0.02, 0.1])
+def test_minimal_search_with_a_relative_tolerance(rtol: float) -> None:
+    model, x, y = linear_problem(2, 40, seed=10)
+    dstar = minimal_distortion(model, x, y, "linf")
+
+    res = attack(model, x, y, "ifgsm", norm="linf", eps=0.3, minimal=True, rtol=rtol, search_attempts=20)
+
+    assert bool(res.success.all())
+    assert bool((res.eps_found >= dstar * (1 - 1e-9)).all())
+    assert bool((res.eps_found <= dstar / (1 - rtol) * (1 + 1e-9)).all())
+    assert int(res.gradient_passes.max()) < 20 * 10  # resolved before the attempts ran out
 
 
 def test_minimal_search_reattacks_only_unresolved_images_and_counts_the_passes_saved() -> None:

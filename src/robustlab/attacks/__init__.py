@@ -55,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 #: Budget used by fixed-budget attacks when ``eps`` is not given (the usual CIFAR-10 settings).
 DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5, "l1": 12.0}
+#: Relative precision of the minimal-distortion search: an image is resolved once its bracket is narrower than
+#: this fraction of its smallest successful distortion.
+DEFAULT_RTOL = 0.02
 
 
 def list_attacks() -> list[str]:
@@ -154,7 +157,8 @@ def attack(
         **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
             ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
             ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
-            ``l1_sparsity`` (L1 steps); ``tolerance`` (minimal search).
+            ``l1_sparsity`` (L1 steps); ``tolerance`` and ``rtol`` (minimal search: an image is resolved once
+            its bracket is narrower than ``max(tolerance, rtol * upper)``; defaults ``0`` and ``0.02``).
 
     Returns:
         Per-sample records and a summary; see :class:`AttackResult`.
@@ -180,9 +184,11 @@ def attack(
         if norm_obj.name != "l1" or not 0 <= sparsity <= 1:
             raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
         norm_obj = L1(sparsity)
-    tolerance = params.pop("tolerance", None)
-    if tolerance is not None and not (minimal and ATTACKS.get(name).fixed_budget):
-        raise ConfigError("tolerance applies to the minimal-distortion search of a fixed-budget attack (minimal=True)")
+    tolerance, rtol = float(params.pop("tolerance", 0.0)), float(params.pop("rtol", DEFAULT_RTOL))
+    if (tolerance, rtol) != (0.0, DEFAULT_RTOL) and not (minimal and ATTACKS.get(name).fixed_budget):
+        raise ConfigError("tolerance and rtol apply to the minimal search of a fixed-budget attack (minimal=True)")
+    if tolerance < 0 or rtol < 0:
+        raise ConfigError(f"tolerance and rtol must be >= 0, got {tolerance} and {rtol}")
     eps_value = parse_eps(eps)
     _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1)
@@ -203,7 +209,6 @@ def attack(
         if eps_value is None or not math.isfinite(eps_value) or eps_value <= 0:
             raise ConfigError(f"the minimal search needs a finite eps > 0 to start from, got {eps_value}")
         search_eps = eps_value
-    tol = float(tolerance) if tolerance is not None else search_eps * 2.0 ** -(search_attempts - 1)
 
     x = x.detach()
     n = x.shape[0]
@@ -254,7 +259,8 @@ def attack(
                     norm=norm_obj,
                     eps_max=search_eps,
                     attempts=search_attempts,
-                    tolerance=tol,
+                    tolerance=tolerance,
+                    rtol=rtol,
                     counter=counter,
                     index=rows,
                 )
@@ -274,7 +280,12 @@ def attack(
         "gradient_passes_saved": budget - int(counter.gradient.sum()),
     }
     if minimal_search_on:
-        extra.update(search_attempts=search_attempts, search_tolerance=tol, gradient_passes_every_eps=budget)
+        extra.update(
+            search_attempts=search_attempts,
+            search_tolerance=tolerance,
+            search_rtol=rtol,
+            gradient_passes_every_eps=budget,
+        )
 
     clean_pred = clean_logits.argmax(1).cpu()
     label = y.cpu()

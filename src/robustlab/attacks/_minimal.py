@@ -3,8 +3,8 @@
 Each image starts at ``eps_max``. After a success the upper bound becomes the distortion actually used (at
 most the eps tried) and eps moves halfway down to the largest failed eps (a halving while no failure is
 known); after a failure eps moves to the midpoint between it and the upper bound. An image that fails at
-``eps_max``, or whose bracket is narrower than the tolerance, is resolved and no longer attacked; at most
-``attempts`` attacks are spent per image.
+``eps_max``, or whose bracket ``[lower, upper]`` is narrower than ``max(tolerance, rtol * upper)``, is
+resolved and no longer attacked; at most ``attempts`` attacks are spent per image.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def minimal_search(
     eps_max: float,
     attempts: int,
     tolerance: float,
+    rtol: float,
     counter: PassCounter,
     index: Tensor,
 ) -> MinimalOutcome:
@@ -59,7 +60,8 @@ def minimal_search(
         norm: Threat-model norm.
         eps_max: Largest budget tried (the first attempt).
         attempts: Most attacks per image.
-        tolerance: An image is resolved once ``upper - lower <= tolerance``.
+        tolerance: An image is resolved once ``upper - lower <= tolerance`` (absolute) ...
+        rtol: ... or once ``upper - lower <= rtol * upper`` (relative to its own distortion).
         counter: Pass counter (one forward pass per judged attempt).
         index: Global positions of the rows of ``x``.
 
@@ -89,5 +91,5 @@ def minimal_search(
         best[w[shrink]] = cand[won][shrink]
         lower[f] = torch.maximum(lower[f], eps[f])
         eps = torch.where(torch.isfinite(upper), (lower + upper) / 2, eps)
-        open_ = torch.isfinite(upper) & (upper - lower > tolerance)
+        open_ = torch.isfinite(upper) & (upper - lower > torch.clamp(rtol * upper, min=tolerance))
     return MinimalOutcome(x_adv=best, eps_found=upper, attempts_used=used)
