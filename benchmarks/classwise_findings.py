@@ -96,6 +96,48 @@ def summarise(out: Path) -> dict:
     return summary
 
 
+def markdown(summary: dict) -> str:
+    """Tables for docs/findings.md: per model, per class (mean over models), correlations."""
+    lines = ["| model | clean acc | corruption acc | PGD acc |", "|---|---:|---:|---:|"]
+    for m, v in summary["models"].items():
+        pgd = "-" if v["pgd_accuracy"] is None else f"{v['pgd_accuracy']:.3f}"
+        lines.append(f"| {m} | {v['clean_accuracy']:.3f} | {v['corruption_accuracy']:.3f} | {pgd} |")
+    for key, title in (("corruption", "corruptions (pooled)"), ("pgd", "PGD")):
+        per = summary[key].get("per_model")
+        if not per:
+            continue
+        classes = next(iter(per.values()))["classes"]
+        models = list(per)
+
+        def mean(field: str, c: int, per: dict = per, models: list = models) -> float:
+            vals = [per[m][field][c] for m in models if per[m][field][c] is not None]
+            return sum(vals) / len(vals) if vals else float("nan")
+
+        rows = [
+            (name, mean("clean_accuracy", c), mean("robust_accuracy", c), mean("cfps", c), mean("fp_tp_ratio", c))
+            for c, name in enumerate(classes)
+        ]
+        lines += [
+            "",
+            f"Per class under {title}, mean over {len(models)} models (sorted by robust accuracy):",
+            "",
+            "| class | clean acc | robust acc | CFPS | FP/TP |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, ca, ra, cf, ft in sorted(rows, key=lambda r: r[2]):
+            lines.append(f"| {name} | {ca:.3f} | {ra:.3f} | {cf:.4f} | {ft:.3f} |")
+        lines += ["", "| CFPS of | vulnerability | Pearson (p) | Spearman (p) | points |", "|---|---|---:|---:|---:|"]
+        for combo, v in summary[key].items():
+            if "~" not in combo:
+                continue
+            cf, vul = combo.split("~")
+            lines.append(
+                f"| {cf} | {vul} | {v['pearson']:.2f} ({v['pearson_p']:.3g}) | "
+                f"{v['spearman']:.2f} ({v['spearman_p']:.3g}) | {v['n_points']} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="resnet20-akamaster,resnet56-akamaster,resnet32-akamaster,resnet44-akamaster")
@@ -118,7 +160,7 @@ def main() -> None:
                 continue
             run_model(name, args, args.out)
     s = summarise(args.out)
-    print(json.dumps(s["models"], indent=1))
+    print(markdown(s))
 
 
 if __name__ == "__main__":
