@@ -36,6 +36,7 @@ from robustlab.data.corruptions import (
 )
 from robustlab.errors import ConfigError
 from robustlab.metrics.accuracy import predict_classes
+from robustlab.models.adapter import model_device
 
 if TYPE_CHECKING:
     from robustlab.data import Dataset
@@ -177,7 +178,7 @@ def corruption_accuracy(
     """
     names, sev = _check_request(corruptions, severities)
     t0 = time.perf_counter()
-    device = next(model.parameters()).device
+    device = model_device(model)
     labels = dataset.y.clone()
     clean_pred = predict_classes(model, dataset.x, batch_size)
     cset = constant_set_for(dataset.x.shape[2], dataset.x.shape[3], constants)
