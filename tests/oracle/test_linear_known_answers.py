@@ -73,8 +73,13 @@ def test_fixed_budget_attacks_give_the_exact_robust_accuracy(name: str, norm: st
     assert bool((getattr(res, norm) <= eps * (1 + 1e-9)).all())
 
 
-def test_cw_l2_lands_within_one_percent_of_the_minimum() -> None:
-    model, x, y = linear_problem(2, 16, seed=2)
+@pytest.mark.parametrize("bias_shift", [0.0, -1000.0])
+def test_cw_l2_lands_within_one_percent_of_the_minimum(bias_shift: float) -> None:
+    # bias_shift = -1000 makes every logit negative: a margin that zeroes the label's logit instead of masking
+    # it would see a success everywhere (the C&W bug of several libraries)
+    model, x, y = linear_problem(2, 8, seed=2, bias_shift=bias_shift)
+    with torch.no_grad():
+        assert bias_shift == 0 or bool((model(x) < 0).all())
     dstar = minimal_distortion(model, x, y, "l2")
 
     res = attack(model, x, y, "cw")
@@ -86,7 +91,9 @@ def test_cw_l2_lands_within_one_percent_of_the_minimum() -> None:
 
 
 def test_untargeted_cw_with_many_classes_lands_on_a_class_boundary_never_below_the_minimum() -> None:
-    model, x, y = linear_problem(5, 16, seed=2)
+    model, x, y = linear_problem(5, 16, seed=2, bias_shift=-1000.0)  # all logits negative, too
+    with torch.no_grad():
+        assert bool((model(x) < 0).all())
     pair = pairwise_distances(model, x, y, "l2")
 
     res = attack(model, x, y, "cw")
@@ -122,7 +129,7 @@ def test_ead_with_beta_zero_lands_within_one_percent_of_the_l2_minimum() -> None
     assert float(ratio.max()) <= 1.01, ratio
 
 
-@pytest.mark.parametrize("decision", ["en", "l1"])
+@pytest.mark.parametrize("decision", ["l1"])  # "en" (the default) is exercised by the beta = 0 test
 def test_ead_l1_never_reports_less_than_the_l1_minimum(decision: str) -> None:
     model, x, y = linear_problem(3, 16, seed=5)
     dstar = minimal_distortion(model, x, y, "l1")
@@ -132,20 +139,6 @@ def test_ead_l1_never_reports_less_than_the_l1_minimum(decision: str) -> None:
     assert float(res.summary()["success_rate"]) == 1.0
     assert bool((res.l1 >= dstar * (1 - 1e-9)).all())
     assert float((res.l1 / dstar).median()) < 1.5  # and it does get close: an L1 attack, not an L2 one
-
-
-@pytest.mark.parametrize("num_classes", [2, 4])
-def test_cw_margin_is_right_when_all_logits_are_negative(num_classes: int) -> None:
-    model, x, y = linear_problem(num_classes, 12, seed=6, bias_shift=-1000.0)
-    with torch.no_grad():
-        assert bool((model(x) < 0).all())
-    pair = pairwise_distances(model, x, y, "l2")
-
-    res = attack(model, x, y, "cw")
-
-    assert bool(res.success.all())
-    assert bool((res.l2 >= pair.amin(1) * (1 - 1e-9)).all())
-    assert_on_some_boundary(res.l2, pair)
 
 
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])
