@@ -24,6 +24,7 @@ def spec_dict(n: int = 24, **over: Any) -> dict[str, Any]:
             {"name": "cw", "steps": 10, "params": {"search_steps": 2}},
         ],
         "batch_size": 16,
+        "corruptions": {"names": ["gaussian_noise", "contrast"], "severities": [1, 3], "n": 12},
     }
     spec.update(over)
     return spec

@@ -42,7 +42,7 @@ def test_four_model_study_transfer_diagonal_is_white_box_success(
     four_model_run: tuple[Path, Any], data_dir: Path
 ) -> None:
     run, summary = four_model_run
-    assert summary.executed == summary.jobs == 4 + 4 * 5 + 4
+    assert summary.executed == summary.jobs == 4 + 4 * 5 + 4 + 4  # clean, attacks, corruptions, transfer
     a = analyse_run(run)
     assert len(a.transfer) == 3  # fgsm, ifgsm untargeted, ifgsm random-target
     for t in a.transfer:
@@ -59,6 +59,30 @@ def test_four_model_study_transfer_diagonal_is_white_box_success(
     # re-running skips everything
     again = run_study(parse_spec(spec_dict()), run, data_dir=data_dir)
     assert again.executed == 0 and again.skipped == again.jobs
+
+
+def test_classwise_and_corruptions_from_the_store(four_model_run: tuple[Path, Any]) -> None:
+    run, _ = four_model_run
+    a = analyse_run(run)
+    assert [c.perturbation for c in a.classwise][-1] == "corruptions"
+    con = connect(run)
+    for c in a.classwise:
+        for model, r in c.results.items():
+            # class-wise counts add up to the overall counts of the stored records
+            table = "corruption" if c.perturbation == "corruptions" else "attack"
+            where = "" if table == "corruption" else f" AND key = '{c.perturbation}'"
+            pred = "pred" if table == "corruption" else "adv_pred"
+            n, clean_ok, robust_ok = con.execute(
+                f"SELECT count(*), sum((clean_pred = label)::INT), sum(({pred} = label)::INT) "
+                f"FROM {table} WHERE model = ?{where}",
+                [model],
+            ).fetchone()
+            assert sum(r.support) == r.n == n
+            assert sum(r.clean_correct) == clean_ok and sum(r.robust_correct) == robust_ok
+            assert sum(map(sum, r.confusion)) == n
+    assert set(a.corruption_accuracy) == set(spec_dict()["models"])
+    acc = next(iter(a.corruption_accuracy.values()))
+    assert acc.n == 12 and acc.corruptions == ("contrast", "gaussian_noise") and acc.severities == (1, 3)
 
 
 def test_sigkill_then_resume_gives_identical_records(tmp_path: Path, data_dir: Path) -> None:

@@ -8,10 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robustlab.analysis.classwise import (
+    ClasswiseAnalysis,
+    classwise_analyses,
+    corruption_accuracies,
+    corruption_summary,
+)
 from robustlab.analysis.pareto import LogErrorFit, ModelPoint, fit_log_error, pareto_frontier, points_from_summary
 from robustlab.analysis.summary import attack_summary, clean_summary, clever_summary, clever_vs_attack
 from robustlab.analysis.transfer import TransferMatrix, transfer_matrices
+from robustlab.data import load_dataset
 from robustlab.errors import ConfigError
+from robustlab.metrics.corruption import CorruptionAccuracy, CorruptionErrors
 from robustlab.store import connect
 
 
@@ -52,6 +60,9 @@ class StudyAnalysis:
     clever: list[dict[str, Any]]
     clever_vs_attack: list[dict[str, Any]]
     errors: dict[str, float] = field(default_factory=dict)
+    classwise: list[ClasswiseAnalysis] = field(default_factory=list)
+    corruption: dict[str, CorruptionErrors] = field(default_factory=dict)
+    corruption_accuracy: dict[str, CorruptionAccuracy] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +89,13 @@ def _model_errors(clean: list[dict[str, Any]]) -> dict[str, float]:
             acc = MODELS.get(row["model"]).metrics.get("test_accuracy", acc)
         errors[row["model"]] = 1.0 - float(acc)
     return errors
+
+
+def _classes(name: str, split: str) -> tuple[str, ...]:
+    """Class names: from the dataset's spec when it is a named dataset, else from the data itself."""
+    from robustlab.data import DATASETS
+
+    return DATASETS.get(name).classes if name in DATASETS else load_dataset(name, split).classes
 
 
 def analyse_run(run_dir: str | os.PathLike[str]) -> StudyAnalysis:
@@ -111,6 +129,10 @@ def analyse_run(run_dir: str | os.PathLike[str]) -> StudyAnalysis:
                 {f: sum(v) / len(v) for f, v in sorted(fams.items())},
             )
         )
+    spec = manifest["spec"]
+    classes = _classes(spec["dataset"]["name"], spec["dataset"]["split"])
+    accs = corruption_accuracies(con, f"{spec['dataset']['name']}/{spec['dataset']['split']}")
+    baseline = (spec.get("corruptions") or {}).get("baseline")
     return StudyAnalysis(
         run,
         manifest,
@@ -121,4 +143,7 @@ def analyse_run(run_dir: str | os.PathLike[str]) -> StudyAnalysis:
         clever_summary(con),
         clever_vs_attack(con),
         errors,
+        classwise_analyses(con, classes),
+        corruption_summary(accs, baseline),
+        accs,
     )

@@ -75,8 +75,12 @@ class RayExecutor:
         self.ray = ray
         if not ray.is_initialized():
             # no address: a local cluster (of ``cluster_cpus`` CPUs, default all)
-            ray.init(address=address, num_cpus=None if address else cluster_cpus, include_dashboard=False,
-                     log_to_driver=False)
+            ray.init(
+                address=address,
+                num_cpus=None if address else cluster_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+            )
 
         def _task(job: dict[str, Any], run_dir: str) -> dict[str, Any]:
             init_worker(data_dir, threads)

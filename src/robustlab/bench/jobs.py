@@ -162,6 +162,33 @@ def _clever(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
     return {"median_score": float(torch.tensor(cols["score"]).median())}
 
 
+@JOB_KINDS.decorator("corruption")
+def _corruption(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
+    from robustlab.metrics.corruption import corruption_accuracy
+
+    p = job.params
+    ds = ctx.dataset(p["dataset"], p["split"]).take(torch.tensor(job.indices))
+    model = ctx.model(job.model)
+    result = corruption_accuracy(model, ds, p["names"], p["severities"], seed=p["seed"], batch_size=p["batch_size"])
+    cols: dict[str, list[Any]] = {k: [] for k in ("index", "label", "clean_pred", "corruption", "severity", "pred")}
+    for name, by_severity in result.predictions.items():
+        for severity, pred in by_severity.items():
+            cols["index"] += result.indices.tolist()
+            cols["label"] += result.labels.tolist()
+            cols["clean_pred"] += result.clean_predictions.tolist()
+            cols["corruption"] += [name] * result.n
+            cols["severity"] += [severity] * result.n
+            cols["pred"] += pred.tolist()
+    write_records(
+        run,
+        "corruption",
+        job.id,
+        cols,
+        {"model": job.model, "family": _family(model), "seed": p["seed"], "constants": result.constants},
+    )
+    return {"clean_accuracy": result.clean_accuracy}
+
+
 @JOB_KINDS.decorator("transfer")
 def _transfer(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
     from safetensors.torch import load_file

@@ -7,7 +7,7 @@ stale result is never reused silently.
 A study runs in three phases, because later phases depend on earlier results:
 
 1. ``clean``: clean predictions of every model on the candidate images (the pool for ``common-correct``);
-2. ``attack`` and ``clever``: on the evaluation subset chosen from phase 1;
+2. ``attack``, ``clever`` and ``corruption``: on the evaluation subset chosen from phase 1;
 3. ``transfer``: every model's predictions on every other model's stored adversarial examples.
 """
 
@@ -136,6 +136,14 @@ def plan_evaluation(spec: StudySpec, subset: list[int]) -> list[Job]:
                     tuple(subset[:n]),
                     label=f"clever {model}",
                 )
+            )
+    if spec.corruptions is not None:
+        c = spec.corruptions.model_dump()
+        n = c.pop("n") or len(subset)
+        c.pop("baseline")
+        for model in spec.models:
+            jobs.append(
+                Job("corruption", model, {**_data_params(spec), **c}, tuple(subset[:n]), label=f"corruptions {model}")
             )
     return jobs
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from robustlab.errors import ConfigError
 
@@ -128,6 +128,32 @@ class CleverSection(_Strict):
     radius: float = Field(2.0, gt=0)
 
 
+class CorruptionSection(_Strict):
+    """Common corruptions on the first ``n`` images of the subset (all of them by default)."""
+
+    names: list[str] | None = Field(None, description="Corruptions (default: the 15 benchmark corruptions).")
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
+    n: int | None = Field(None, gt=0)
+    seed: int = 0
+    baseline: str | None = Field(None, description="Model that normalises CE (ImageNet-C used AlexNet).")
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, v: list[str] | None) -> list[str] | None:
+        from robustlab.data.corruptions import CORRUPTIONS
+
+        for name in v or []:
+            _lookup(CORRUPTIONS.get, name)
+        return v
+
+    @field_validator("severities")
+    @classmethod
+    def _range(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= s <= 5 for s in v):
+            raise ValueError(f"severities must be a non-empty list of values in 1..5, got {v}")
+        return sorted(set(v))
+
+
 class StudySpec(_Strict):
     """A whole robustness study."""
 
@@ -138,6 +164,7 @@ class StudySpec(_Strict):
     dataset: DatasetSection = Field(default_factory=DatasetSection)
     attacks: list[AttackSection] = Field(default_factory=list)
     clever: CleverSection | None = None
+    corruptions: CorruptionSection | None = None
     seed: int = 0
     batch_size: int = Field(128, gt=0)
 
@@ -159,6 +186,13 @@ class StudySpec(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"models must be distinct, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _baseline_is_a_model(self) -> StudySpec:
+        c = self.corruptions
+        if c is not None and c.baseline is not None and c.baseline not in self.models:
+            raise ValueError(f"corruptions.baseline {c.baseline!r} must be one of the study's models")
+        return self
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data with defaults filled in (what the run's identity is computed from)."""

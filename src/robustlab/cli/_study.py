@@ -11,6 +11,8 @@ from robustlab.cli._common import DataOpt, JsonOpt, emit_json, err_console, user
 
 
 def register(app: typer.Typer) -> None:
+    register_classwise(app)
+
     @app.command("run")
     def run_cmd(
         spec: Annotated[Path | None, typer.Argument(help="Study spec (YAML). Default: the built-in zoo study.")] = None,
@@ -85,3 +87,38 @@ def register(app: typer.Typer) -> None:
             emit_json(result.to_dict())
         else:
             err_console.print(f"report: {result.html} ({result.n_plots} plots, {len(result.tables)} tables)")
+
+
+def register_classwise(app: typer.Typer) -> None:
+    @app.command("classwise")
+    def classwise_cmd(
+        run: Annotated[Path, typer.Argument(help="Run directory written by `robustlab run`.")],
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Class-wise robustness of a finished run: per-class accuracy, confusion, CFPS, and how well CFPS
+        tracks per-class vulnerability across models. Computed from the stored records (nothing re-run)."""
+        from rich.table import Table
+
+        from robustlab.analysis import analyse_run
+        from robustlab.cli._common import out_console
+
+        with user_errors():
+            analysis = analyse_run(run)
+        if json_out:
+            emit_json({"run": str(run), "perturbations": [c.to_dict() for c in analysis.classwise]})
+            return
+        for c in analysis.classwise:
+            first = next(iter(c.results.values()))
+            table = Table("model", *first.classes, "worst", title=f"CFPS under {c.perturbation}")
+            for model, r in c.results.items():
+                table.add_row(
+                    model,
+                    *("–" if v is None else f"{v:.3f}" for v in r.cfps),
+                    f"{r.classes[r.worst_class]} ({r.worst_class_accuracy:.2f})",
+                )
+            out_console.print(table)
+            if c.correlation is not None:
+                out_console.print(
+                    f"CFPS vs robust error: Spearman {c.correlation.spearman:.3f} "
+                    f"(p={c.correlation.spearman_p:.3g}), Pearson {c.correlation.pearson:.3f}"
+                )

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from robustlab.analysis.classwise import ClasswiseAnalysis
 from robustlab.analysis.study import ParetoAnalysis, StudyAnalysis
 from robustlab.analysis.transfer import TransferMatrix
 
@@ -149,6 +150,86 @@ def clever_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+def _heatmap(
+    z: list[list[float | None]],
+    x: list[str],
+    y: list[str],
+    title: str,
+    colorbar: str,
+    xaxis: str,
+    yaxis: str,
+    zmax: float | None = 1.0,
+) -> go.Figure:
+    text = [[None if v is None else round(v, 2) for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=x,
+            y=y,
+            colorscale="Viridis",
+            zmin=0,
+            zmax=zmax,
+            text=text,
+            texttemplate="%{text}",
+            colorbar={"title": colorbar},
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title=xaxis,
+        yaxis_title=yaxis,
+        yaxis_autorange="reversed",
+        height=max(400, 35 * len(y) + 180),
+    )
+    return fig
+
+
+def classwise_figure(c: ClasswiseAnalysis) -> go.Figure:
+    """Model × class robust accuracy under one perturbation."""
+    models = list(c.results)
+    classes = list(next(iter(c.results.values())).classes)
+    z = [list(c.results[m].robust_accuracy) for m in models]
+    return _heatmap(
+        z,
+        classes,
+        [_short(m) for m in models],
+        f"Per-class robust accuracy: {c.perturbation}",
+        "robust accuracy",
+        "true class",
+        "model",
+    )
+
+
+def confusion_figure(c: ClasswiseAnalysis) -> go.Figure:
+    """Adversarial confusion summed over models, rows normalised: where each class's images end up."""
+    first = next(iter(c.results.values()))
+    k = len(first.classes)
+    total = np.zeros((k, k))
+    for r in c.results.values():
+        total += np.array(r.confusion, dtype=float)
+    rows = total.sum(1, keepdims=True)
+    z = np.divide(total, rows, out=np.zeros_like(total), where=rows > 0).tolist()
+    return _heatmap(
+        z,
+        list(first.classes),
+        list(first.classes),
+        f"Confusion under {c.perturbation} (all models)",
+        "fraction of row",
+        "predicted class",
+        "true class",
+    )
+
+
+def corruption_figure(accs: dict[str, Any]) -> go.Figure:
+    """Model × corruption error, averaged over severities."""
+    models = sorted(accs)
+    names = list(accs[models[0]].corruptions)
+    z = [[float(np.mean([1 - accs[m].accuracy[c][s] for s in accs[m].severities])) for c in names] for m in models]
+    return _heatmap(
+        z, names, [_short(m) for m in models], "Corruption error (mean over severities)", "error", "corruption", "model"
+    )
+
+
 def all_figures(a: StudyAnalysis) -> list[tuple[str, str, go.Figure]]:
     """(section, name, figure) for every plot of the report."""
     figs: list[tuple[str, str, go.Figure]] = []
@@ -162,6 +243,11 @@ def all_figures(a: StudyAnalysis) -> list[tuple[str, str, go.Figure]]:
         figs.append(("pareto", f"pareto_{i}", pareto_figure(p)))
     if a.clever_vs_attack:
         figs.append(("clever", "clever_vs_attack", clever_figure(a.clever_vs_attack)))
+    for i, c in enumerate(a.classwise):
+        figs.append(("classwise", f"classwise_{i}", classwise_figure(c)))
+        figs.append(("classwise", f"confusion_{i}", confusion_figure(c)))
+    if a.corruption_accuracy:
+        figs.append(("corruption", "corruption_errors", corruption_figure(a.corruption_accuracy)))
     return figs
 
 

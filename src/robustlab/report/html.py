@@ -61,7 +61,9 @@ def write_report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
 
     figs = all_figures(a)
-    sections: dict[str, list[str]] = {"attacks": [], "transfer": [], "pareto": [], "clever": []}
+    sections: dict[str, list[str]] = {
+        k: [] for k in ("attacks", "transfer", "pareto", "clever", "classwise", "corruption")
+    }
     pngs = []
     for section, name, fig in figs:
         sections[section].append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
@@ -97,6 +99,8 @@ def write_report(
                 ("transfer", "Transfer"),
                 ("pareto", "Pareto frontier"),
                 ("clever", "CLEVER"),
+                ("classwise", "Class-wise"),
+                ("corruption", "Corruptions"),
             )
             if sections[s]
         ]
@@ -126,6 +130,8 @@ def write_report(
         n_flags=sum(bool(r["flag"]) for r in a.clever_vs_attack),
         per_model=per_model,
         fmt=_fmt,
+        classwise=[c.to_dict() for c in a.classwise],
+        corruption=[{"model": m, **e.to_dict()} for m, e in sorted(a.corruption.items())],
     )
     html_path = out / "report.html"
     atomic_write_text(html_path, html)

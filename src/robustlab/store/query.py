@@ -1,4 +1,5 @@
-"""DuckDB over the store: one view per record kind (``clean``, ``attack``, ``clever``, ``transfer``)."""
+"""DuckDB over the store: one view per record kind (``clean``, ``attack``, ``clever``, ``corruption``,
+``transfer``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import duckdb
 
 from robustlab.store.records import record_files
 
-KINDS = ("clean", "attack", "clever", "transfer")
+KINDS = ("clean", "attack", "clever", "corruption", "transfer")
 
 
 def connect(run: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
