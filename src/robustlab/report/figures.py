@@ -16,6 +16,10 @@ from robustlab.analysis.transfer import TransferMatrix
 
 
 def _short(name: str) -> str:
+    """Axis label of a model: published checkpoints get a star, user factories lose their directory."""
+    if ":" in name:
+        path, _, factory = name.rpartition(":")
+        name = f"{path.rsplit('/', 1)[-1]}:{factory}"
     return name.replace("-akamaster", "*")
 
 
