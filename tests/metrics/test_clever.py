@@ -152,6 +152,14 @@ def test_batched_fit_matches_scipy_weibull_max_fit_and_kstest(reg: float) -> Non
         assert fit.init_shape[i] == best[4]
 
 
+def test_diverged_plain_mle_is_flagged_and_the_regularised_fit_is_not() -> None:
+    maxima = np.random.default_rng(0).normal(2.0, 1.0, size=(2, 10, 30)).max(2)  # Gaussian maxima: near-Gumbel
+    plain = fit_reverse_weibull(maxima, scale_reg=0.0)
+    assert plain.status[0] == "diverged" and plain.location[0] > 1e5 * maxima[0].max()  # scipy's answer too
+    regularised = fit_reverse_weibull(maxima, scale_reg=0.01)
+    assert list(regularised.status) == ["ok", "ok"] and regularised.location[0] < 2 * maxima[0].max()
+
+
 # -- randomness and batching -----------------------------------------------------------------------------------
 
 

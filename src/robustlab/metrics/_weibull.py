@@ -33,14 +33,20 @@ FALLBACK_PVALUE = 1e-3
 POOR_FIT_PVALUE = 0.05
 #: A series whose spread is below this fraction of its maximum is treated as constant.
 DEGENERATE_RTOL = 1e-9
+#: An accepted fit whose location lies more than this many sample ranges above the sample maximum has
+#: diverged: the maxima look unbounded (a near-Gumbel fit, shape ≳ 250) and the location is no estimate of a
+#: maximum. Plain maximum likelihood does this often on few batches (the reason for the reference's
+#: regularised fit); the location is kept, the fit flagged.
+DIVERGED_RANGES = 100.0
 
 STATUS_OK = "ok"
 STATUS_POOR = "poor"
 STATUS_FALLBACK = "fallback"
 STATUS_DEGENERATE = "degenerate"
 STATUS_NONFINITE = "nonfinite"
-#: Statuses whose location does not come from an accepted Weibull fit.
-POOR_STATUSES = frozenset({STATUS_POOR, STATUS_FALLBACK, STATUS_NONFINITE})
+STATUS_DIVERGED = "diverged"
+#: Statuses whose location is not a trustworthy estimate from an accepted Weibull fit.
+POOR_STATUSES = frozenset({STATUS_POOR, STATUS_FALLBACK, STATUS_NONFINITE, STATUS_DIVERGED})
 
 _LOGXMAX = float(np.log(np.finfo(float).max))  # scipy.stats._constants._LOGXMAX
 _NM_RHO, _NM_CHI, _NM_PSI, _NM_SIGMA = 1.0, 2.0, 0.5, 0.5  # scipy's Nelder–Mead coefficients
@@ -63,9 +69,10 @@ class WeibullFit:
         ks_statistic: K–S distance between the series and the fitted distribution.
         ks_pvalue: Its exact two-sided p-value (``1`` for a constant series, ``nan`` if no fit succeeded).
         init_shape: The initial shape whose fit was kept (``nan`` when no fit was kept).
-        status: ``"ok"``, ``"poor"`` (p < :data:`POOR_FIT_PVALUE`), ``"fallback"`` (p <
-            :data:`FALLBACK_PVALUE` or no valid fit: location = maximum), ``"degenerate"`` (constant series:
-            location = the constant) or ``"nonfinite"`` (the series holds NaN or inf).
+        status: ``"ok"``, ``"poor"`` (p < :data:`POOR_FIT_PVALUE`), ``"diverged"`` (location more than
+            :data:`DIVERGED_RANGES` sample ranges above the maximum), ``"fallback"`` (p < :data:`FALLBACK_PVALUE` or
+            no valid fit: location = maximum), ``"degenerate"`` (constant series: location = the constant) or
+            ``"nonfinite"`` (the series holds NaN or inf).
 
     Shape:
         Every array: ``(M,)`` for ``M`` series.
@@ -162,6 +169,8 @@ def fit_reverse_weibull(maxima: Array, shapes: Sequence[float] = FIT_SHAPES, sca
         pvalue[out] = best_p[accepted]
         init[out] = c0[best][accepted]
         status[out] = np.where(best_p[accepted] < POOR_FIT_PVALUE, STATUS_POOR, STATUS_OK)
+        far = (location[out] - top[out]) > DIVERGED_RANGES * spread[out]
+        status[out[far]] = STATUS_DIVERGED
         rejected = fit_rows[~accepted]  # reference: "ill-conditioned samples. Using maximum sample value."
         pvalue[rejected] = np.where(any_p, best_p, np.nan)[~accepted]
         ks_d[rejected] = np.where(any_p, d[rows, best], np.nan)[~accepted]

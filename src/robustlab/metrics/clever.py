@@ -84,9 +84,11 @@ class CleverResult:
         ks_pvalue: Its p-value.
         max_gradient_norm: Largest sampled gradient norm per target.
         batch_maxima: The fitted per-batch maxima.
-        fit_status: Per input and target: ``"ok"``, ``"poor"`` (K–S p < 0.05), ``"fallback"`` (every fit
-            rejected: location = largest sample), ``"degenerate"`` (constant gradient norm, e.g. a linear model:
-            location = that constant), ``"nonfinite"`` (NaN or inf gradients: score NaN) or ``"maxsamp"``.
+        fit_status: Per input and target: ``"ok"``, ``"poor"`` (K–S p < 0.05), ``"diverged"`` (the fit puts the
+            location > 100 sample ranges above the largest maximum: no finite endpoint, score unreliable),
+            ``"fallback"`` (every fit rejected: location = largest sample), ``"degenerate"`` (constant gradient
+            norm, e.g. a linear model: location = that constant), ``"nonfinite"`` (NaN or inf gradients: score
+            NaN) or ``"maxsamp"``.
         forward_passes: Forward passes per input (sample points plus the clean input).
         gradient_passes: Margin gradients computed per input (``batches * samples * T``).
         seconds: Wall time of the whole call.
