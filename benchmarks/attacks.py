@@ -84,8 +84,13 @@ def judge(model: nn.Module, x: Tensor, y: Tensor, adv: Tensor) -> dict[str, Any]
     }
 
 
-def paired(fn: Callable[[], Any], floor: Callable[[], float], repeats: int) -> tuple[dict[str, float], Any]:
+def paired(
+    fn: Callable[[], Any], floor: Callable[[], Any], repeats: int, floor_scale: float = 1.0
+) -> tuple[dict[str, float], Any]:
     """Run the floor then ``fn``, ``repeats`` times, and report wall and CPU (process) time ratios.
+
+    The floor's measured times are multiplied by ``floor_scale`` (to time one C&W search step and scale it to
+    the full budget).
 
     The median of per-pair ratios resists the drift of a shared machine's load better than a ratio of medians;
     CPU time is what this process actually computed, so it is the steadier measure when other jobs share the
@@ -98,8 +103,8 @@ def paired(fn: Callable[[], Any], floor: Callable[[], float], repeats: int) -> t
         c1, w1 = time.process_time(), time.perf_counter()
         out = fn()
         c2, w2 = time.process_time(), time.perf_counter()
-        fwalls.append(w1 - w0)
-        fcpus.append(c1 - c0)
+        fwalls.append((w1 - w0) * floor_scale)
+        fcpus.append((c1 - c0) * floor_scale)
         walls.append(w2 - w1)
         cpus.append(c2 - c1)
     stats = {
@@ -215,10 +220,10 @@ def bench_cw(
     x, y = make_batch(model, n)
     out: dict[str, Any] = {"batch": n, "search_steps": search, "steps": steps}
 
-    def floor() -> float:  # the full budget: search x steps passes on the whole batch (measured on one step)
-        return search * floor_seconds(model, x, y, steps)
+    def floor() -> float:  # one search step's passes on the whole batch; paired() scales it by ``search``
+        return floor_seconds(model, x, y, steps)
 
-    stats, res = paired(lambda: rla.attack(model, x, y, "cw", steps=steps, search_steps=search), floor, 1)
+    stats, res = paired(lambda: rla.attack(model, x, y, "cw", steps=steps, search_steps=search), floor, 1, search)
     s = res.summary()
     per_pass_floor = stats["floor_s"] / (search * steps * n)
     per_pass_floor_cpu = stats["floor_cpu_s"] / (search * steps * n)
@@ -234,13 +239,13 @@ def bench_cw(
     if "torchattacks" in libs:
         # torchattacks has no binary search: one fixed constant, the same total number of steps
         atk = libs["torchattacks"].CW(model, c=1, kappa=0, steps=steps * search, lr=0.01)
-        stats, adv = paired(lambda: atk(x, y), floor, 1)
+        stats, adv = paired(lambda: atk(x, y), floor, 1, search)
         out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
     if "foolbox" in libs:
         fb = libs["foolbox"]
         fmodel = fb.PyTorchModel(model, bounds=(0, 1))
         fatk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=search, steps=steps, stepsize=0.01)
-        stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1)
+        stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1, search)
         out["foolbox"] = {**stats, **judge(model, x, y, raw)}
     if "art" in libs and art_n > 0:
         from art.attacks.evasion import CarliniL2Method
@@ -252,9 +257,9 @@ def bench_cw(
         )  # fmt: skip
 
         def art_floor() -> float:
-            return search * floor_seconds(model, x[:k], y[:k], art_steps)
+            return floor_seconds(model, x[:k], y[:k], art_steps)
 
-        stats, adv = paired(lambda: aatk.generate(x[:k].numpy(), y[:k].numpy()), art_floor, 1)
+        stats, adv = paired(lambda: aatk.generate(x[:k].numpy(), y[:k].numpy()), art_floor, 1, search)
         out["art"] = {"n": k, "steps": art_steps, **stats, **judge(model, x[:k], y[:k], torch.from_numpy(adv))}
     return out
 
