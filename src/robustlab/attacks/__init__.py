@@ -185,7 +185,7 @@ def attack(
             raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
         norm_obj = L1(sparsity)
     tolerance, rtol = float(params.pop("tolerance", 0.0)), float(params.pop("rtol", DEFAULT_RTOL))
-    if (tolerance, rtol) != (0.0, DEFAULT_RTOL) and not (minimal and ATTACKS.get(name).fixed_budget):
+    if (tolerance, rtol) != (0.0, DEFAULT_RTOL) and not (minimal and method.fixed_budget):
         raise ConfigError("tolerance and rtol apply to the minimal search of a fixed-budget attack (minimal=True)")
     if tolerance < 0 or rtol < 0:
         raise ConfigError(f"tolerance and rtol must be >= 0, got {tolerance} and {rtol}")
