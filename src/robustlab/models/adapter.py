@@ -13,11 +13,15 @@ import itertools
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from robustlab.errors import InputContractError, ModelError
+
+if TYPE_CHECKING:
+    from robustlab.models.spec import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class ModelAdapter(nn.Module):
         std: Per-channel standard deviation divided inside the model.
         name: Name shown in reports.
         check_inputs: Validate every input (cheap reductions); disable only for trusted hot loops.
+        spec: The model's metadata when it came from a spec (family, weights, metrics).
 
     Shape:
         input: (N, C, H, W) float in [0, 1]; output: (N, num_classes) logits.
@@ -73,6 +78,7 @@ class ModelAdapter(nn.Module):
         std: Sequence[float] = (1.0,),
         name: str = "model",
         check_inputs: bool = True,
+        spec: ModelSpec | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 2:
@@ -84,6 +90,7 @@ class ModelAdapter(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape) if input_shape is not None else None
         self.name = name
         self.check_inputs = check_inputs
+        self.spec = spec
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self._checked_logits = False

@@ -107,45 +107,42 @@ def build_model(
         download: Allow downloading missing weights from their upstream URL.
         device: Where to put the model.
     """
+    if not (pretrained and spec.weights is not None):
+        return assemble(spec).to(device).eval()
+    path = _fetch_weights(spec, data_dir, download)
+    if spec.weights.format == "safetensors":
+        state = read_safetensors(path)
+    else:
+        state = extract_state_dict(read_torch_checkpoint(path), spec.weights, path)
+    return assemble(spec, state, spec.weights.absent_buffers, str(path)).to(device).eval()
+
+
+def assemble(
+    spec: ModelSpec,
+    state: dict[str, torch.Tensor] | None = None,
+    absent_buffers: tuple[str, ...] = (),
+    source: str = "checkpoint",
+) -> ModelAdapter:
+    """Build ``spec``'s architecture, load ``state`` strictly when given, and wrap it in its adapter."""
     net = build_architecture(
         spec.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **spec.arch_kwargs
     )
-    if pretrained and spec.weights is not None:
-        path = _fetch_weights(spec, data_dir, download)
-        if spec.weights.format == "safetensors":
-            state = read_safetensors(path)
-        else:
-            state = extract_state_dict(read_torch_checkpoint(path), spec.weights, path)
-        load_state_dict_strict(net, state, spec.weights.absent_buffers, source=str(path))
-    adapter = ModelAdapter(
+    if state is not None:
+        load_state_dict_strict(net, state, absent_buffers, source=source)
+    return ModelAdapter(
         net,
         num_classes=spec.num_classes,
         input_shape=spec.input_shape,
         mean=spec.mean,
         std=spec.std,
         name=spec.name,
+        spec=spec,
     )
-    adapter.spec = spec  # type: ignore[assignment]
-    return adapter.to(device).eval()
 
 
 def load_safetensors_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ModelAdapter:
     """Load a robustlab weights file (safetensors + JSON sidecar)."""
-    spec = read_sidecar(path)
-    net = build_architecture(
-        spec.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **spec.arch_kwargs
-    )
-    load_state_dict_strict(net, read_safetensors(path), source=str(path))
-    adapter = ModelAdapter(
-        net,
-        num_classes=spec.num_classes,
-        input_shape=spec.input_shape,
-        mean=spec.mean,
-        std=spec.std,
-        name=spec.name,
-    )
-    adapter.spec = spec  # type: ignore[assignment]
-    return adapter.to(device).eval()
+    return assemble(read_sidecar(path), read_safetensors(path), source=str(path)).to(device).eval()
 
 
 def _import_factory(ref: str) -> object:

@@ -14,8 +14,8 @@ import torch
 
 from robustlab.data import Dataset, load_dataset
 from robustlab.metrics.accuracy import evaluate
-from robustlab.models.adapter import ModelAdapter, eval_mode
-from robustlab.models.archs import build_architecture
+from robustlab.models.adapter import eval_mode
+from robustlab.models.loading import assemble
 from robustlab.models.spec import ModelSpec
 from robustlab.models.weights import save_weights
 from robustlab.train.loop import ProgressFn, TrainConfig, train_model
@@ -46,17 +46,8 @@ def fit_and_export(
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # weight initialisation
-        net = build_architecture(
-            spec.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **spec.arch_kwargs
-        )
-    model = ModelAdapter(
-        net,
-        num_classes=spec.num_classes,
-        input_shape=spec.input_shape,
-        mean=spec.mean,
-        std=spec.std,
-        name=spec.name,
-    )
+        model = assemble(spec)
+    net = model.net
     train_model(model, train.x, train.y, cfg, run_dir, progress=progress)
     acc = evaluate(model, test)
     spec = dataclasses.replace(
