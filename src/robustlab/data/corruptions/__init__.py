@@ -15,13 +15,15 @@ The 15 benchmark corruptions (:data:`BENCHMARK_CORRUPTIONS`) and the 4 extra one
 with 1 or 3 channels, and a ``torch.Generator``. Images up to 32×32 get the CIFAR-10-C constants, larger ones
 the ImageNet-C constants (``constants=`` overrides).
 
+JPEG compression is libjpeg's baseline codec re-implemented in torch, bit-exact with Pillow.
+
 Deviations from the reference code (Hendrycks & Dietterich's ``make_cifar_c.py``/``make_imagenet_c.py``),
 each documented at the corruption:
 
 - frost blends procedurally generated frost textures, not the six photographs (no assets are shipped or
   downloaded);
-- motion blur (and the motion-blurred snow layer) is ImageMagick's kernel re-implemented in torch;
-- JPEG is a torch DCT round trip (float DCT instead of libjpeg's fixed-point one);
+- motion blur (and the motion-blurred snow layer) is ImageMagick's kernel re-implemented in torch (as
+  ``imagecorruptions`` does in NumPy);
 - outputs stay float: no 8-bit rounding between steps (the reference rounds through PIL and ``np.uint8``)
   except where the rounding is part of the corruption (glass blur, the snow layer, spatter's shading, JPEG);
 - the elastic transform's pixel constants scale with the image side (exact at 32 and 224 pixels).

@@ -4,12 +4,14 @@ Encoder and decoder follow libjpeg's defaults as Pillow uses them: JFIF YCbCr, 4
 (2×2 averages, edges replicated to whole MCUs), the IJG quality scaling of the Annex K tables, baseline
 quantisation (round half away from zero), and the decoder's "fancy" triangular chroma upsampling. Colour
 conversions round as libjpeg's fixed-point tables do, and the DCT and IDCT are libjpeg's 13-bit fixed-point
-"islow" algorithms in int64 arithmetic, so the decoded pixels are meant to be bit-exact;
-``benchmarks/validate_corruptions.py`` and the tests measure the agreement with Pillow.
+"islow" algorithms in int64 arithmetic. The result is bit-exact with Pillow 13 (libjpeg-turbo) on every image
+size, quality and grey/RGB case tested (``tests/corruptions``, ``benchmarks/validate_corruptions.py``), one
+batched call instead of an encode and a decode per image.
 
 References:
     ITU-T T.81 (JPEG), Annex K tables; Independent JPEG Group, ``jcparam.c`` (quality scaling),
-    ``jccolor.c``/``jdcolor.c`` (colour conversion), ``jcsample.c``/``jdsample.c`` (chroma resampling).
+    ``jccolor.c``/``jdcolor.c`` (colour conversion), ``jcsample.c``/``jdsample.c`` (chroma resampling),
+    ``jfdctint.c``/``jidctint.c`` (Loeffler, Ligtenberg & Moschytz, ICASSP 1989: the integer DCT).
 """
 
 from __future__ import annotations
