@@ -8,31 +8,18 @@ to [0, 1] and classified by a fresh forward pass with the model in eval mode; on
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._norms import Norm
+from robustlab.models.adapter import eval_mode  # re-exported: the one eval-mode context of the library
 
 STATUS_SUCCESS = "success"
 STATUS_FAILURE = "failure"
 STATUS_MISCLASSIFIED = "misclassified"
 STATUS_NUMERICAL_ERROR = "numerical_error"
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and restore each one's own mode afterwards (also on error)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 class PassCounter:
