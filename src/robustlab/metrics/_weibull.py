@@ -52,6 +52,9 @@ _LOGXMAX = float(np.log(np.finfo(float).max))  # scipy.stats._constants._LOGXMAX
 _NM_RHO, _NM_CHI, _NM_PSI, _NM_SIGMA = 1.0, 2.0, 0.5, 0.5  # scipy's Nelder–Mead coefficients
 _NM_NONZDELT, _NM_ZDELT = 0.05, 0.00025
 _NM_XATOL = _NM_FATOL = 1e-4  # fmin's xtol / ftol defaults
+_A_EXPAND, _B_EXPAND = 1 + _NM_RHO * _NM_CHI, _NM_RHO * _NM_CHI
+_A_OUTSIDE, _B_OUTSIDE = 1 + _NM_PSI * _NM_RHO, _NM_PSI * _NM_RHO
+_A_INSIDE, _B_INSIDE = 1 - _NM_PSI, -_NM_PSI  # x - (-b) w == x + b w exactly
 
 Array = NDArray[np.float64]
 
@@ -195,7 +198,7 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
     with np.errstate(all="ignore"):
         x = (data - loc) / scale  # (P, B)
         inside = x <= 0.0  # support (-inf, 0]; NaN is outside
-        logpdf = stats.weibull_max._logpdf(np.where(inside, x, -1.0), c)
+        logpdf = stats.weibull_max._logpdf(x, c)  # NaN outside the support, masked below
         good = inside & np.isfinite(logpdf)
         total = np.where(good, logpdf, 0.0).sum(axis=1)
         n_bad = data.shape[1] - good.sum(axis=1)
@@ -280,10 +283,11 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
         allowed = second & (calls < maxfun)
         aborted = second & ~allowed  # scipy's _MaxFuncCallError: the rest of the iteration is skipped
 
-        xe = (1 + _NM_RHO * _NM_CHI) * xbar - _NM_RHO * _NM_CHI * worst
-        xc = (1 + _NM_PSI * _NM_RHO) * xbar - _NM_PSI * _NM_RHO * worst
-        xcc = (1 - _NM_PSI) * xbar + _NM_PSI * worst
-        point = np.where(expand[:, None], xe, np.where(outside[:, None], xc, xcc))
+        # expansion (1 + rho chi) xbar - rho chi w, outside (1 + psi rho) xbar - psi rho w, inside
+        # (1 - psi) xbar + psi w: one a * xbar - b * w with per-problem (a, b), bit for bit the same values
+        a = np.where(expand, _A_EXPAND, np.where(outside, _A_OUTSIDE, _A_INSIDE))[:, None]
+        b = np.where(expand, _B_EXPAND, np.where(outside, _B_OUTSIDE, _B_INSIDE))[:, None]
+        point = a * xbar - b * worst
         f2 = np.full(idx.size, np.inf)
         sel = np.flatnonzero(allowed)
         if sel.size:
@@ -317,7 +321,8 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
 def _sort(sim: Array, fsim: Array) -> tuple[Array, Array]:
     """Order each simplex by function value (``np.argsort``, as scipy does per problem)."""
     ind = np.argsort(fsim, axis=1)
-    return np.take_along_axis(sim, ind[:, :, None], axis=1), np.take_along_axis(fsim, ind, axis=1)
+    rows = np.arange(fsim.shape[0])[:, None]
+    return sim[rows, ind], fsim[rows, ind]
 
 
 def _ks_statistic(data: Array, c: Array, loc: Array, scale: Array) -> Array:
