@@ -97,7 +97,8 @@ def markdown(res: dict) -> str:
         c = 1e3 * cif[name]["cpu_s"] / cif[name]["n"]
         tot_ref, tot_imn, tot_cif = tot_ref + r, tot_imn + i, tot_cif + c
         flag = " ¹" if name in res["reference_env"]["fail_unpatched"] else ""
-        lines.append(f"| {name}{flag} | {r:.3f} | {i:.3f} | {r / i:.0f}× | {c:.3f} |")
+        speed = f"{r / i:.1f}×" if r / i < 10 else f"{r / i:.0f}×"
+        lines.append(f"| {name}{flag} | {r:.3f} | {i:.3f} | {speed} | {c:.3f} |")
     lines.append(
         f"| **all 19** | **{tot_ref:.2f}** | **{tot_imn:.3f}** | **{tot_ref / tot_imn:.0f}×** | **{tot_cif:.3f}** |"
     )
