@@ -42,7 +42,7 @@ TOLERANCE: dict[str, tuple[float, float]] = {  # deterministic: (max abs, mean a
     "saturate": (1e-5, 1e-6),
     "gaussian_blur": (1e-5, 1e-6),
     "pixelate": (1.01 / 255, 0.5 / 255),  # Pillow rounds to 8 bits after each pass
-    "jpeg_compression": (1e-9, 1e-9),  # libjpeg's integer DCT, colour conversion and resampling: bit-exact
+    "jpeg_compression": (1e-12, 1e-12),  # libjpeg's integer DCT, colour conversion and resampling: bit-exact
 }
 
 

@@ -194,5 +194,5 @@ def jpeg_roundtrip(x: Tensor, quality: int) -> Tensor:
     rr = yy + ((_fix(1.402) * cri + half) >> 16)
     gg = yy + ((-_fix(0.34414) * cbi - _fix(0.71414) * cri + half) >> 16)
     bb = yy + ((_fix(1.772) * cbi + half) >> 16)
-    out = torch.stack([rr, gg, bb], dim=1).clamp(0, 255) / 255
-    return out.to(x.dtype)
+    out = torch.stack([rr, gg, bb], dim=1).clamp(0, 255).to(x.dtype)
+    return out / 255
