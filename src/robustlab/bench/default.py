@@ -28,7 +28,7 @@ def available_models(data_dir: str | os.PathLike[str] | None = None) -> list[str
     return names
 
 
-def default_spec(data_dir: str | os.PathLike[str] | None = None, n: int = 32) -> StudySpec:
+def default_spec(data_dir: str | os.PathLike[str] | None = None, n: int = 24) -> StudySpec:
     """The default study over every available model."""
     spec: dict[str, Any] = {
         "name": "default study: CIFAR-10 zoo",
@@ -37,19 +37,11 @@ def default_spec(data_dir: str | os.PathLike[str] | None = None, n: int = 32) ->
         "dataset": {"name": "cifar10", "split": "test", "n": n, "seed": 0, "subset": "common-correct", "pool": 8 * n},
         "attacks": [
             {"name": "fgsm", "norm": "linf", "minimal": True},
-            {"name": "ifgsm", "norm": "linf", "steps": 5, "minimal": True},
             {"name": "cw", "norm": "l2", "steps": 20, "params": {"search_steps": 3}},
-            {"name": "fgsm", "norm": "linf", "eps": "4/255", "transfer": True},
-            {
-                "name": "ifgsm",
-                "norm": "linf",
-                "eps": "4/255",
-                "steps": 10,
-                "targets": ["untargeted", "random"],
-                "transfer": True,
-            },
+            {"name": "ifgsm", "norm": "linf", "eps": "4/255", "steps": 10, "targets": ["untargeted", "random"],
+             "transfer": True},
         ],
-        "clever": {"norm": "l2", "n": 8, "batches": 8, "samples": 32, "radius": 2.0},
+        "clever": {"norm": "l2", "n": 4, "batches": 8, "samples": 32, "radius": 2.0},
         "seed": 0,
     }
     return parse_spec(spec, "default study")
