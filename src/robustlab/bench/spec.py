@@ -38,6 +38,14 @@ def _lookup(get: Any, name: str) -> None:
         raise ValueError(str(exc)) from None
 
 
+def _unset() -> list[Any]:
+    return [None]
+
+
+def _untargeted() -> list[Any]:
+    return ["untargeted"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,12 +55,12 @@ class DatasetSection(_Strict):
 
     name: str = "cifar10"
     split: Literal["test", "train"] = "test"
-    n: int = Field(100, gt=0, description="Number of images.")
+    n: int = Field(default=100, gt=0, description="Number of images.")
     seed: int = 0
     subset: Literal["random", "common-correct"] = Field(
-        "random", description="'common-correct': only images every model classifies correctly (the seed study)."
+        default="random", description="'common-correct': only images every model classifies correctly (the seed study)."
     )
-    pool: int | None = Field(None, gt=0, description="Candidates screened for common-correct (default 4·n).")
+    pool: int | None = Field(default=None, gt=0, description="Candidates screened for common-correct (default 4·n).")
 
 
 class AttackSection(_Strict):
@@ -60,9 +68,9 @@ class AttackSection(_Strict):
 
     name: str
     norm: str | None = None
-    eps: list[float | str | None] = Field(default_factory=lambda: [None])
-    steps: list[int | None] = Field(default_factory=lambda: [None])
-    targets: list[TargetMode] = Field(default_factory=lambda: ["untargeted"])
+    eps: list[float | str | None] = Field(default_factory=_unset)
+    steps: list[int | None] = Field(default_factory=_unset)
+    targets: list[TargetMode] = Field(default_factory=_untargeted)
     minimal: bool = False
     transfer: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
@@ -122,10 +130,10 @@ class CleverSection(_Strict):
 
     norm: Literal["l1", "l2", "linf"] = "l2"
     target: TargetMode = "untargeted"
-    n: int = Field(10, gt=0)
-    batches: int = Field(10, gt=0)
-    samples: int = Field(32, gt=0)
-    radius: float = Field(2.0, gt=0)
+    n: int = Field(default=10, gt=0)
+    batches: int = Field(default=10, gt=0)
+    samples: int = Field(default=32, gt=0)
+    radius: float = Field(default=2.0, gt=0)
 
 
 class CorruptionSection(_Strict):
@@ -133,7 +141,7 @@ class CorruptionSection(_Strict):
 
     names: list[str] | None = Field(None, description="Corruptions (default: the 15 benchmark corruptions).")
     severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
-    n: int | None = Field(None, gt=0)
+    n: int | None = Field(default=None, gt=0)
     seed: int = 0
     baseline: str | None = Field(None, description="Model that normalises CE (ImageNet-C used AlexNet).")
 
@@ -161,12 +169,12 @@ class StudySpec(_Strict):
     name: str = "study"
     output: str = "runs/study"
     models: list[str] = Field(min_length=1)
-    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    dataset: DatasetSection = DatasetSection()  # frozen: safe to share
     attacks: list[AttackSection] = Field(default_factory=list)
     clever: CleverSection | None = None
     corruptions: CorruptionSection | None = None
     seed: int = 0
-    batch_size: int = Field(128, gt=0)
+    batch_size: int = Field(default=128, gt=0)
 
     @field_validator("models")
     @classmethod

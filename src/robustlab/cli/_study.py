@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Run (or resume) a robustness study, then write its report. Finished jobs are skipped."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
         from robustlab.bench import load_spec, make_executor, resolve_output, run_study
         from robustlab.bench.default import default_spec
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
                 console=err_console,
                 disable=json_out,
             ) as bar:
-                tasks: dict[str, int] = {}
+                tasks: dict[str, TaskID] = {}
 
                 def progress(phase: str, done: int, total: int, label: str) -> None:
                     if phase not in tasks:

@@ -228,7 +228,9 @@ def corruption_figure(accs: dict[str, Any]) -> go.Figure:
     """Model × corruption error, averaged over severities."""
     models = sorted(accs)
     names = list(accs[models[0]].corruptions)
-    z = [[float(np.mean([1 - accs[m].accuracy[c][s] for s in accs[m].severities])) for c in names] for m in models]
+    z: list[list[float | None]] = [
+        [float(np.mean([1 - accs[m].accuracy[c][s] for s in accs[m].severities])) for c in names] for m in models
+    ]
     return _heatmap(
         z, names, [_short(m) for m in models], "Corruption error (mean over severities)", "error", "corruption", "model"
     )
