@@ -275,6 +275,7 @@ def floor_setting(model, x, norm, batches, samples, radius, batch_size, repeats)
         "fit_cpu_s_per_input": statistics.median(fits),
         "ours_over_floor": o / f,
         "ours_over_naive_floor": o / nv,
+        "pair_ratios": [a / b for a, b in zip(ours, floor, strict=True)],
     }
 
 
@@ -326,6 +327,7 @@ def main() -> None:
     parser.add_argument(
         "--settings", default="l2:untargeted:5:5,linf:top2:0.1:3,l1:top2:30:3", help="norm:target:R:seeds"
     )
+    parser.add_argument("--only", choices=["agreement", "floor"], default=None, help="run one part")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -341,7 +343,7 @@ def main() -> None:
         "budget": {"batches": args.batches, "samples": args.samples, "art_pool_factor": 10},
         "settings": [],
     }
-    for item in args.settings.split(","):
+    for item in args.settings.split(",") if args.only != "floor" else []:
         norm, target, radius, seeds = item.split(":")
         results["settings"].append(
             run_setting(
@@ -349,7 +351,10 @@ def main() -> None:
             )
         )
         log.info("%s", json.dumps(results["settings"][-1]))
-    results["floor"] = floor_setting(model, x, "l2", args.batches, args.samples, 5.0, args.batch_size, args.repeats)
+    if args.only == "agreement":
+        results["floor"] = None
+    else:
+        results["floor"] = floor_setting(model, x, "l2", args.batches, args.samples, 5.0, args.batch_size, args.repeats)
     log.info("%s", json.dumps(results["floor"]))
     text = json.dumps(results, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v) else v)
     if args.json:

@@ -187,6 +187,7 @@ def fit_reverse_weibull(maxima: Array, shapes: Sequence[float] = FIT_SHAPES, sca
 def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
     """``weibull_max._penalized_nnlf`` for each row: out-of-support or non-finite terms cost ``100 log(xmax)``;
     plus ``scale_reg * scale**2`` (the reference code's ``fmin_with_reg``, applied as it does after the likelihood).
+    Call it under ``np.errstate(all="ignore")``: invalid values are expected and masked.
 
     Shape:
         - theta: ``(P, 3)`` as (shape, loc, scale); data: ``(P, B)``
@@ -195,14 +196,13 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
     from scipy import stats
 
     c, loc, scale = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
-    with np.errstate(all="ignore"):
-        x = (data - loc) / scale  # (P, B)
-        inside = x <= 0.0  # support (-inf, 0]; NaN is outside
-        logpdf = stats.weibull_max._logpdf(x, c)  # NaN outside the support, masked below
-        good = inside & np.isfinite(logpdf)
-        total = np.where(good, logpdf, 0.0).sum(axis=1)
-        n_bad = data.shape[1] - good.sum(axis=1)
-        out = -total + n_bad * _LOGXMAX * 100 + data.shape[1] * np.log(scale[:, 0])
+    x = (data - loc) / scale  # (P, B)
+    inside = x <= 0.0  # support (-inf, 0]; NaN is outside
+    logpdf = stats.weibull_max._logpdf(x, c)  # NaN outside the support, masked below
+    good = inside & np.isfinite(logpdf)
+    total = np.where(good, logpdf, 0.0).sum(axis=1)
+    n_bad = data.shape[1] - good.sum(axis=1)
+    out = -total + n_bad * _LOGXMAX * 100 + data.shape[1] * np.log(scale[:, 0])
     ok = (c[:, 0] > 0) & (scale[:, 0] > 0)  # _argcheck and scale > 0, else inf
     out = np.where(ok, out, np.inf)
     if scale_reg:
@@ -234,7 +234,7 @@ def _fitstart(data: Array) -> tuple[Array, Array]:
 def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
     """``scipy.optimize.fmin(nnlf, x0, args=(data,), disp=0)`` for every row at once.
 
-    Each problem keeps its own simplex, call counter and iteration counter and takes exactly the branch scipy
+    Each problem keeps its own simplex and call counter and takes exactly the branch scipy
     would take (including where the call budget runs out mid-iteration); a problem leaves the working set when
     it has converged or spent ``200 * n`` calls or iterations. Per iteration every problem evaluates its
     reflection, then at most one more point (its expansion or contraction): two stacked evaluations for all.
@@ -243,8 +243,13 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
         - x0: ``(P, n)``; data: ``(P, B)``
         - output: ``(P, n)``
     """
+    with np.errstate(all="ignore"):  # NaN / inf values are part of the objective's contract
+        return _fmin_loop(x0, data, scale_reg)
+
+
+def _fmin_loop(x0: Array, data: Array, scale_reg: float) -> Array:
     p, n = x0.shape
-    maxfun = maxiter = 200 * n
+    maxfun = 200 * n  # and maxiter, implied
     sim = np.repeat(x0[:, None, :], n + 1, axis=1)  # (P, n+1, n)
     for k in range(n):
         col = sim[:, k + 1, k]
@@ -254,18 +259,16 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
     out = np.empty((p, n))
     idx, d = np.arange(p), data  # the working set
     calls = np.full(p, n + 1)
-    its = np.ones(p, dtype=np.int64)
 
     while idx.size:
-        with np.errstate(invalid="ignore"):
-            converged = (np.abs(s[:, 1:] - s[:, :1]).max(axis=(1, 2)) <= _NM_XATOL) & (
-                np.abs(fs[:, :1] - fs[:, 1:]).max(axis=1) <= _NM_FATOL
-            )
-        done = converged | (calls >= maxfun) | (its >= maxiter)
+        # fs is sorted, so max |fs[0] - fs[j]| = fs[-1] - fs[0] (NaN sorts last and fails the test, as in
+        # scipy); the iteration cap is implied by the call cap (calls >= iterations + 3, both capped at 200 n)
+        converged = (np.abs(s[:, 1:] - s[:, :1]).max(axis=(1, 2)) <= _NM_XATOL) & (fs[:, -1] - fs[:, 0] <= _NM_FATOL)
+        done = converged | (calls >= maxfun)
         if done.any():
             out[idx[done]] = s[done, 0]
             keep = ~done
-            idx, s, fs, d, calls, its = idx[keep], s[keep], fs[keep], d[keep], calls[keep], its[keep]
+            idx, s, fs, d, calls = idx[keep], s[keep], fs[keep], d[keep], calls[keep]
             if not idx.size:
                 break
 
@@ -274,11 +277,10 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
         xr = (1 + _NM_RHO) * xbar - _NM_RHO * worst
         fxr = _nnlf(xr, d, scale_reg)  # always within budget (checked above)
         calls += 1
-        with np.errstate(invalid="ignore"):
-            expand = fxr < fs[:, 0]
-            accept_r = ~expand & (fxr < fs[:, -2])
-            contract = ~expand & ~accept_r
-            outside = contract & (fxr < fs[:, -1])
+        expand = fxr < fs[:, 0]
+        accept_r = ~expand & (fxr < fs[:, -2])
+        contract = ~expand & ~accept_r
+        outside = contract & (fxr < fs[:, -1])
         second = expand | contract
         allowed = second & (calls < maxfun)
         aborted = second & ~allowed  # scipy's _MaxFuncCallError: the rest of the iteration is skipped
@@ -293,11 +295,10 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
         if sel.size:
             f2[sel] = _nnlf(point[sel], d[sel], scale_reg)
         calls[sel] += 1
-        with np.errstate(invalid="ignore"):
-            better_e = f2 < fxr
-            take_r = accept_r | (allowed & expand & ~better_e)
-            take_c = (outside & (f2 <= fxr)) | (contract & ~outside & (f2 < fs[:, -1]))
-            take_2 = allowed & ((expand & better_e) | take_c)
+        better_e = f2 < fxr
+        take_r = accept_r | (allowed & expand & ~better_e)
+        take_c = (outside & (f2 <= fxr)) | (contract & ~outside & (f2 < fs[:, -1]))
+        take_2 = allowed & ((expand & better_e) | take_c)
         replace = take_r | take_2
         s[replace, -1] = np.where(take_r[:, None], xr, point)[replace]
         fs[replace, -1] = np.where(take_r, fxr, f2)[replace]
@@ -313,7 +314,6 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
                     fs[ok, j] = _nnlf(s[ok, j], d[ok], scale_reg)
                 calls[ok] += 1
 
-        its[~aborted] += 1
         s, fs = _sort(s, fs)
     return out
 
