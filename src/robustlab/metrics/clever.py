@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_RADIUS = {"linf": 0.1, "l2": 3.0, "l1": 30.0}
 
 #: Fit methods, named as the reference code's ``--method``: ``mle_reg`` (its default: maximum likelihood with a
-#: small penalty that keeps the optimiser from diverging), ``mle`` (plain maximum likelihood, as in the paper and
-#: in ART) and ``maxsamp`` (no fit: the largest observed gradient norm).
+#: small penalty that keeps the optimiser from diverging), ``mle`` (plain maximum likelihood, as in the paper; ART
+#: fits that way from one initial shape; it often diverges on few batches, see the ``"diverged"`` fit status) and
+#: ``maxsamp`` (no fit: the largest observed gradient norm).
 FIT_METHODS = ("mle_reg", "mle", "maxsamp")
 _SCALE_REG = {"mle_reg": 0.01, "mle": 0.0}
 
