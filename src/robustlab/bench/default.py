@@ -38,8 +38,14 @@ def default_spec(data_dir: str | os.PathLike[str] | None = None, n: int = 24) ->
         "attacks": [
             {"name": "fgsm", "norm": "linf", "minimal": True},
             {"name": "cw", "norm": "l2", "steps": 20, "params": {"search_steps": 3}},
-            {"name": "ifgsm", "norm": "linf", "eps": "4/255", "steps": 10, "targets": ["untargeted", "random"],
-             "transfer": True},
+            {
+                "name": "ifgsm",
+                "norm": "linf",
+                "eps": "4/255",
+                "steps": 10,
+                "targets": ["untargeted", "random"],
+                "transfer": True,
+            },
         ],
         "clever": {"norm": "l2", "n": 4, "batches": 8, "samples": 32, "radius": 2.0},
         "seed": 0,
