@@ -159,7 +159,8 @@ def _clever(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         cols,
         {"model": job.model, "family": _family(model), "norm": p["norm"], "target_mode": p["target"]},
     )
-    return {"median_score": float(torch.tensor(cols["score"]).median())}
+    scores = [v for v in cols["score"] if v is not None]  # non-finite scores are stored as None
+    return {"median_score": float(torch.tensor(scores).median()) if scores else None}
 
 
 @JOB_KINDS.decorator("corruption")

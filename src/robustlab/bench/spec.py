@@ -131,7 +131,7 @@ class CleverSection(_Strict):
     norm: Literal["l1", "l2", "linf"] = "l2"
     target: TargetMode = "untargeted"
     n: int = Field(default=10, gt=0)
-    batches: int = Field(default=10, gt=0)
+    batches: int = Field(default=10, ge=2, description="At least 2: the extreme-value fit needs several maxima.")
     samples: int = Field(default=32, gt=0)
     radius: float = Field(default=2.0, gt=0)
 
