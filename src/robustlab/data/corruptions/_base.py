@@ -15,18 +15,6 @@ from robustlab.errors import ConfigError, InputContractError
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "BENCHMARK_CORRUPTIONS",
-    "CORRUPTIONS",
-    "EXTRA_CORRUPTIONS",
-    "MAX_SEVERITY",
-    "ConstantSet",
-    "Corruption",
-    "constant_set_for",
-    "corrupt",
-    "get_corruption",
-    "list_corruptions",
-]
 
 #: Highest severity; severity 0 is the identity.
 MAX_SEVERITY = 5
