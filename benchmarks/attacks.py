@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import robustlab.attacks as rla
+from robustlab._allocator import retain_freed_memory
 
 log = logging.getLogger("benchmarks.attacks")
 
@@ -327,10 +328,15 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(args.threads)
+    retained = retain_freed_memory()  # as robustlab's own processes do; every library here runs in this process
     model = make_model()
     n_params = sum(p.numel() for p in model.parameters())
     libs = {} if args.no_peers else peers()
-    results: dict[str, Any] = {"machine": machine(), "model_parameters": n_params, "peers": sorted(libs)}
+    results: dict[str, Any] = {
+        "machine": {**machine(), "freed_memory_retained": retained},
+        "model_parameters": n_params,
+        "peers": sorted(libs),
+    }
     only = set(args.only.split(","))
     if "pgd" in only:
         results["pgd"] = [

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 import robustlab
+from robustlab._allocator import retain_freed_memory
 from robustlab.attacks._norms import get_norm
 from robustlab.metrics import clever
 from robustlab.models import ModelAdapter
@@ -338,13 +339,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
+    retained = retain_freed_memory()  # as robustlab's own processes do; every library here runs in this process
 
     model, acc = make_model(args.data, args.epochs)
     x = pick_inputs(model, args.data, args.n, seed=1)
     clf = art_classifier(model)
     log.info("model test accuracy %.3f, %d inputs", acc, len(x))
     results: dict[str, Any] = {
-        "machine": machine(),
+        "machine": {**machine(), "freed_memory_retained": retained},
         "model": {"name": "lenet5-cifar10", "params": sum(p.numel() for p in model.parameters()), "test_acc": acc},
         "budget": {"batches": args.batches, "samples": args.samples, "art_pool_factor": 10},
         "settings": [],

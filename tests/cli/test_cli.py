@@ -59,8 +59,26 @@ def test_train_then_eval_the_exported_weights(tmp_path: Path) -> None:
     x = (rng.random((300, 8, 8, 3)) * 60 + y[:, None, None, None] * 90).astype(np.uint8)
     np.savez(tmp_path / "toy.npz", x=x, y=y)
     ds = f"npz:{tmp_path / 'toy.npz'}"
-    out = _json(["train", "--arch", "mlp", "--arch-kwargs", '{"image_size": 8, "hidden": [32]}', "--dataset", ds,
-                 "--epochs", "3", "--batch-size", "50", "--lr", "0.05", "--out", str(tmp_path / "run"), "--json"])
+    out = _json(
+        [
+            "train",
+            "--arch",
+            "mlp",
+            "--arch-kwargs",
+            '{"image_size": 8, "hidden": [32]}',
+            "--dataset",
+            ds,
+            "--epochs",
+            "3",
+            "--batch-size",
+            "50",
+            "--lr",
+            "0.05",
+            "--out",
+            str(tmp_path / "run"),
+            "--json",
+        ]
+    )
     assert out["test_accuracy"] > 0.9 and out["recipe"]["epochs"] == 3
     again = _json(["eval", "--model", out["weights"], "--dataset", ds, "--json"])
     assert again["accuracy"] == out["test_accuracy"]

@@ -147,9 +147,7 @@ def test_download_with_wrong_bytes_is_rejected(tmp_path: Path, monkeypatch: pyte
     assert list((tmp_path / "mnist").iterdir()) == []
 
 
-def test_download_success_lands_verified_files(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_download_success_lands_verified_files(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def from_shared(url: str, out: BinaryIO, timeout: float = 60.0) -> None:
         assert url.startswith(MNIST_URL)
         out.write((data_dir / "mnist" / url.rsplit("/", 1)[1]).read_bytes())

@@ -14,8 +14,14 @@ def _adapter(num_classes: int = 3, out: int | None = None, softmax: bool = False
     layers: list[nn.Module] = [nn.Flatten(), nn.Linear(3 * 4 * 4, out or num_classes)]
     if softmax:
         layers.append(nn.Softmax(dim=1))
-    return ModelAdapter(nn.Sequential(*layers), num_classes=num_classes, input_shape=(3, 4, 4),
-                        mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), name="toy")
+    return ModelAdapter(
+        nn.Sequential(*layers),
+        num_classes=num_classes,
+        input_shape=(3, 4, 4),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        name="toy",
+    )
 
 
 def test_valid_input_gives_logits_and_normalises_inside() -> None:

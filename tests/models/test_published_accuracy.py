@@ -20,7 +20,8 @@ from robustlab.models import MODELS
     ],
 )
 def test_published_accuracy_on_the_full_test_set(name: str, data_dir: Path) -> None:
-    result = evaluate(load_model(name, data_dir=data_dir, download=False), load_dataset("cifar10", "test", data_dir),
-                      batch_size=500)
+    result = evaluate(
+        load_model(name, data_dir=data_dir, download=False), load_dataset("cifar10", "test", data_dir), batch_size=500
+    )
     assert result.n == 10_000
     assert result.correct == round(MODELS.get(name).metrics["test_accuracy"] * 10_000)

@@ -16,8 +16,17 @@ from robustlab.models.weights import load_state_dict_strict
 
 
 def _spec() -> ModelSpec:
-    return ModelSpec(name="tiny", family="lenet", arch="lenet", num_classes=10, input_shape=(1, 28, 28),
-                     mean=(0.13,), std=(0.31,), dataset="mnist", source="user")
+    return ModelSpec(
+        name="tiny",
+        family="lenet",
+        arch="lenet",
+        num_classes=10,
+        input_shape=(1, 28, 28),
+        mean=(0.13,),
+        std=(0.31,),
+        dataset="mnist",
+        source="user",
+    )
 
 
 def test_safetensors_round_trip_with_sidecar(tmp_path: Path) -> None:

@@ -67,8 +67,9 @@ def test_resume_gives_identical_weights(tmp_path: Path) -> None:
     assert result.epochs[-1].train_accuracy > 0.5  # the toy task is learnable
 
 
-def _train_epochs(model: ModelAdapter, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, run: Path,
-                  stop_after: int) -> int:
+def _train_epochs(
+    model: ModelAdapter, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, run: Path, stop_after: int
+) -> int:
     """Run ``train_model`` but kill it (an exception from the progress hook) once epoch ``stop_after`` is saved."""
     steps = -(-len(x) // cfg.batch_size)
 
@@ -91,8 +92,9 @@ def test_resuming_with_another_config_is_refused(tmp_path: Path) -> None:
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
 
 
-@pytest.mark.parametrize(("kwargs", "msg"), [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"),
-                                             ({"augment": "mixup"}, "augment")])
+@pytest.mark.parametrize(
+    ("kwargs", "msg"), [({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr"), ({"augment": "mixup"}, "augment")]
+)
 def test_bad_config(kwargs: dict, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         TrainConfig(**kwargs)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from robustlab._allocator import retain_freed_memory
 from robustlab._registry import Registry
 from robustlab.bench.plan import Job
 from robustlab.data import Dataset, load_dataset
@@ -247,6 +248,7 @@ _PROCESS_CONTEXT: JobContext | None = None
 def init_worker(data_dir: str | None, threads: int | None) -> None:
     """Initialiser of worker processes: one context per process, and the thread count."""
     global _PROCESS_CONTEXT
+    retain_freed_memory()
     _PROCESS_CONTEXT = JobContext(data_dir=data_dir)
     if threads:
         torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from robustlab._allocator import retain_freed_memory
 from robustlab.cli import _attack, _clever, _corrupt, _data, _eval, _study, _train, _zoo
 from robustlab.cli._common import setup_logging
 
@@ -31,4 +32,5 @@ for _module in (_eval, _attack, _clever, _corrupt, _study, _train, _data, _zoo):
 
 def main() -> None:
     """Entry point of the ``robustlab`` console script."""
+    retain_freed_memory()
     app()
