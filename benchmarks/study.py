@@ -32,12 +32,12 @@ def floor_seconds(
 ) -> tuple[float, float]:
     """(N attacks, N² forward passes over the adversarial sets), timed directly with no store or jobs."""
     nets = [load_model(m, data_dir=data, download=False) for m in models]
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     advs = [
         attack(n, x, y, "ifgsm", norm="linf", eps=eps, steps=steps, batch_size=bs, keep_adversarials=True).adversarials
         for n in nets
     ]
-    t1 = time.perf_counter()
+    t1 = time.process_time()
     with torch.no_grad():
         for net in nets:
             with eval_mode(net):
@@ -45,7 +45,7 @@ def floor_seconds(
                     assert adv is not None
                     for i in range(0, len(adv), bs):
                         net(adv[i : i + bs]).argmax(1)
-    return t1 - t0, time.perf_counter() - t1
+    return t1 - t0, time.process_time() - t1
 
 
 def study_seconds(models: list[str], n: int, eps: float, steps: int, bs: int, data: str | None) -> dict[str, float]:
@@ -58,17 +58,22 @@ def study_seconds(models: list[str], n: int, eps: float, steps: int, bs: int, da
         }
     )
     marks: dict[str, float] = {}
+    per_job: dict[str, float] = {}  # attack phase: CPU seconds of each job, by model
 
     def progress(phase: str, done: int, total: int, label: str) -> None:
-        marks.setdefault(f"{phase}_start", time.perf_counter())
+        now = time.process_time()
+        marks.setdefault(f"{phase}_start", now)
+        if phase == "attack" and label:
+            per_job[label.rsplit(" on ", 1)[-1]] = now - marks["attack_last"]
+        marks[f"{phase}_last"] = now
         if done == total:
-            marks[f"{phase}_end"] = time.perf_counter()
+            marks[f"{phase}_end"] = now
 
     run = Path(tempfile.mkdtemp(prefix="rl-bench-"))
     try:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         run_study(spec, run, data_dir=data, progress=progress)
-        total = time.perf_counter() - t0
+        total = time.process_time() - t0
     finally:
         shutil.rmtree(run, ignore_errors=True)
     return {
@@ -76,6 +81,7 @@ def study_seconds(models: list[str], n: int, eps: float, steps: int, bs: int, da
         "clean": marks["clean_end"] - t0,
         "attack": marks["attack_end"] - marks["attack_start"],
         "transfer": marks["transfer_end"] - marks["transfer_start"],
+        "first_two_jobs": per_job[models[0]] + per_job[models[1]],
     }
 
 
@@ -85,11 +91,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=128)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time is the work done)")
     ap.add_argument("--repeat", type=int, default=1, help="measure each size this many times; keep the fastest")
     ap.add_argument("--data", default=None)
     ap.add_argument("--write", default=None, help="Markdown file to write the results section into.")
     args = ap.parse_args()
     retained = retain_freed_memory()  # as the command line does
+    torch.set_num_threads(args.threads)
     pool = available_models(args.data)
     if len(pool) < max(args.models):
         raise SystemExit(f"need {max(args.models)} models, {len(pool)} available: {pool}")
@@ -118,25 +126,30 @@ def main() -> None:
     lines = [
         "## Study runner",
         "",
-        f"`python benchmarks/study.py --models {' '.join(map(str, args.models))} --n {args.n} --repeat {args.repeat}` "
-        f"(fastest of the repeats for each number) — I-FGSM "
+        f"`python benchmarks/study.py --models {' '.join(map(str, args.models))} --n {args.n} --repeat {args.repeat} "
+        f"--threads {args.threads}` (CPU seconds of the process, in-process executor; the fastest of the repeats "
+        "for each number, floor and study interleaved) — I-FGSM "
         f"({args.steps} steps, L∞ 4/255, transfer on) on {args.n} CIFAR-10 test images, models = the first k of "
         f"`{', '.join(pool[: max(args.models)])}`.",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, shared and noisy; torch "
         f"{torch.__version__}, Python {platform.python_version()}; freed memory retained by the process: {retained} "
-        "(as `robustlab run` does). Seconds drift between runs; ratios hold.",
-        "The models differ in cost, so linear growth shows as a constant *study attack phase / floor attacks* "
-        "(the study's own cost per model does not grow with N) and as the floor growing with the models' own cost.",
+        "(as `robustlab run` does). CPU seconds, because wall time on this shared machine also measures "
+        "the neighbours: single jobs swung by 30 % in wall time between identical runs.",
+        "The models differ in cost, so linear growth shows in the last column: the attack jobs of the same two "
+        "models cost the same whatever the number of models beside them (no per-model cost grows with N); the "
+        "phase totals grow with the added models' own cost, which the floor measures.",
         "",
-        "| models | floor: N attacks (s) | floor: N² forwards (s) | study attack phase (s) | study transfer phase (s) "
-        "| attack phase / floor attacks | transfer phase / floor forwards | (attack+transfer) / floor |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| models | floor: N attacks (CPU s) | floor: N² forwards (CPU s) | study attack phase (CPU s) "
+        "| study transfer phase (CPU s) "
+        "| attack phase / floor attacks | transfer phase / floor forwards | (attack+transfer) / floor "
+        f"| attack jobs of {pool[0]} + {pool[1]} (CPU s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['models']} | {r['floor_attacks']:.1f} | {r['floor_forward']:.1f} | {r['attack']:.1f} | "
             f"{r['transfer']:.1f} | {r['attack'] / r['floor_attacks']:.2f}× | "
-            f"{r['transfer'] / r['floor_forward']:.2f}× | {r['ratio']:.2f}× |"
+            f"{r['transfer'] / r['floor_forward']:.2f}× | {r['ratio']:.2f}× | {r['first_two_jobs']:.2f} |"
         )
     section = "\n".join(lines) + "\n"
     print(section)

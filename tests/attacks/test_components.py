@@ -73,6 +73,17 @@ def test_random_init_lies_in_the_ball_and_fills_it(name: str) -> None:
     assert torch.equal(d, norm.random_init(x, 0.5, gen(3)))  # same generator state, same draw
 
 
+@pytest.mark.parametrize("name", ["linf", "l2", "l1"])
+def test_random_init_fills_every_orthant_equally(name: str) -> None:
+    d = get_norm(name).random_init(torch.zeros((8000, 4), dtype=F64), 0.5, gen(5))
+    orthant = ((d > 0).long() * torch.tensor([1, 2, 4, 8])).sum(1)
+    counts = torch.bincount(orthant, minlength=16)
+    assert bool((counts - 500).abs().max() < 100), counts  # 500 ± 22 expected: 4.5 standard deviations
+    # and the signs carry no information about the magnitudes
+    big = d.abs() > d.abs().median()
+    assert float((d[big] > 0).double().mean()) == pytest.approx(0.5, abs=0.03)
+
+
 def test_random_init_with_infinite_eps_stays_finite() -> None:
     for name in ("linf", "l2", "l1"):
         d = get_norm(name).random_init(torch.zeros((3, 5)), math.inf, gen())

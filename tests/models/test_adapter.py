@@ -79,3 +79,21 @@ def test_predict_uses_eval_mode_and_restores_caller_mode() -> None:
     with eval_mode(m):
         assert not net[1].training
     assert m.training and not net[2].training
+
+
+def test_trusted_inputs_skips_the_checks_only_inside_the_block() -> None:
+    from robustlab.models.adapter import trusted_inputs
+
+    m = _adapter()
+    bad = torch.full((1, 3, 4, 4), 2.0)  # outside [0, 1]
+    with trusted_inputs(nn.Sequential(m)):  # found inside a wrapper too
+        assert m(bad).shape == (1, 3)
+    with pytest.raises(InputContractError, match=r"outside \[0, 1\]"):
+        m(bad)
+    with pytest.raises(RuntimeError, match="boom"), trusted_inputs(m):
+        raise RuntimeError("boom")
+    assert m.check_inputs  # restored after an exception
+    m.check_inputs = False  # a caller's own choice is kept
+    with trusted_inputs(m):
+        pass
+    assert not m.check_inputs

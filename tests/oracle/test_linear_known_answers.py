@@ -188,3 +188,38 @@ def test_minimal_search_reattacks_only_unresolved_images_and_counts_the_passes_s
     assert s["gradient_passes"] + s["gradient_passes_saved"] == s["gradient_passes_every_eps"]
     assert s["gradient_passes_every_eps"] == 39 * 10 * 10
     assert s["gradient_passes"] < 0.5 * s["gradient_passes_every_eps"]
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "mifgsm"])
+def test_minimal_search_reuses_the_clean_gradient_for_the_same_answer(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import robustlab.attacks as rla
+    from robustlab.attacks._gradient import StartGradients
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)).double()
+    x = torch.rand(30, 6, dtype=torch.float64) * 0.6 + 0.2
+    y = net(x).argmax(1)
+
+    def search() -> rla.AttackResult:
+        return attack(net, x, y, name, norm="linf", eps=0.5, minimal=True, search_attempts=8, rtol=0.01)
+
+    cached = search()
+
+    class NoCache(StartGradients):
+        def get(self, index: torch.Tensor) -> None:
+            return None
+
+    monkeypatch.setattr(rla, "StartGradients", NoCache)
+    fresh = search()
+
+    assert torch.allclose(cached.eps_found, fresh.eps_found, rtol=0, atol=1e-12)
+    assert torch.allclose(cached.linf, fresh.linf, rtol=0, atol=1e-12)
+    assert cached.status == fresh.status
+    attempts = fresh.forward_passes - 2  # the clean and the judged pass aside, one forward per attempt
+    assert bool((attempts > 1).any())
+    # every attempt after the first takes its first step from the cache
+    assert bool((cached.gradient_passes == fresh.gradient_passes - (attempts - 1).clamp_min(0)).all())
+    if name == "fgsm":
+        assert bool((cached.gradient_passes == (attempts > 0).long()).all())  # one pass per attacked image

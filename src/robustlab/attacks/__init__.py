@@ -29,6 +29,7 @@ from robustlab.attacks._evaluator import (
     judge,
     predict,
 )
+from robustlab.attacks._gradient import StartGradients
 from robustlab.attacks._losses import LOSSES, margin
 from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext
 from robustlab.attacks._minimal import minimal_search
@@ -36,6 +37,7 @@ from robustlab.attacks._norms import L1, NORMS, Norm, get_norm
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
 from robustlab.attacks._targets import TARGET_MODES, check_labels, resolve_targets
 from robustlab.errors import ConfigError, InputContractError
+from robustlab.models.adapter import trusted_inputs
 
 __all__ = [
     "ATTACKS",
@@ -232,42 +234,49 @@ def attack(
         todo = (clean_ok & ~is_success(clean_logits, y, targets)).nonzero().flatten()
         x_adv = x.clone()
         eps_t = torch.full((n,), eps_value if eps_value is not None else float("inf"), dtype=x.dtype, device=device)
-        ctx = RunContext(model=model, norm=norm_obj, generator=generator, counter=counter)
+        ctx = RunContext(
+            model=model,
+            norm=norm_obj,
+            generator=generator,
+            counter=counter,
+            start_grads=StartGradients(x) if minimal_search_on else None,  # todo rows only: none is adversarial
+        )
         bs = batch_size or max(n, 1)
-        for start in range(0, todo.numel(), bs):
-            rows = todo[start : start + bs]
-            xb, yb = x[rows], y[rows]
-            tb = None if targets is None else targets[rows]
-            if minimal_search_on:
+        with trusted_inputs(model):  # iterates are built from the checked x and kept in [0, 1]
+            for start in range(0, todo.numel(), bs):
+                rows = todo[start : start + bs]
+                xb, yb = x[rows], y[rows]
+                tb = None if targets is None else targets[rows]
+                if minimal_search_on:
 
-                def run_at(
-                    sub: Tensor,
-                    e: Tensor,
-                    xb: Tensor = xb,
-                    yb: Tensor = yb,
-                    tb: Tensor | None = tb,
-                    rows: Tensor = rows,
-                ) -> Tensor:
-                    return method.run(ctx, config, xb[sub], yb[sub], None if tb is None else tb[sub], e, rows[sub])
+                    def run_at(
+                        sub: Tensor,
+                        e: Tensor,
+                        xb: Tensor = xb,
+                        yb: Tensor = yb,
+                        tb: Tensor | None = tb,
+                        rows: Tensor = rows,
+                    ) -> Tensor:
+                        return method.run(ctx, config, xb[sub], yb[sub], None if tb is None else tb[sub], e, rows[sub])
 
-                out = minimal_search(
-                    model,
-                    xb,
-                    yb,
-                    tb,
-                    run=run_at,
-                    norm=norm_obj,
-                    eps_max=search_eps,
-                    attempts=search_attempts,
-                    tolerance=tolerance,
-                    rtol=rtol,
-                    counter=counter,
-                    index=rows,
-                )
-                x_adv[rows] = out.x_adv
-                eps_found[rows.cpu()] = out.eps_found.double().cpu()
-            else:
-                x_adv[rows] = method.run(ctx, config, xb, yb, tb, eps_t[rows], rows)
+                    out = minimal_search(
+                        model,
+                        xb,
+                        yb,
+                        tb,
+                        run=run_at,
+                        norm=norm_obj,
+                        eps_max=search_eps,
+                        attempts=search_attempts,
+                        tolerance=tolerance,
+                        rtol=rtol,
+                        counter=counter,
+                        index=rows,
+                    )
+                    x_adv[rows] = out.x_adv
+                    eps_found[rows.cpu()] = out.eps_found.double().cpu()
+                else:
+                    x_adv[rows] = method.run(ctx, config, xb, yb, tb, eps_t[rows], rows)
         if method.fixed_budget and not minimal_search_on:
             eps_found[todo.cpu()] = float(eps_value) if eps_value is not None else float("nan")
         verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)

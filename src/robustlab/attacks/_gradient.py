@@ -20,6 +20,30 @@ from robustlab.attacks._losses import make_loss
 from robustlab.attacks._norms import Norm, per_sample
 
 
+class StartGradients:
+    """Input gradients of the loss at the clean inputs, kept across the attempts of a minimal search.
+
+    Without a random start, every attempt's first step takes the gradient at the clean input, which does not
+    depend on eps: computed in the first attempt, it serves every later one (the same answer for fewer passes;
+    an FGSM search then costs one gradient pass per image, whatever the number of attempts).
+
+    Shape:
+        - like: ``(N, C, H, W)``, the inputs of the whole attack; rows are addressed by global index
+    """
+
+    def __init__(self, like: Tensor) -> None:
+        self.grad = torch.empty_like(like)
+        self.have = torch.zeros(like.shape[0], dtype=torch.bool, device=like.device)
+
+    def get(self, index: Tensor) -> Tensor | None:
+        """The cached gradients of rows ``index``, or ``None`` unless every one is cached."""
+        return self.grad[index] if bool(self.have[index].all()) else None
+
+    def put(self, index: Tensor, grad: Tensor) -> None:
+        self.grad[index] = grad
+        self.have[index] = True
+
+
 @dataclass(frozen=True)
 class GradientConfig:
     """Settings of the gradient loop.
@@ -59,6 +83,7 @@ def gradient_attack(
     generator: torch.Generator,
     counter: PassCounter,
     index: Tensor,
+    start_grads: StartGradients | None = None,
 ) -> Tensor:
     """Run the gradient loop on one batch; the model must already be in eval mode.
 
@@ -73,6 +98,8 @@ def gradient_attack(
         generator: Randomness for the random start.
         counter: Pass counter, indexed by ``index``.
         index: Global sample positions of the rows of ``x`` (for the counter).
+        start_grads: Cache of the gradients at the clean inputs (used without a random start). The rows
+            must not be adversarial already: a cached first step skips the early-stop check of the clean input.
 
     Returns:
         Adversarial candidates inside the eps-ball and [0, 1] (the evaluator still judges them).
@@ -101,13 +128,20 @@ def gradient_attack(
         ta = None if targets is None else targets[act]
         cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea) if config.random_start else xa.clone()
         mom = torch.zeros_like(xa) if config.momentum else None
-        for _ in range(config.steps):
-            cur.requires_grad_(True)
-            logits = model(cur)  # (n, K)
-            (grad,) = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), cur)
-            counter.add_gradient(index[act])
-            cur = cur.detach()
-            if config.early_stop:
+        for step in range(config.steps):
+            from_clean = step == 0 and not config.random_start and start_grads is not None
+            cached = start_grads.get(index[act]) if from_clean and start_grads is not None else None
+            if cached is not None:
+                grad = cached
+            else:
+                cur.requires_grad_(True)
+                logits = model(cur)  # (n, K)
+                (grad,) = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), cur)
+                counter.add_gradient(index[act])
+                cur = cur.detach()
+                if from_clean and start_grads is not None:
+                    start_grads.put(index[act], grad)
+            if config.early_stop and cached is None:
                 won = is_success(logits.detach(), ya, ta)
                 if bool(won.any()):
                     out[act[won]] = cur[won]

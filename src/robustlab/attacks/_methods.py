@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from robustlab._registry import Registry
 from robustlab.attacks._cw import CarliniWagnerL2, ElasticNet, InnerOptimizer, SearchConfig, const_search
 from robustlab.attacks._evaluator import PassCounter
-from robustlab.attacks._gradient import GradientConfig, gradient_attack
+from robustlab.attacks._gradient import GradientConfig, StartGradients, gradient_attack
 from robustlab.attacks._losses import LOSSES, make_loss
 from robustlab.attacks._norms import Norm
 from robustlab.errors import ConfigError
@@ -22,12 +22,14 @@ from robustlab.errors import ConfigError
 
 @dataclass
 class RunContext:
-    """What a method needs besides the batch: model (in eval mode), norm, randomness and the counter."""
+    """What a method needs besides the batch: model (in eval mode), norm, randomness and the counter; in a
+    minimal search, the cache of clean-input gradients that every attempt's first step shares."""
 
     model: nn.Module
     norm: Norm
     generator: torch.Generator
     counter: PassCounter
+    start_grads: StartGradients | None = None
 
 
 def _apply_params(cfg: Any, params: dict[str, Any], method: str) -> Any:
@@ -138,6 +140,7 @@ class GradientMethod(AttackMethod):
             generator=ctx.generator,
             counter=ctx.counter,
             index=index,
+            start_grads=ctx.start_grads,
         )
 
 

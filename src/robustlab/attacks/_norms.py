@@ -118,7 +118,7 @@ class Linf(Norm):
 
     def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        return (2 * u - 1) * self.bounded(eps, x)
+        return u.mul_(2).sub_(1).mul_(self.bounded(eps, x))
 
     def steepest_step(self, grad: Tensor, step_size: float | Tensor, x_adv: Tensor | None = None) -> Tensor:
         return grad.sign() * per_sample(step_size, grad)
@@ -174,11 +174,12 @@ class L1(Norm):
     def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
         n, d = x.shape[0], x[0].numel()
         # Dirichlet(1, ..., 1) over d + 1 parts, last part dropped: uniform in the positive part of the ball.
+        # One uniform draw per coordinate gives both: |2u - 1| is uniform on [0, 1] and independent of its sign.
         u = torch.rand((n, d + 1), generator=generator, dtype=x.dtype, device=x.device)
-        e = -torch.log(u.clamp_min(_TINY))
-        mag = (e[:, :d] / e.sum(1, keepdim=True)).reshape(x.shape)
-        sign = torch.randint(0, 2, x.shape, generator=generator, device=x.device).to(x.dtype) * 2 - 1
-        return sign * mag * self.bounded(eps, x)
+        s = u[:, :d].mul(2).sub_(1)  # (n, d) signed
+        e = torch.cat([s.abs(), u[:, d:]], 1).clamp_min_(_TINY).log_().neg_()  # (n, d + 1) Exp(1) draws
+        mag = e[:, :d].div_(e.sum(1, keepdim=True)).copysign_(s)
+        return mag.reshape(x.shape).mul_(self.bounded(eps, x))
 
     def steepest_step(self, grad: Tensor, step_size: float | Tensor, x_adv: Tensor | None = None) -> Tensor:
         g = _flat(grad)

@@ -35,7 +35,7 @@ from robustlab.attacks._targets import check_labels, resolve_targets
 from robustlab.errors import ConfigError, InputContractError, ModelError
 from robustlab.metrics._clever_compare import CleverComparison, compare_with_attack
 from robustlab.metrics._weibull import FIT_SHAPES, POOR_STATUSES, STATUS_FALLBACK, WeibullFit, fit_reverse_weibull
-from robustlab.models.adapter import eval_mode
+from robustlab.models.adapter import eval_mode, trusted_inputs
 
 __all__ = ["DEFAULT_RADIUS", "FIT_METHODS", "CleverComparison", "CleverResult", "clever", "compare_with_attack"]
 
@@ -336,7 +336,8 @@ def clever(
         else:
             targets = chosen[:, None]  # (N, 1)
         margins = clean.gather(1, y[:, None]) - clean.gather(1, targets)  # (N, T)
-        maxima = _gradient_maxima(model, x, y, targets, norm_obj, r, batches, samples, batch_size, generator)
+        with trusted_inputs(model):  # sample points are clipped to [0, 1] around the checked x
+            maxima = _gradient_maxima(model, x, y, targets, norm_obj, r, batches, samples, batch_size, generator)
 
     fits = _fit(maxima, fit, fit_shapes)  # every (input, target) series at once
     t_count = targets.shape[1]
@@ -418,7 +419,7 @@ def _gradient_maxima(
         rows = points.shape[0]
         inputs = series // batches  # (rows,) input index of each point
         yr, tr = y[inputs], targets[inputs]  # (rows,), (rows, T)
-        points.requires_grad_(True)
+        points = points.detach().requires_grad_(True)  # an alias of the sampler's buffer, not the buffer
         norms = torch.empty((rows, t_count), dtype=torch.float64, device=x.device)
         with torch.enable_grad():
             logits = model(points)  # (rows, K): one forward pass for every target
@@ -447,28 +448,33 @@ def _sample_points(
     Each (input, batch) block of ``samples`` points is drawn at once, in input-then-batch order, uniformly in
     the ball (the norm's ``random_init``: uniform cube for L∞, Gaussian direction × ``R U^{1/d}`` for L2,
     Dirichlet magnitudes with random signs for L1) and clipped to [0, 1], so the points do not depend on
-    ``batch_size``.
+    ``batch_size``. The yielded tensors are one reused buffer: consume each before taking the next.
 
     Shape:
         - yields points ``(rows, C, H, W)`` and their series index ``input * batches + batch``, ``(rows,)``
     """
-    pending: list[Tensor] = []
-    pending_ids: list[Tensor] = []
-    count = 0
+    total = x.shape[0] * batches * samples
+    buf = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    ids = torch.empty(buf.shape[0], dtype=torch.int64, device=x.device)
+    fill = 0  # rows of buf already written
     for i in range(x.shape[0]):
         x0 = x[i : i + 1].expand(samples, *x.shape[1:])
         for b in range(batches):
-            delta = norm.random_init(x0, radius, generator)  # (samples, C, H, W)
-            pending.append((x0 + delta).clamp_(0.0, 1.0))
-            pending_ids.append(torch.full((samples,), i * batches + b, dtype=torch.int64, device=x.device))
-            count += samples
-            while count >= batch_size:
-                pts, ids = torch.cat(pending), torch.cat(pending_ids)
-                yield pts[:batch_size], ids[:batch_size]
-                pending, pending_ids = [pts[batch_size:]], [ids[batch_size:]]
-                count -= batch_size
-    if count:
-        yield torch.cat(pending), torch.cat(pending_ids)
+            block = norm.random_init(x0, radius, generator).add_(x0).clamp_(0.0, 1.0)  # (samples, C, H, W)
+            used = 0
+            while used < samples:  # a block may straddle two forward passes
+                take = min(samples - used, buf.shape[0] - fill)
+                buf[fill : fill + take] = block[used : used + take]
+                ids[fill : fill + take] = i * batches + b
+                fill, used = fill + take, used + take
+                if fill == buf.shape[0]:
+                    yield buf, ids
+                    total -= fill
+                    fill = 0
+                    if total < buf.shape[0]:  # the last, shorter pass
+                        buf, ids = buf[:total], ids[:total]
+    if fill:
+        yield buf[:fill], ids[:fill]
 
 
 # -- fitting and checks ----------------------------------------------------------------------------------------
