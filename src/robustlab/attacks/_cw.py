@@ -84,8 +84,10 @@ class InnerOptimizer(ABC):
         counter: PassCounter,
         index: Tensor,
         start: Tensor,
+        patience: Tensor,
     ) -> _Run:
-        """Minimise the objective for every sample of the batch at its constant."""
+        """Minimise the objective for every sample of the batch at its constant, dropping a sample at its
+        ``patience + 1``-th plateau (``patience``: ``(N,)``)."""
 
 
 def _objective_terms(
@@ -111,16 +113,19 @@ class _Plateau:
     lets it settle on the boundary instead of stopping at the oscillation's amplitude.
     """
 
-    def __init__(self, n: int, config: SearchConfig, like: Tensor) -> None:
+    def __init__(self, n: int, config: SearchConfig, like: Tensor, patience: Tensor) -> None:
         self.every = max(config.steps // 10, 1)
-        self.on, self.patience = config.abort_early, config.patience
+        self.on, self.patience, self.full = config.abort_early, patience, config.patience  # patience: (n,)
         self.prev = torch.full((n,), float("inf"), dtype=like.dtype, device=like.device)
         self.window = torch.full_like(self.prev, float("inf"))
         self.scale = torch.ones_like(self.prev)
         self.strikes = torch.zeros(n, dtype=torch.int64, device=like.device)
 
-    def keep(self, it: int, objective: Tensor, alive: Tensor) -> Tensor | None:
-        """Record the objective; return a mask over ``alive`` of the samples to keep, or ``None`` if all stay."""
+    def keep(self, it: int, objective: Tensor, alive: Tensor, succeeded: Tensor) -> Tensor | None:
+        """Record the objective; return a mask over ``alive`` of the samples to keep, or ``None`` if all stay.
+
+        A sample with a success in this run (``succeeded``, over ``alive``) gets the configured patience
+        whatever its own: it must settle on the boundary before the search may trust it."""
         if not self.on:
             return None
         window = torch.minimum(self.window[alive], objective)
@@ -134,7 +139,7 @@ class _Plateau:
         strikes = self.strikes[alive] + stuck.long()
         self.strikes[alive] = strikes
         self.scale[alive] = torch.where(stuck, self.scale[alive] * 0.2, self.scale[alive])
-        keep = strikes <= self.patience
+        keep = strikes <= torch.where(succeeded, self.full, self.patience[alive])
         return None if bool(keep.all()) else keep
 
 
@@ -158,6 +163,7 @@ class CarliniWagnerL2(InnerOptimizer):
         counter: PassCounter,
         index: Tensor,
         start: Tensor,
+        patience: Tensor,
     ) -> _Run:
         n = x.shape[0]
         best = x.clone()
@@ -167,7 +173,7 @@ class CarliniWagnerL2(InnerOptimizer):
         w = torch.atanh((2 * start - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # (n, C, H, W)
         m, v = torch.zeros_like(w), torch.zeros_like(w)
         xa, ya, ta, ca = x, labels, targets, const
-        stall = _Plateau(n, config, x)
+        stall = _Plateau(n, config, x, patience)
         for it in range(config.steps):
             w.requires_grad_(True)
             xp = (torch.tanh(w) + 1) / 2
@@ -185,13 +191,13 @@ class CarliniWagnerL2(InnerOptimizer):
                     score[alive[better]] = dist[better]
                     best[alive[better]] = xp[better]
                 t = it + 1
-                grad = torch.nan_to_num(grad)
+                grad = torch.nan_to_num_(grad)  # in place, like every Adam step below: one pass per operation
                 m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
                 v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-                denom = (v / (1 - self.beta2**t)).sqrt_().add_(self.adam_eps)
+                denom = torch.div(v, 1 - self.beta2**t).sqrt_().add_(self.adam_eps)
                 lr = config.lr * (0.5 * (1 + math.cos(math.pi * it / config.steps)) if config.lr_decay else 1.0)
-                w = w - per_sample(stall.scale[alive] * lr, w) * (m / (1 - self.beta1**t)) / denom
-                keep = stall.keep(it, obj.detach(), alive)
+                w = w.sub_(torch.div(m, 1 - self.beta1**t).mul_(per_sample(stall.scale[alive] * lr, w)).div_(denom))
+                keep = stall.keep(it, obj.detach(), alive, torch.isfinite(score[alive]))
                 if keep is not None:
                     alive, w, m, v, xa, ya, ca = (t_[keep] for t_ in (alive, w, m, v, xa, ya, ca))
                     ta = None if ta is None else ta[keep]
@@ -240,6 +246,7 @@ class ElasticNet(InnerOptimizer):
         counter: PassCounter,
         index: Tensor,
         start: Tensor,
+        patience: Tensor,
     ) -> _Run:
         n = x.shape[0]
         best = x.clone()
@@ -248,7 +255,7 @@ class ElasticNet(InnerOptimizer):
         alive = torch.arange(n, device=x.device)
         xa, ya, ta, ca = x, labels, targets, const
         xk, yk = start.clone(), start.clone()
-        stall = _Plateau(n, config, x)
+        stall = _Plateau(n, config, x, patience)
         for it in range(config.steps):
             lr = per_sample(stall.scale[alive] * config.lr * (1 - it / config.steps) ** 0.5, x[: alive.numel()])
             yk.requires_grad_(True)
@@ -273,7 +280,7 @@ class ElasticNet(InnerOptimizer):
                 else:
                     yk = x_new
                 xk = x_new
-                keep = stall.keep(it, obj, alive)
+                keep = stall.keep(it, obj, alive, torch.isfinite(score[alive]))
                 if keep is not None:
                     alive, xk, yk, xa, ya, ca = (t_[keep] for t_ in (alive, xk, yk, xa, ya, ca))
                     ta = None if ta is None else ta[keep]
@@ -340,7 +347,11 @@ def const_search(
     best_score = torch.full_like(const, float("inf"))
     for _ in range(config.search_steps):
         start = best if config.warm_start else x
-        res = inner.run(model, x, labels, targets, const, config, counter, index, start)
+        # Until a sample has an upper bound on c, its constant is only being escalated (x 10): a run in which it
+        # never succeeds only tells that c is too small, so it ends at its first plateau (a run with a success
+        # keeps the full patience, to settle on the boundary before the search trusts it).
+        patience = torch.where(torch.isfinite(upper), config.patience, 0)
+        res = inner.run(model, x, labels, targets, const, config, counter, index, start, patience)
         better = res.score < best_score
         best[better] = res.best[better]
         best_score[better] = res.score[better]

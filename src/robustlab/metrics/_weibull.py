@@ -19,6 +19,7 @@ code's formulation): same likelihood, same simplex moves, location negated.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -193,21 +194,27 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
         - theta: ``(P, 3)`` as (shape, loc, scale); data: ``(P, B)``
         - output: ``(P,)``
     """
-    from scipy import stats
+    from scipy.special import xlogy
 
-    c, loc, scale = theta[:, 0:1], theta[:, 1:2], theta[:, 2:3]
-    x = (data - loc) / scale  # (P, B)
-    inside = x <= 0.0  # support (-inf, 0]; NaN is outside
-    logpdf = stats.weibull_max._logpdf(x, c)  # NaN outside the support, masked below
-    good = inside & np.isfinite(logpdf)
+    c, scale = theta[:, 0:1], theta[:, 2:3]
+    negx = (theta[:, 1:2] - data) / scale  # (P, B): -x, bit for bit (a - b == -(b - a) in IEEE arithmetic)
+    # weibull_max._logpdf(x, c) = log(c) + xlogy(c - 1, -x) - (-x)**c, the same operations in the same order
+    logpdf = np.log(c) + xlogy(c - 1, negx) - np.power(negx, c)  # NaN outside the support, masked below
+    good = (negx >= 0.0) & np.isfinite(logpdf)  # support x <= 0; NaN is outside
     total = np.where(good, logpdf, 0.0).sum(axis=1)
-    n_bad = data.shape[1] - good.sum(axis=1)
-    out = -total + n_bad * _LOGXMAX * 100 + data.shape[1] * np.log(scale[:, 0])
-    ok = (c[:, 0] > 0) & (scale[:, 0] > 0)  # _argcheck and scale > 0, else inf
-    out = np.where(ok, out, np.inf)
+    b = data.shape[1]
+    n_bad = b - np.count_nonzero(good, axis=1)
+    out = -total + _penalty(b)[n_bad] + b * np.log(scale[:, 0])
+    out[~((c[:, 0] > 0) & (scale[:, 0] > 0))] = np.inf  # _argcheck and scale > 0
     if scale_reg:
-        out = out + scale_reg * theta[:, 2] * theta[:, 2]
+        out += scale_reg * theta[:, 2] * theta[:, 2]
     return out
+
+
+@functools.cache
+def _penalty(b: int) -> Array:
+    """``n_bad * _LOGXMAX * 100`` for ``n_bad = 0..b``, as scipy computes it."""
+    return np.arange(b + 1) * _LOGXMAX * 100
 
 
 def _fitstart(data: Array) -> tuple[Array, Array]:
