@@ -214,7 +214,7 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
 @functools.cache
 def _penalty(b: int) -> Array:
     """``n_bad * _LOGXMAX * 100`` for ``n_bad = 0..b``, as scipy computes it."""
-    return np.arange(b + 1) * _LOGXMAX * 100
+    return np.asarray(np.arange(b + 1) * _LOGXMAX * 100, dtype=np.float64)
 
 
 def _fitstart(data: Array) -> tuple[Array, Array]:
