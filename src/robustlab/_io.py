@@ -1,4 +1,4 @@
-"""Small file utilities shared by every package: digests and atomic writes."""
+"""Small file utilities shared by every package: digests, atomic writes and verified downloads."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
-from robustlab.errors import ChecksumError
+from robustlab.errors import ChecksumError, DataError
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -58,23 +59,40 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def fetch(url: str, out: BinaryIO, timeout: float = 60.0) -> None:
+    """Copy the body of ``url`` (http or https only) into ``out``."""
+    import shutil
+    import urllib.request
+
+    if not url.startswith(("https://", "http://")):
+        raise DataError(f"refusing to download from {url!r}: only http(s) URLs are allowed")
+    request = urllib.request.Request(url, headers={"User-Agent": "robustlab"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        shutil.copyfileobj(response, out, length=1 << 20)
+
+
 def download(
-    url: str, dest: str | os.PathLike[str], expected: str, algorithm: str = "sha256", timeout: float = 30.0
+    url: str,
+    dest: str | os.PathLike[str],
+    expected: str | None,
+    algorithm: str = "sha256",
+    fetcher: Callable[[str, BinaryIO], None] | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` via a temporary file, verify its checksum, then rename.
 
-    Nothing is left at ``dest`` if the transfer or the checksum fails.
+    Nothing is left at ``dest`` if the transfer or the checksum fails. ``expected=None`` skips the check (for
+    sources without a published digest); ``fetcher`` replaces :func:`fetch` (tests stay off the network).
 
     Raises:
         OSError: the transfer failed (no network, HTTP error).
         ChecksumError: the downloaded bytes are not the expected file.
     """
-    import urllib.request
-
     dest = Path(dest)
     with atomic_path(dest) as tmp:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                out.write(chunk)
-        verify_file(tmp, expected, algorithm)
+        with open(tmp, "wb") as out:
+            (fetcher or fetch)(url, out)
+        if expected is not None:
+            actual = file_digest(tmp, algorithm)
+            if actual != expected.lower():
+                raise ChecksumError(f"{dest} (downloaded from {url})", algorithm, expected.lower(), actual)
     return dest

@@ -5,12 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shutil
-import urllib.request
 from pathlib import Path
-from typing import BinaryIO
 
 from robustlab import _io
+from robustlab._io import fetch
 from robustlab.errors import ChecksumError, DataError
 
 __all__ = [
@@ -103,39 +101,20 @@ def verify_file(path: Path, md5: str | None) -> None:
     """
     if md5 is None:
         return
-    actual = file_digest(path, "md5")
+    actual = file_digest(path, "md5")  # cached per (path, size, mtime): a dataset is verified once per process
     if actual != md5.lower():
         raise ChecksumError(str(path), "md5", md5, actual)
     logger.debug("md5 ok: %s", path)
 
 
-def fetch(url: str, out: BinaryIO, timeout: float = 60.0) -> None:
-    """Copy the body of ``url`` into ``out``. Tests replace this function to stay off the network."""
-    if not url.startswith(("https://", "http://")):
-        raise DataError(f"refusing to download from {url!r}: only http(s) URLs are allowed")
-    request = urllib.request.Request(url, headers={"User-Agent": "robustlab"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        shutil.copyfileobj(response, out, length=1 << 20)
-
-
 def download_file(url: str, dest: Path, md5: str | None) -> None:
-    """Download ``url`` to ``dest`` safely.
-
-    The body goes to a temporary file next to ``dest``; its md5 is checked; only then is it renamed to
-    ``dest`` (atomic on one file system). On any failure the temporary file is removed, so ``dest`` is
-    either absent or complete and verified.
+    """Download ``url`` to ``dest`` (verified, atomic: see :func:`robustlab._io.download`).
 
     Raises:
         ChecksumError: if the downloaded bytes have the wrong md5.
         OSError: network or file-system errors (``urllib.error.URLError`` is one).
     """
     logger.info("downloading %s -> %s", url, dest)
-    with _io.atomic_path(dest) as tmp:
-        with open(tmp, "wb") as out:
-            # The module global is looked up at call time, so tests can monkeypatch ``fetch``.
-            fetch(url, out)
-        if md5 is not None:
-            actual = _io.file_digest(tmp, "md5")
-            if actual != md5.lower():
-                raise ChecksumError(f"{dest} (downloaded from {url})", "md5", md5, actual)
+    # ``fetch`` is looked up at call time, so tests can monkeypatch this module's name to stay off the network.
+    _io.download(url, dest, md5, "md5", fetcher=fetch)
     logger.info("downloaded %s (%d bytes, md5 ok)", dest, dest.stat().st_size)
