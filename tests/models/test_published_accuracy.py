@@ -25,3 +25,16 @@ def test_published_accuracy_on_the_full_test_set(name: str, data_dir: Path) -> N
     )
     assert result.n == 10_000
     assert result.correct == round(MODELS.get(name).metrics["test_accuracy"] * 10_000)
+
+
+@pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (32, 0.46), (44, 0.66), (56, 0.85)])
+def test_declared_size_matches_the_built_network_and_the_authors_table(depth: int, millions: float) -> None:
+    from robustlab.models.loading import assemble
+    from robustlab.train.standalone import count_flops
+
+    spec = MODELS.get(f"resnet{depth}-akamaster")
+    net = assemble(spec)
+    params = sum(p.numel() for p in net.parameters())
+    assert params == spec.metrics["parameters"]
+    assert round(params / 1e6, 2) == millions  # the upstream README's parameter counts
+    assert count_flops(net, spec.input_shape) == spec.metrics["flops"]
