@@ -33,7 +33,9 @@ class SearchConfig:
         abort_early: Per-sample plateau handling: when a sample's objective improved by less than 0.01 % over
             the last ``steps // 10`` iterations, shrink its learning rate, and drop it from the batch at the
             ``patience + 1``-th such plateau.
-        patience: Plateaus tolerated (each shrinking the learning rate by 5x) before a sample is dropped.
+        patience: Plateaus tolerated (each shrinking the learning rate by 5x) before a sample is dropped. While
+            ``c`` is still being escalated (no upper bound yet), a run in which the sample never succeeds ends at
+            its first plateau: it only has to show that ``c`` is too small.
         warm_start: Start each inner run from the best example found so far instead of the clean input. Off by
             default: it saves few passes and, with several classes, can settle up to a few per cent above a
             decision boundary.
