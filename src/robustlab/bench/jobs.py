@@ -59,9 +59,10 @@ JobFn = Callable[[Job, Path, JobContext], dict[str, Any]]
 JOB_KINDS: Registry[JobFn] = Registry("job kind")
 
 
-def _family(model: ModelAdapter) -> str:
+def _meta(job: Job, model: ModelAdapter, **extra: Any) -> dict[str, Any]:
+    """The constant columns of a job's records: its model, the model's family, and ``extra``."""
     spec = getattr(model, "spec", None)
-    return spec.family if spec is not None else "user"
+    return {"model": job.model, "family": spec.family if spec is not None else "user", **extra}
 
 
 @JOB_KINDS.decorator("clean")
@@ -82,7 +83,7 @@ def _clean(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         "correct": (pred == y).tolist(),
         "margin": (top2[:, 0] - top2[:, 1]).tolist(),
     }
-    write_records(run, "clean", job.id, cols, {"model": job.model, "family": _family(model)})
+    write_records(run, "clean", job.id, cols, _meta(job, model))
     return {"accuracy": float((pred == y).float().mean())}
 
 
@@ -118,16 +119,16 @@ def _attack(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         "attack",
         job.id,
         cols,
-        {
-            "model": job.model,
-            "family": _family(model),
-            "key": p["key"],
-            "attack": p["attack"],
-            "norm": result.norm,
-            "target_mode": p["target"],
-            "eps_budget": result.eps,
-            "minimal": p["minimal"],
-        },
+        _meta(
+            job,
+            model,
+            key=p["key"],
+            attack=p["attack"],
+            norm=result.norm,
+            target_mode=p["target"],
+            eps_budget=result.eps,
+            minimal=p["minimal"],
+        ),
     )
     s = result.summary()
     return {"success_rate": s["success_rate"], "gradient_passes": s["gradient_passes"]}
@@ -158,7 +159,7 @@ def _clever(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         "clever",
         job.id,
         cols,
-        {"model": job.model, "family": _family(model), "norm": p["norm"], "target_mode": p["target"]},
+        _meta(job, model, norm=p["norm"], target_mode=p["target"]),
     )
     scores = [v for v in cols["score"] if v is not None]  # non-finite scores are stored as None
     return {"median_score": float(torch.tensor(scores).median()) if scores else None}
@@ -186,7 +187,7 @@ def _corruption(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         "corruption",
         job.id,
         cols,
-        {"model": job.model, "family": _family(model), "seed": p["seed"], "constants": result.constants},
+        _meta(job, model, seed=p["seed"], constants=result.constants),
     )
     return {"clean_accuracy": result.clean_accuracy}
 
@@ -226,7 +227,7 @@ def _transfer(job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         parts["target"] += rec["target"]
         parts["source_success"] += rec["success"]
         parts["pred"] += pred.tolist()
-    write_records(run, "transfer", job.id, parts, {"model": job.model, "family": _family(model)})
+    write_records(run, "transfer", job.id, parts, _meta(job, model))
     return {"sources": len(job.depends)}
 
 
