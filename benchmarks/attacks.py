@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import art_classifier, cpu_name  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab.attacks as rla
@@ -141,19 +142,6 @@ def peers() -> dict[str, Any]:
     except ImportError as err:  # pragma: no cover
         log.warning("ART skipped: %s", err)
     return found
-
-
-def art_classifier(model: nn.Module) -> Any:
-    from art.estimators.classification import PyTorchClassifier
-
-    return PyTorchClassifier(
-        model=model,
-        loss=nn.CrossEntropyLoss(),
-        input_shape=(3, 32, 32),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        device_type="cpu",
-    )
 
 
 def bench_pgd(model: nn.Module, n: int, steps: int, repeats: int, libs: dict[str, Any]) -> dict[str, Any]:
@@ -292,14 +280,8 @@ def machine() -> dict[str, Any]:
             libs[mod] = __import__(mod).__version__
         except ImportError:
             libs[mod] = None
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import art_classifier, cpu_name  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab
@@ -92,19 +93,6 @@ def pick_inputs(model: ModelAdapter, data_dir: str | None, n: int, seed: int) ->
     x = test.images()
     keep = (model.predict(x) == test.y).nonzero().flatten()[:n]
     return x[keep]
-
-
-def art_classifier(model: nn.Module) -> Any:
-    from art.estimators.classification import PyTorchClassifier
-
-    return PyTorchClassifier(
-        model=model,
-        loss=nn.CrossEntropyLoss(),
-        input_shape=(3, 32, 32),
-        nb_classes=10,
-        clip_values=(0.0, 1.0),
-        device_type="cpu",
-    )
 
 
 def art_scores(clf: Any, x: Tensor, norm: str, target: str, batches: int, samples: int, radius: float, seed: int):
@@ -293,14 +281,7 @@ def floor_setting(model, x, norm, batches, samples, radius, batch_size, repeats)
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     except OSError:

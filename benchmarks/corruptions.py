@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import cpu_name  # benchmarks/, first on sys.path when a script runs
 
 import robustlab
 from robustlab.data.corruptions import corrupt, list_corruptions
@@ -47,14 +48,7 @@ def time_ours(x: torch.Tensor, severity: int, constants: str) -> dict[str, dict[
 
 
 def machine() -> dict[str, str]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import os
 
     return {

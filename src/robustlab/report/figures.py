@@ -25,29 +25,8 @@ def _short(name: str) -> str:
 
 def transfer_figure(t: TransferMatrix) -> go.Figure:
     labels = [_short(m) for m in t.models]
-    z = [[None if v is None else round(v, 3) for v in row] for row in t.rates]
     what = "error rate" if t.target_mode == "untargeted" else "target match rate"
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=labels,
-            y=labels,
-            colorscale="Viridis",
-            zmin=0,
-            zmax=1,
-            text=z,
-            texttemplate="%{text}",
-            colorbar={"title": what},
-        )
-    )
-    fig.update_layout(
-        title=f"Transfer: {t.key}",
-        xaxis_title="target model",
-        yaxis_title="source model",
-        yaxis_autorange="reversed",
-        height=max(400, 40 * len(labels) + 150),
-    )
-    return fig
+    return _heatmap(t.rates, labels, labels, f"Transfer: {t.key}", what, "target model", "source model", digits=3)
 
 
 def pareto_figure(p: ParetoAnalysis) -> go.Figure:
@@ -163,8 +142,9 @@ def _heatmap(
     xaxis: str,
     yaxis: str,
     zmax: float | None = 1.0,
+    digits: int = 2,
 ) -> go.Figure:
-    text = [[None if v is None else round(v, 2) for v in row] for row in z]
+    text = [[None if v is None else round(v, digits) for v in row] for row in z]
     fig = go.Figure(
         go.Heatmap(
             z=z,
