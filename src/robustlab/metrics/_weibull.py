@@ -194,8 +194,7 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
         - theta: ``(P, 3)`` as (shape, loc, scale); data: ``(P, B)``
         - output: ``(P,)``
     """
-    from scipy.special import xlogy
-
+    xlogy = _xlogy()
     c, scale = theta[:, 0:1], theta[:, 2:3]
     negx = (theta[:, 1:2] - data) / scale  # (P, B): -x, bit for bit (a - b == -(b - a) in IEEE arithmetic)
     # weibull_max._logpdf(x, c) = log(c) + xlogy(c - 1, -x) - (-x)**c, the same operations in the same order
@@ -203,12 +202,20 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
     good = (negx >= 0.0) & np.isfinite(logpdf)  # support x <= 0; NaN is outside
     total = np.where(good, logpdf, 0.0).sum(axis=1)
     b = data.shape[1]
-    n_bad = b - np.count_nonzero(good, axis=1)
+    n_bad = b - good.sum(axis=1)  # a ufunc reduction: np.count_nonzero's Python wrapper costs more here
     out = -total + _penalty(b)[n_bad] + b * np.log(scale[:, 0])
     out[~((c[:, 0] > 0) & (scale[:, 0] > 0))] = np.inf  # _argcheck and scale > 0
     if scale_reg:
         out += scale_reg * theta[:, 2] * theta[:, 2]
     return out
+
+
+@functools.cache
+def _xlogy() -> np.ufunc:
+    """``scipy.special.xlogy``, imported on first use (an import statement per call costs more than the call)."""
+    from scipy.special import xlogy
+
+    return xlogy
 
 
 @functools.cache
@@ -243,8 +250,11 @@ def _fmin(x0: Array, data: Array, scale_reg: float = 0.0) -> Array:
 
     Each problem keeps its own simplex and call counter and takes exactly the branch scipy
     would take (including where the call budget runs out mid-iteration); a problem leaves the working set when
-    it has converged or spent ``200 * n`` calls or iterations. Per iteration every problem evaluates its
-    reflection, then at most one more point (its expansion or contraction): two stacked evaluations for all.
+    it has converged or spent ``200 * n`` calls or iterations. The problems are small, so an iteration's cost is
+    the number of array operations, not their size: every iteration evaluates, in one stacked call, the
+    reflection *and* the three points that may follow it (expansion, outside and inside contraction), then
+    keeps the one scipy's branch would have evaluated. Only calls scipy would make are counted, and each value
+    is bit for bit what a call on that point alone returns, so the path is scipy's.
 
     Shape:
         - x0: ``(P, n)``; data: ``(P, B)``
@@ -264,8 +274,12 @@ def _fmin_loop(x0: Array, data: Array, scale_reg: float) -> Array:
     fsim = _nnlf(sim.reshape(-1, n), np.repeat(data, n + 1, axis=0), scale_reg).reshape(p, n + 1)
     s, fs = _sort(sim, fsim)
     out = np.empty((p, n))
-    idx, d = np.arange(p), data  # the working set
+    idx = np.arange(p)  # the working set
+    d4 = np.concatenate([data] * 4)  # its data, once per candidate point
     calls = np.full(p, n + 1)
+    # candidate k is a_k * xbar - b_k * worst: reflection, expansion, outside and inside contraction
+    a4 = np.array([1 + _NM_RHO, _A_EXPAND, _A_OUTSIDE, _A_INSIDE])[:, None, None]
+    b4 = np.array([_NM_RHO, _B_EXPAND, _B_OUTSIDE, _B_INSIDE])[:, None, None]
 
     while idx.size:
         # fs is sorted, so max |fs[0] - fs[j]| = fs[-1] - fs[0] (NaN sorts last and fails the test, as in
@@ -275,15 +289,18 @@ def _fmin_loop(x0: Array, data: Array, scale_reg: float) -> Array:
         if done.any():
             out[idx[done]] = s[done, 0]
             keep = ~done
-            idx, s, fs, d, calls = idx[keep], s[keep], fs[keep], d[keep], calls[keep]
+            idx, s, fs, calls = idx[keep], s[keep], fs[keep], calls[keep]
             if not idx.size:
                 break
+            d4 = d4.reshape(4, -1, d4.shape[-1])[:, keep].reshape(-1, d4.shape[-1])
+        m = idx.size
 
         xbar = s[:, :-1].sum(axis=1) / n  # np.add.reduce over the n best vertices
         worst = s[:, -1]
-        xr = (1 + _NM_RHO) * xbar - _NM_RHO * worst
-        fxr = _nnlf(xr, d, scale_reg)  # always within budget (checked above)
-        calls += 1
+        cand = a4 * xbar - b4 * worst  # (4, m, n); row 0 is scipy's (1 + rho) xbar - rho w, the others its
+        fcand = _nnlf(cand.reshape(-1, n), d4, scale_reg).reshape(4, m)  # a * xbar - b * w, the same values
+        xr, fxr = cand[0], fcand[0]
+        calls += 1  # the reflection: always within budget (checked above)
         expand = fxr < fs[:, 0]
         accept_r = ~expand & (fxr < fs[:, -2])
         contract = ~expand & ~accept_r
@@ -292,16 +309,11 @@ def _fmin_loop(x0: Array, data: Array, scale_reg: float) -> Array:
         allowed = second & (calls < maxfun)
         aborted = second & ~allowed  # scipy's _MaxFuncCallError: the rest of the iteration is skipped
 
-        # expansion (1 + rho chi) xbar - rho chi w, outside (1 + psi rho) xbar - psi rho w, inside
-        # (1 - psi) xbar + psi w: one a * xbar - b * w with per-problem (a, b), bit for bit the same values
-        a = np.where(expand, _A_EXPAND, np.where(outside, _A_OUTSIDE, _A_INSIDE))[:, None]
-        b = np.where(expand, _B_EXPAND, np.where(outside, _B_OUTSIDE, _B_INSIDE))[:, None]
-        point = a * xbar - b * worst
-        f2 = np.full(idx.size, np.inf)
-        sel = np.flatnonzero(allowed)
-        if sel.size:
-            f2[sel] = _nnlf(point[sel], d[sel], scale_reg)
-        calls[sel] += 1
+        which = np.where(expand, 1, np.where(outside, 2, 3))  # the point scipy evaluates next, if any
+        rows = np.arange(m)
+        point = cand[which, rows]
+        f2 = np.where(allowed, fcand[which, rows], np.inf)
+        calls += allowed
         better_e = f2 < fxr
         take_r = accept_r | (allowed & expand & ~better_e)
         take_c = (outside & (f2 <= fxr)) | (contract & ~outside & (f2 < fs[:, -1]))
@@ -312,6 +324,7 @@ def _fmin_loop(x0: Array, data: Array, scale_reg: float) -> Array:
 
         shrink = allowed & contract & ~take_2
         if shrink.any():
+            d = d4[:m]
             for j in range(1, n + 1):  # vertex by vertex, as scipy does (the budget may run out midway)
                 go = np.flatnonzero(shrink & ~aborted)
                 s[go, j] = s[go, 0] + _NM_SIGMA * (s[go, j] - s[go, 0])
