@@ -208,3 +208,52 @@ def test_restarts_attack_only_the_samples_not_yet_fooled() -> None:
     assert bool((res.forward_passes[robust] == 2 + 2).all())
     assert bool((res.gradient_passes[res.success] < 12).all())
     assert res.summary()["gradient_passes_budget"] == 12 * 12
+
+
+def tiny_cnn(seed: int) -> torch.nn.Module:
+    """A float64 conv-ReLU-linear net with 4 classes: non-convex, so inner runs differ in length per sample."""
+    g = gen(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(6 * 4 * 4, 4),
+    ).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=F64) * 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("cw", {"lr": 0.05}),
+        ("cw", {"lr": 0.05, "warm_start": True, "target": "random"}),
+        ("cw", {"lr": 0.05, "abort_early": False}),
+        ("ead", {}),
+        ("ead", {"fista": False, "patience": 2}),
+    ],
+)
+def test_const_search_treats_every_sample_as_if_it_were_alone(name: str, params: dict) -> None:
+    # Samples leave the batch at different iterations (plateaus) and search steps: every sample must still see
+    # only its own iterate, moments, constant, plateau state and patience, whatever the others do.
+    model = tiny_cnn(8)
+    x = torch.rand((10, 3, 4, 4), generator=gen(9), dtype=F64)
+    y = model(x).argmax(1).detach()
+    kw = {"steps": 32, "search_steps": 6, "initial_const": 0.01, "seed": 2, **params}
+
+    whole = attack(model, x, y, name, **kw)
+    alone = attack(model, x, y, name, batch_size=1, **kw)
+
+    assert bool((whole.gradient_passes > 0).all())  # the setup: every sample is attacked ...
+    if params.get("abort_early", True):  # ... and runs end at different times, so the batch changes under it
+        assert len(set(whole.gradient_passes.tolist())) >= 4, whole.gradient_passes
+    else:
+        assert bool((whole.gradient_passes == 32 * 6).all())
+    assert torch.equal(whole.gradient_passes, alone.gradient_passes)
+    assert torch.equal(whole.forward_passes, alone.forward_passes)
+    assert torch.equal(whole.success, alone.success)
+    assert int(whole.success.sum()) >= 8
+    assert torch.allclose(whole.l2, alone.l2, rtol=1e-4, atol=0)
+    assert torch.allclose(whole.l1, alone.l1, rtol=1e-4, atol=0)
