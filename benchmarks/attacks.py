@@ -116,6 +116,7 @@ def paired(
         "floor_cpu_s": statistics.median(fcpus),
         "x_floor": statistics.median(w / f for w, f in zip(walls, fwalls, strict=True)),
         "x_floor_cpu": statistics.median(c / f for c, f in zip(cpus, fcpus, strict=True)),
+        "pairs_cpu_s": [[round(c, 3), round(f, 3)] for c, f in zip(cpus, fcpus, strict=True)],
     }
     return stats, out
 
@@ -204,37 +205,46 @@ def bench_pgd(model: nn.Module, n: int, steps: int, repeats: int, libs: dict[str
 
 
 def bench_cw(
-    model: nn.Module, n: int, search: int, steps: int, libs: dict[str, Any], art_n: int, art_steps: int
+    model: nn.Module,
+    n: int,
+    search: int,
+    steps: int,
+    libs: dict[str, Any],
+    art_n: int,
+    art_steps: int,
+    repeats: int = 1,
 ) -> dict[str, Any]:
+    """C&W-L2 against the floor and the peers; robustlab's run is paired with the floor ``repeats`` times (the
+    peers once: they are the slow part)."""
     x, y = make_batch(model, n)
-    out: dict[str, Any] = {"batch": n, "search_steps": search, "steps": steps}
+    out: dict[str, Any] = {"batch": n, "search_steps": search, "steps": steps, "repeats": repeats}
 
-    def floor() -> float:  # one search step's passes on the whole batch; paired() scales it by ``search``
-        return floor_seconds(model, x, y, steps)
+    def floor() -> float:  # the whole budget's passes on the whole batch, so that the floor spans as much of the
+        return floor_seconds(model, x, y, steps * search)  # machine's drift as the attack it is paired with
 
-    stats, res = paired(lambda: rla.attack(model, x, y, "cw", steps=steps, search_steps=search), floor, 1, search)
+    stats, res = paired(lambda: rla.attack(model, x, y, "cw", steps=steps, search_steps=search), floor, repeats)
     s = res.summary()
-    per_pass_floor = stats["floor_s"] / (search * steps * n)
-    per_pass_floor_cpu = stats["floor_cpu_s"] / (search * steps * n)
+    # per sample-pass: (time / our passes) / (floor time / the floor's n * steps * search passes), median of pairs
+    per_pass = n * steps * search / s["gradient_passes"]
     out["robustlab"] = {
         **stats,
         "gradient_passes": s["gradient_passes"],
         "gradient_passes_full_budget": n * steps * search,
-        "x_floor_per_gradient_pass": (stats["s"] / s["gradient_passes"]) / per_pass_floor,
-        "x_floor_per_gradient_pass_cpu": (stats["cpu_s"] / s["gradient_passes"]) / per_pass_floor_cpu,
+        "x_floor_per_gradient_pass": stats["x_floor"] * per_pass,
+        "x_floor_per_gradient_pass_cpu": stats["x_floor_cpu"] * per_pass,
         "success_rate": s["success_rate"],
         "median_l2": s["median_l2"],
     }
     if "torchattacks" in libs:
         # torchattacks has no binary search: one fixed constant, the same total number of steps
         atk = libs["torchattacks"].CW(model, c=1, kappa=0, steps=steps * search, lr=0.01)
-        stats, adv = paired(lambda: atk(x, y), floor, 1, search)
+        stats, adv = paired(lambda: atk(x, y), floor, 1)
         out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
     if "foolbox" in libs:
         fb = libs["foolbox"]
         fmodel = fb.PyTorchModel(model, bounds=(0, 1))
         fatk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=search, steps=steps, stepsize=0.01)
-        stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1, search)
+        stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1)
         out["foolbox"] = {**stats, **judge(model, x, y, raw)}
     if "art" in libs and art_n > 0:
         from art.attacks.evasion import CarliniL2Method
@@ -298,6 +308,7 @@ def main() -> None:
     ap.add_argument("--cw-batch", type=int, default=32)
     ap.add_argument("--cw-search", type=int, default=9)
     ap.add_argument("--cw-steps", type=int, default=100)
+    ap.add_argument("--cw-repeats", type=int, default=3, help="robustlab C&W runs, each paired with a floor")
     ap.add_argument("--art-cw-n", type=int, default=4, help="ART's C&W is slow: run it on this many images")
     ap.add_argument("--art-cw-steps", type=int, default=10, help="... and with this many inner steps")
     ap.add_argument("--minimal-batch", type=int, default=64)
@@ -327,7 +338,7 @@ def main() -> None:
         log.info(json.dumps(results["pgd"], indent=1))
     if "cw" in only:
         results["cw"] = bench_cw(
-            model, args.cw_batch, args.cw_search, args.cw_steps, libs, args.art_cw_n, args.art_cw_steps
+            model, args.cw_batch, args.cw_search, args.cw_steps, libs, args.art_cw_n, args.art_cw_steps, args.cw_repeats
         )
         log.info(json.dumps(results["cw"], indent=1))
     if "minimal" in only:
