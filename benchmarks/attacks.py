@@ -91,8 +91,8 @@ def paired(
 ) -> tuple[dict[str, float], Any]:
     """Run the floor then ``fn``, ``repeats`` times, and report wall and CPU (process) time ratios.
 
-    The floor's measured times are multiplied by ``floor_scale`` (to time one C&W search step and scale it to
-    the full budget).
+    The floor's measured times are multiplied by ``floor_scale`` (ART's slow C&W: one search step's floor is
+    timed and scaled to the full budget). ``pairs_cpu_s`` lists every (candidate, floor) pair in CPU seconds.
 
     The median of per-pair ratios resists the drift of a shared machine's load better than a ratio of medians;
     CPU time is what this process actually computed, so it is the steadier measure when other jobs share the
