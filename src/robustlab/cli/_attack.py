@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from robustlab.cli._common import DataOpt, JsonOpt, emit_json, out_console, user_errors
+from robustlab.cli._common import DataOpt, DatasetOpt, DeviceOpt, JsonOpt, ModelOpt, emit_json, out_console, user_errors
 from robustlab.errors import ConfigError
 
 
@@ -41,10 +41,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("attack")
     def attack_cmd(
-        model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, .safetensors file, or file.py:factory.")],
-        dataset: Annotated[
-            str, typer.Option("--dataset", "-d", help="cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH.")
-        ] = "cifar10",
+        model: ModelOpt,
+        dataset: DatasetOpt = "cifar10",
         n: Annotated[int | None, typer.Option("--n", help="Attack a seeded subset of N images (default: all).")] = None,
         attack_name: Annotated[
             str, typer.Option("--attack", "-a", help="fgsm, ifgsm, pgd, mifgsm, cw or ead.")
@@ -69,7 +67,7 @@ def register(app: typer.Typer) -> None:
         save_adversarials: Annotated[
             Path | None, typer.Option("--save-adversarials", help="Write the adversarial examples (safetensors).")
         ] = None,
-        device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")] = "cpu",
+        device: DeviceOpt = "cpu",
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustlab.cli._common import DataOpt, JsonOpt, emit_json, out_console, user_errors
+from robustlab.cli._common import (
+    DataOpt,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    SplitOpt,
+    emit_json,
+    out_console,
+    user_errors,
+)
 
 
 class _Norm(str, Enum):
@@ -39,11 +49,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("clever")
     def clever_cmd(
-        model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, .safetensors file, or file.py:factory.")],
-        dataset: Annotated[
-            str, typer.Option("--dataset", "-d", help="cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH.")
-        ] = "cifar10",
-        split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+        model: ModelOpt,
+        dataset: DatasetOpt = "cifar10",
+        split: SplitOpt = "test",
         n: Annotated[int | None, typer.Option("--n", help="Score a seeded subset of N images (default: all).")] = None,
         norm: Annotated[_Norm, typer.Option("--norm", help="Perturbation norm.")] = _Norm.l2,
         target: Annotated[_Target, typer.Option("--target", help="Target class of each image.")] = _Target.untargeted,
@@ -57,7 +65,7 @@ def register(app: typer.Typer) -> None:
         ] = _Fit.mle_reg,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the subset, the targets and the samples.")] = 0,
         batch_size: Annotated[int, typer.Option("--batch-size", help="Sample points per forward pass.")] = 256,
-        device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")] = "cpu",
+        device: DeviceOpt = "cpu",
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:

@@ -19,6 +19,13 @@ from robustlab.errors import RobustlabError
 err_console = Console(stderr=True)
 out_console = Console(width=None if sys.stdout.isatty() else 160)  # no truncated names in pipes
 
+# Options several commands share, declared once (each command keeps its own defaults and its own --n help).
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Zoo name, .safetensors file, or file.py:factory.")]
+DatasetOpt = Annotated[
+    str, typer.Option("--dataset", "-d", help="cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH.")
+]
+SplitOpt = Annotated[str, typer.Option("--split", help="Dataset split.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ...")]
 DataOpt = Annotated[
     Path | None,
     typer.Option("--data", help="Data directory (default: $ROBUSTLAB_DATA, else ~/.cache/robustlab/data)."),

@@ -8,7 +8,17 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from robustlab.cli._common import DataOpt, JsonOpt, emit_json, err_console, out_console, user_errors
+from robustlab.cli._common import (
+    DataOpt,
+    DatasetOpt,
+    JsonOpt,
+    ModelOpt,
+    SplitOpt,
+    emit_json,
+    err_console,
+    out_console,
+    user_errors,
+)
 from robustlab.errors import ConfigError
 
 
@@ -22,11 +32,9 @@ def _int_list(text: str, what: str) -> list[int]:
 def register(app: typer.Typer) -> None:
     @app.command("corrupt")
     def corrupt_cmd(
-        model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, .safetensors file, or file.py:factory.")],
-        dataset: Annotated[
-            str, typer.Option("--dataset", "-d", help="cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH.")
-        ] = "cifar10",
-        split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+        model: ModelOpt,
+        dataset: DatasetOpt = "cifar10",
+        split: SplitOpt = "test",
         n: Annotated[
             int | None, typer.Option("--n", help="Evaluate a seeded subset of N images (default: all).")
         ] = None,

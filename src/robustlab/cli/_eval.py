@@ -7,17 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from robustlab.cli._common import DataOpt, JsonOpt, emit_json, out_console, user_errors
+from robustlab.cli._common import DataOpt, DatasetOpt, JsonOpt, ModelOpt, SplitOpt, emit_json, out_console, user_errors
 
 
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
-        model: Annotated[str, typer.Option("--model", "-m", help="Zoo name, .safetensors file, or file.py:factory.")],
-        dataset: Annotated[
-            str, typer.Option("--dataset", "-d", help="cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH.")
-        ] = "cifar10",
-        split: Annotated[str, typer.Option(help="Dataset split.")] = "test",
+        model: ModelOpt,
+        dataset: DatasetOpt = "cifar10",
+        split: SplitOpt = "test",
         n: Annotated[
             int | None, typer.Option("--n", help="Evaluate a seeded subset of N images (default: all).")
         ] = None,
