@@ -257,3 +257,27 @@ def test_const_search_treats_every_sample_as_if_it_were_alone(name: str, params:
     assert int(whole.success.sum()) >= 8
     assert torch.allclose(whole.l2, alone.l2, rtol=1e-4, atol=0)
     assert torch.allclose(whole.l1, alone.l1, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("pgd", {"eps": 0.3, "steps": 6}),  # early stop: samples leave, so progress stops short of the budget
+        ("ifgsm", {"eps": 0.5, "steps": 4, "minimal": True, "search_attempts": 3}),
+        ("cw", {"steps": 8, "search_steps": 2}),
+    ],
+)
+def test_progress_counts_the_gradient_passes_against_the_budget_and_changes_nothing(name: str, kw: dict) -> None:
+    model = tiny_cnn(3)
+    x = torch.rand((6, 3, 4, 4), generator=gen(4), dtype=F64)
+    y = model(x).argmax(1).detach()
+    calls: list[tuple[int, int]] = []
+    res = attack(model, x, y, name, progress=lambda done, budget: calls.append((done, budget)), **kw)
+    plain = attack(model, x, y, name, **kw)
+    budget = res.summary()["gradient_passes_budget"]
+    assert calls[0] == (0, budget) and {b for _, b in calls} == {budget}
+    dones = [d for d, _ in calls]
+    assert dones == sorted(dones) and dones[-1] == int(res.gradient_passes.sum()) <= budget
+    assert len(calls) > 2
+    assert torch.equal(res.success, plain.success) and torch.equal(res.l2, plain.l2)
+    assert torch.equal(res.gradient_passes, plain.gradient_passes)

@@ -178,6 +178,20 @@ def test_same_seed_same_scores_any_batch_size_and_seeds_agree() -> None:
     assert not torch.equal(scores[0], scores[1])
 
 
+def test_progress_reports_every_sample_point_and_changes_nothing() -> None:
+    model = tiny_cnn()
+    x = torch.rand((3, 3, 8, 8), generator=torch.Generator().manual_seed(1), dtype=F64)
+    kw = {"norm": "linf", "target": "top2", "batches": 4, "samples": 5, "radius": 0.1, "seed": 2, "batch_size": 7}
+    calls: list[tuple[int, int]] = []
+    with_bar = clever(model, x, progress=lambda done, total: calls.append((done, total)), **kw)
+    plain = clever(model, x, **kw)
+    total = 3 * 4 * 5
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert len(calls) == 1 + math.ceil(total / 7)  # one call per forward pass of at most 7 points
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls})  # strictly increasing
+    torch.testing.assert_close(with_bar.batch_maxima, plain.batch_maxima, rtol=0, atol=0)
+
+
 def test_model_modes_restored_and_gradient_counts() -> None:
     model = tiny_cnn().train()
     x = torch.rand((2, 3, 8, 8), dtype=F64)

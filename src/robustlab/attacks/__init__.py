@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -131,6 +132,7 @@ def attack(
     batch_size: int | None = None,
     keep_adversarials: bool = False,
     search_attempts: int = 10,
+    progress: Callable[[int, int], None] | None = None,
     **params: Any,
 ) -> AttackResult:
     """Attack ``model`` on ``(x, y)`` and judge every example with the one evaluator.
@@ -156,6 +158,9 @@ def attack(
         keep_adversarials: Keep the judged adversarial examples in the result (for transfer, or to save
             with :meth:`AttackResult.save_adversarials`).
         search_attempts: Most attacks per image in the minimal search.
+        progress: Called as ``progress(done, budget)`` after every gradient pass, in per-sample gradient
+            passes: ``budget`` is what the attack would spend if no sample left early, so ``done`` may stop
+            short of it (for a progress bar; it does not change the attack).
         **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
             ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
             ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
@@ -232,6 +237,11 @@ def attack(
         method.check_classes(config, k, targets is not None)
         clean_ok = finite_rows(clean_logits)
         todo = (clean_ok & ~is_success(clean_logits, y, targets)).nonzero().flatten()
+        # What the attack would spend with no sample ever leaving the batch (the progress bar's total).
+        budget = int(todo.numel()) * method.full_passes(config) * (search_attempts if minimal_search_on else 1)
+        if progress is not None:
+            progress(0, budget)
+            counter.on_gradient = lambda done: progress(done, budget)
         x_adv = x.clone()
         eps_t = torch.full((n,), eps_value if eps_value is not None else float("inf"), dtype=x.dtype, device=device)
         ctx = RunContext(
@@ -282,8 +292,7 @@ def attack(
         verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)
         counter.add_forward(everyone)
 
-    # What the attack would spend with no sample ever leaving the batch, and what leaving saved.
-    budget = int(todo.numel()) * method.full_passes(config) * (search_attempts if minimal_search_on else 1)
+    # What the attack would have spent with no sample ever leaving the batch, and what leaving saved.
     extra: dict[str, Any] = {
         "gradient_passes_budget": budget,
         "gradient_passes_saved": budget - int(counter.gradient.sum()),

@@ -8,6 +8,7 @@ to [0, 1] and classified by a fresh forward pass with the model in eval mode; on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,10 @@ STATUS_NUMERICAL_ERROR = "numerical_error"
 class PassCounter:
     """Per-sample counts of forward-only and forward+input-gradient passes.
 
+    Attributes:
+        on_gradient: Called with the running total of per-sample gradient passes after each counted pass
+            (progress reporting); ``None`` for none.
+
     Shape:
         - forward, gradient: ``(N,)`` int64 on the CPU
     """
@@ -32,6 +37,8 @@ class PassCounter:
     def __init__(self, n: int) -> None:
         self.forward = torch.zeros(n, dtype=torch.int64)
         self.gradient = torch.zeros(n, dtype=torch.int64)
+        self.gradient_total = 0
+        self.on_gradient: Callable[[int], None] | None = None
 
     def add_forward(self, idx: Tensor) -> None:
         """Count one forward pass for the samples at ``idx`` (global indices)."""
@@ -40,6 +47,9 @@ class PassCounter:
     def add_gradient(self, idx: Tensor) -> None:
         """Count one forward + input-gradient pass for the samples at ``idx`` (global indices)."""
         self.gradient[idx.cpu()] += 1
+        self.gradient_total += int(idx.numel())
+        if self.on_gradient is not None:
+            self.on_gradient(self.gradient_total)
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int | None = None) -> Tensor:

@@ -9,7 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from robustlab.cli._common import DataOpt, DatasetOpt, DeviceOpt, JsonOpt, ModelOpt, emit_json, out_console, user_errors
+from robustlab.cli._common import (
+    DataOpt,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    count_progress,
+    emit_json,
+    out_console,
+    user_errors,
+)
 from robustlab.errors import ConfigError
 
 
@@ -84,21 +94,23 @@ def register(app: typer.Typer) -> None:
             net = load_model(model, data_dir=data, device=device)
             x = ds.images().to(device)
             y = ds.y.to(device)
-            result = attack(
-                net,
-                x,
-                y,
-                attack_name,
-                norm=norm,
-                eps=budget,
-                steps=steps,
-                target=target,
-                minimal=minimal,
-                seed=seed,
-                batch_size=batch_size,
-                keep_adversarials=save_adversarials is not None,
-                **params,
-            )
+            with count_progress(f"{attack_name}: gradient passes (at most)") as bar:
+                result = attack(
+                    net,
+                    x,
+                    y,
+                    attack_name,
+                    norm=norm,
+                    eps=budget,
+                    steps=steps,
+                    target=target,
+                    minimal=minimal,
+                    seed=seed,
+                    batch_size=batch_size,
+                    keep_adversarials=save_adversarials is not None,
+                    progress=bar,
+                    **params,
+                )
             saved = str(result.save_adversarials(save_adversarials)) if save_adversarials is not None else None
         summary = result.summary()
         payload = {

@@ -15,6 +15,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     SplitOpt,
+    count_progress,
     emit_json,
     out_console,
     user_errors,
@@ -78,19 +79,21 @@ def register(app: typer.Typer) -> None:
             full = load_dataset(dataset, split, data)
             ds = full.subset(n, seed)
             net = load_model(model, data_dir=data, device=device)
-            result = clever(
-                net,
-                ds.images().to(device),
-                ds.y.to(device),
-                norm=norm.value,
-                target=target.value,
-                batches=batches,
-                samples=samples,
-                radius=radius,
-                seed=seed,
-                fit=fit.value,
-                batch_size=batch_size,
-            )
+            with count_progress("CLEVER: sample points") as bar:
+                result = clever(
+                    net,
+                    ds.images().to(device),
+                    ds.y.to(device),
+                    norm=norm.value,
+                    target=target.value,
+                    batches=batches,
+                    samples=samples,
+                    radius=radius,
+                    seed=seed,
+                    fit=fit.value,
+                    batch_size=batch_size,
+                    progress=bar,
+                )
         payload = {
             "model": model,
             "dataset": f"{dataset}/{split}",

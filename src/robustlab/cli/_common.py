@@ -78,6 +78,27 @@ def step_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
         yield update
 
 
+@contextmanager
+def count_progress(description: str) -> Iterator[Callable[..., None]]:
+    """A transient rich progress bar on stderr, shown only on a terminal (never in pipes or ``--json`` output),
+    driven by a ``(done, total, description=None)`` callback."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int, description: str | None = None) -> None:
+            bar.update(task, completed=done, total=total, description=description)  # None: unchanged
+
+        yield update
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from robustlab.cli._common import (
@@ -14,8 +13,8 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     SplitOpt,
+    count_progress,
     emit_json,
-    err_console,
     out_console,
     user_errors,
 )
@@ -77,19 +76,10 @@ def register(app: typer.Typer) -> None:
             ds = load_dataset(dataset, split, data).subset(n, seed)
             net = load_model(model, data_dir=data)
             base = load_model(baseline, data_dir=data) if baseline is not None else None
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=err_console,
-                transient=True,
-                disable=not err_console.is_terminal,
-            ) as bar:
-                task = bar.add_task("corruptions", total=None)
+            with count_progress("corruptions") as bar:
 
                 def progress(name: str, done: int, total: int) -> None:
-                    bar.update(task, completed=done, total=total, description=name)
+                    bar(done, total, name)
 
                 report = corruption_report(
                     net,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,6 +252,7 @@ def clever(
     fit: str = "mle_reg",
     fit_shapes: Sequence[float] = FIT_SHAPES,
     batch_size: int = 256,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CleverResult:
     """CLEVER scores of a batch of inputs: estimated minimal Lp distortions from sampled gradient norms.
 
@@ -279,6 +280,8 @@ def clever(
         fit_shapes: Initial Weibull shapes; the fit with the best K–S p-value is kept.
         batch_size: Sample points per forward pass (memory vs. speed); results do not depend on it beyond
             floating-point rounding.
+        progress: Called as ``progress(done, total)`` in sample points after every forward pass (for a
+            progress bar; it does not change the scores).
 
     Returns:
         Scores, per-target scores and fit diagnostics; see :class:`CleverResult`.
@@ -337,7 +340,9 @@ def clever(
             targets = chosen[:, None]  # (N, 1)
         margins = clean.gather(1, y[:, None]) - clean.gather(1, targets)  # (N, T)
         with trusted_inputs(model):  # sample points are clipped to [0, 1] around the checked x
-            maxima = _gradient_maxima(model, x, y, targets, norm_obj, r, batches, samples, batch_size, generator)
+            maxima = _gradient_maxima(
+                model, x, y, targets, norm_obj, r, batches, samples, batch_size, generator, progress
+            )
 
     fits = _fit(maxima, fit, fit_shapes)  # every (input, target) series at once
     t_count = targets.shape[1]
@@ -402,6 +407,7 @@ def _gradient_maxima(
     samples: int,
     batch_size: int,
     generator: torch.Generator,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Tensor:
     """Per-batch maxima of the dual norm of ``∇(z_y - z_k)`` over points sampled in the ball.
 
@@ -415,6 +421,9 @@ def _gradient_maxima(
     """
     n, t_count = targets.shape
     maxima = torch.full((n * batches, t_count), -math.inf, dtype=torch.float64, device=x.device)
+    total, done = n * batches * samples, 0
+    if progress is not None:
+        progress(0, total)
     for points, series in _sample_points(x, norm, radius, batches, samples, batch_size, generator):
         rows = points.shape[0]
         inputs = series // batches  # (rows,) input index of each point
@@ -431,6 +440,9 @@ def _gradient_maxima(
                 norms[:, t] = norm.dual(grad)  # (rows,)
         norms = torch.where(torch.isnan(norms), torch.full_like(norms, math.inf), norms)  # keep NaN visible
         maxima.scatter_reduce_(0, series[:, None].expand(rows, t_count), norms, reduce="amax")
+        done += rows
+        if progress is not None:
+            progress(done, total)
     return maxima.reshape(n, batches, t_count).permute(0, 2, 1).contiguous().cpu()
 
 
