@@ -59,6 +59,8 @@ def test_attack_table_output(data_dir: Path) -> None:
         (["--attack", "cw", "--norm", "linf"], "does not support norm 'linf'"),
         (["--attack", "pgd", "-p", "restart=2"], "Did you mean: restarts"),
         (["--attack", "pgd", "-p", "restarts"], "--param expects KEY=VALUE"),
+        (["--attack", "pgd", "-p", "seed=3"], "--param seed: use the command's own option --seed"),
+        (["--attack", "pgd", "-p", "progress=1"], "--param progress: not an attack setting"),
     ],
 )
 def test_attack_errors_exit_2_with_a_message(data_dir: Path, args: list[str], fragment: str) -> None:

@@ -180,6 +180,20 @@ def test_malformed_spec_lists_every_error_with_its_path(tmp_path: Path) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+def test_attack_params_that_the_runner_passes_itself_are_refused() -> None:
+    spec = spec_dict()
+    spec["attacks"] = [
+        {"name": "pgd", "params": {"seed": 1}},
+        {"name": "cw", "params": {"progress": 1, "keep_adversarials": True}},
+    ]
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)attacks\.0\.params: seed belong\(s\) at the attack's top level.*"
+        r"attacks\.1\.params: keep_adversarials, progress are set by the runner",
+    ):
+        parse_spec(spec)
+
+
 @pytest.mark.parametrize("output", ["../elsewhere", "/tmp/absolute-elsewhere", "a/../../b"])
 def test_output_escaping_its_root_is_refused(output: str, tmp_path: Path) -> None:
     spec = parse_spec(spec_dict(output=output))

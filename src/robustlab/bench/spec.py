@@ -115,6 +115,11 @@ class AttackSection(_Strict):
         clash = sorted(set(v) & {"norm", "eps", "steps", "target", "targets", "minimal", "seed", "batch_size"})
         if clash:
             raise ValueError(f"{', '.join(clash)} belong(s) at the attack's top level, not under params")
+        runner = sorted(set(v) & {"keep_adversarials", "progress"})
+        if runner:
+            raise ValueError(
+                f"{', '.join(runner)} are set by the runner (transfer: true keeps adversarials), not params"
+            )
         return v
 
     @field_validator("steps")

@@ -22,6 +22,19 @@ from robustlab.cli._common import (
 )
 from robustlab.errors import ConfigError
 
+# Settings the command passes itself: a --param of the same name would collide with them.
+_OWN_OPTIONS = {
+    "norm": "--norm",
+    "eps": "--eps",
+    "steps": "--steps",
+    "target": "--target",
+    "minimal": "--minimal",
+    "seed": "--seed",
+    "batch_size": "--batch-size",
+    "keep_adversarials": "--save-adversarials",
+    "progress": None,
+}
+
 
 def _parse_params(items: list[str]) -> dict[str, Any]:
     """``["restarts=5", "loss=margin"]`` → ``{"restarts": 5, "loss": "margin"}`` (values read as JSON if they can)."""
@@ -30,6 +43,13 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
+        if key.strip() in _OWN_OPTIONS:
+            option = _OWN_OPTIONS[key.strip()]
+            raise ConfigError(
+                f"--param {key.strip()}: use the command's own option {option}"
+                if option
+                else f"--param {key.strip()}: not an attack setting"
+            )
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
