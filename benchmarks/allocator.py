@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--write", default=None, help="Markdown file to write the results section into.")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from _common import cpu_name
+    from _common import cpu_name, write_section
 
     rows = []
     for model in args.models:
@@ -75,15 +75,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text()
-        start = text.find("## Allocator setting")
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-        else:
-            text = text.rstrip() + "\n\n" + section
-        path.write_text(text)
+        write_section(Path(args.write), "## Allocator setting", section)
 
 
 if __name__ == "__main__":

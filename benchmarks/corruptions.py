@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_name  # benchmarks/, first on sys.path when a script runs
+from _common import cpu_name, write_section  # benchmarks/, first on sys.path when a script runs
 
 import robustlab
 from robustlab.data.corruptions import corrupt, list_corruptions
@@ -113,19 +113,6 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
-def write_docs(text: str, path: Path) -> None:
-    """Replace (or append) the "Corruptions" section of docs/benchmarks.md, leaving other sections alone."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + [""] + lines[end:])
-    path.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=1000)
@@ -165,7 +152,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
     if args.write_docs:
-        write_docs(text, HERE.parent / "docs" / "benchmarks.md")
+        write_section(HERE.parent / "docs" / "benchmarks.md", SECTION, text)
         print("wrote the Corruptions section of docs/benchmarks.md", file=sys.stderr)
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import write_section  # benchmarks/, first on sys.path when a script runs
 
 from robustlab import load_dataset, load_model
 from robustlab._allocator import retain_freed_memory
@@ -154,15 +155,7 @@ def main() -> None:
     section = "\n".join(lines) + "\n"
     print(section)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text() if path.exists() else "# Benchmarks\n"
-        start = text.find("## Study runner")
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-        else:
-            text = text.rstrip() + "\n\n" + section
-        path.write_text(text)
+        write_section(Path(args.write), "## Study runner", section)
 
 
 if __name__ == "__main__":
