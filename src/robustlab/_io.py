@@ -22,11 +22,14 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def verify_file(path: str | os.PathLike[str], expected: str, algorithm: str = "sha256") -> None:
-    """Raise :class:`ChecksumError` (naming file, expected and actual) if the digest differs."""
+def verify_file(
+    path: str | os.PathLike[str], expected: str, algorithm: str = "sha256", name: str | None = None
+) -> None:
+    """Raise :class:`ChecksumError` (naming the file, or ``name`` if given, expected and actual) if the digest
+    differs."""
     actual = file_digest(path, algorithm)
     if actual != expected.lower():
-        raise ChecksumError(str(path), algorithm, expected.lower(), actual)
+        raise ChecksumError(name or str(path), algorithm, expected.lower(), actual)
 
 
 @contextlib.contextmanager
@@ -92,7 +95,5 @@ def download(
         with open(tmp, "wb") as out:
             (fetcher or fetch)(url, out)
         if expected is not None:
-            actual = file_digest(tmp, algorithm)
-            if actual != expected.lower():
-                raise ChecksumError(f"{dest} (downloaded from {url})", algorithm, expected.lower(), actual)
+            verify_file(tmp, expected, algorithm, name=f"{dest} (downloaded from {url})")
     return dest
