@@ -50,6 +50,19 @@ def test_bad_inputs_are_refused_with_a_fix(x: torch.Tensor, fragment: str) -> No
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(("value", "shown"), [(1.00001, "1.00001]"), (-0.03, "[-0.03,")])
+def test_inputs_just_outside_the_box_are_told_to_clip(value: float, shown: str) -> None:
+    # an unclipped perturbation (e.g. an attack's extrapolated point): the message must show the excess that a
+    # 3-digit format would round away ("span [0, 1], outside [0, 1]") and not call the images normalised
+    x = torch.rand(2, 3, 4, 4) * 0.5 + 0.25
+    x[0, 0, 0, 0] = value
+    with pytest.raises(InputContractError, match="toy") as info:
+        _adapter()(x)
+    assert shown in str(info.value)
+    assert "x.clamp(0, 1)" in str(info.value)
+    assert "normalised" not in str(info.value)
+
+
 def test_wrong_num_classes_is_named() -> None:
     m = _adapter(num_classes=5, out=3)
     with pytest.raises(ModelError, match=r"returned shape \(2, 3\), expected \(N, 5\)"):

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _TOLERANCE = 1e-6  # rounding slack on the [0, 1] bounds
+_NEAR_BOX = 0.1  # inputs at most this far outside [0, 1] are taken for an unclipped perturbation
 
 
 class ProbabilityOutputWarning(UserWarning):
@@ -146,12 +147,17 @@ class ModelAdapter(nn.Module):
         if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
             if hi > 1.5 and lo >= 0:
                 hint = "values look like 0..255 pixels: divide by 255."
+            elif lo >= -_NEAR_BOX and hi <= 1 + _NEAR_BOX:
+                hint = (
+                    "slightly outside, as a perturbation that was not clipped leaves them: clip with "
+                    "x.clamp(0, 1), or set the adapter's check_inputs = False if the model is meant to see them."
+                )
             else:
                 hint = (
                     "inputs look normalised (mean/std applied): pass raw images in [0, 1]; the model applies its "
                     "own normalisation."
                 )
-            raise InputContractError(f"{self.name}: input values span [{lo:.3g}, {hi:.3g}], outside [0, 1]; {hint}")
+            raise InputContractError(f"{self.name}: input values span [{lo:.7g}, {hi:.7g}], outside [0, 1]; {hint}")
 
     def _validate_logits(self, logits: torch.Tensor) -> None:
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
