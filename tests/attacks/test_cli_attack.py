@@ -50,6 +50,16 @@ def test_attack_table_output(data_dir: Path) -> None:
     assert "robust_accuracy" in result.stdout and "success_rate" in result.stdout
 
 
+def test_attack_table_names_the_search_the_target_and_the_passes_saved(data_dir: Path) -> None:
+    args = [*BASE, "--attack", "ifgsm", "--steps", "2", "--minimal", "--eps", "8/255", "--target", "least-likely"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())  # the title may wrap
+    assert "minimal search from eps=0.03137" in text
+    assert "least-likely target" in text
+    assert "gradient_passes_saved" in text
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

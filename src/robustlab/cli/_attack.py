@@ -144,7 +144,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(payload)
             return
-        table = Table("metric", "value", title=f"{result.attack} ({result.norm}, eps={_fmt(result.eps)}) on {model}")
+        searched = "search_attempts" in result.extra  # a fixed-budget attack run with --minimal
+        budget_text = f"minimal search from eps={_fmt(result.eps)}" if searched else f"eps={_fmt(result.eps)}"
+        aim = "" if result.target_mode == "untargeted" else f", {result.target_mode} target"
+        table = Table("metric", "value", title=f"{result.attack} ({result.norm}, {budget_text}{aim}) on {model}")
         for key in (
             "n",
             "clean_accuracy",
@@ -155,6 +158,7 @@ def register(app: typer.Typer) -> None:
             "median_linf",
             "median_l1",
             "gradient_passes",
+            "gradient_passes_saved",
             "seconds",
         ):
             table.add_row(key, _fmt(summary.get(key)))
