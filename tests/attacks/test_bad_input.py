@@ -54,6 +54,19 @@ def test_fgsm_is_one_step() -> None:
         attack(model, x, y, "fgsm", eps=0.1, steps=5)
 
 
+def test_warm_start_needs_the_minimal_search_of_an_iterative_attack() -> None:
+    model, x, y = problem()
+    with pytest.raises(ConfigError, match=r"warm_start applies to the minimal search \(minimal=True\) of ifgsm"):
+        attack(model, x, y, "ifgsm", eps=0.1, warm_start=True)
+    with pytest.raises(ConfigError, match=r"warm_start needs an iterative attack \(ifgsm, pgd, mifgsm\)"):
+        attack(model, x, y, "fgsm", eps=0.1, minimal=True, warm_start=True)
+    with pytest.raises(ConfigError, match="warm_start must be true or false, got 'yes'"):
+        attack(model, x, y, "pgd", eps=0.1, minimal=True, warm_start="yes")
+    # C&W keeps its own warm_start setting (restart each inner run from the best example)
+    res = attack(model, x, y, "cw", steps=5, search_steps=2, warm_start=True)
+    assert res.params["warm_start"] is True
+
+
 def test_unknown_attack_suggests_close_matches() -> None:
     model, x, y = problem()
     with pytest.raises(UnknownNameError, match=r"unknown attack 'pgdd'\. Did you mean: pgd"):

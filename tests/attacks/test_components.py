@@ -210,6 +210,64 @@ def test_restarts_attack_only_the_samples_not_yet_fooled() -> None:
     assert res.summary()["gradient_passes_budget"] == 12 * 12
 
 
+def test_gradient_loop_starts_from_init_and_stops_at_an_adversarial_start() -> None:
+    from robustlab.attacks._evaluator import PassCounter
+    from robustlab.attacks._gradient import GradientConfig, gradient_attack
+    from robustlab.attacks._norms import Linf
+
+    g = gen(11)
+    model = LinearClassifier(torch.randn(2, 12, generator=g, dtype=F64), torch.zeros(2, dtype=F64))
+    x = 0.3 + 0.4 * torch.rand((4, 3, 2, 2), generator=g, dtype=F64)
+    y = model(x).argmax(1).detach()
+    w = model.weight[1 - y] - model.weight[y]  # (4, 12): the direction that raises the other class
+    push = 0.2 * torch.sign(w).reshape(x.shape)  # L-inf 0.2
+    start = x + push * torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=F64).reshape(4, 1, 1, 1)
+    eps = torch.full((4,), 0.25, dtype=F64)
+    fooled_at_start = model(start).argmax(1) != y
+    assert bool(fooled_at_start[:2].all()) and not bool(fooled_at_start[2:].any())  # the setting this test needs
+
+    counter = PassCounter(4)
+    config = GradientConfig(steps=5, rel_step=1.0, random_start=False)
+    out = gradient_attack(
+        model, x, y, None, eps, norm=Linf(), config=config, generator=gen(0), counter=counter,
+        index=torch.arange(4), init=start,
+    )  # fmt: skip
+    # rows 0-1 start adversarial: one gradient pass to see it, and the start itself is returned
+    assert torch.equal(out[:2], start[:2]) and torch.equal(counter.gradient[:2], torch.tensor([1, 1]))
+    # rows 2-3 start at the clean input like a cold I-FGSM
+    cold = gradient_attack(
+        model, x[2:], y[2:], None, eps[2:], norm=Linf(), config=config, generator=gen(0), counter=PassCounter(2),
+        index=torch.arange(2),
+    )  # fmt: skip
+    assert torch.equal(out[2:], cold)
+
+
+def test_warm_starts_come_only_from_judged_successes(monkeypatch: pytest.MonkeyPatch) -> None:
+    import robustlab.attacks._methods as methods
+
+    calls: list[tuple[int, bool, bool]] = []  # (rows, warm, every warm start is adversarial)
+    real = methods.gradient_attack
+
+    def spy(model, x, labels, targets, eps, **kw):
+        init = kw.get("init")
+        fooled = True if init is None else bool((model(init).argmax(1) != labels).all())
+        calls.append((x.shape[0], init is not None, fooled))
+        return real(model, x, labels, targets, eps, **kw)
+
+    monkeypatch.setattr(methods, "gradient_attack", spy)
+    g = gen(12)
+    model = LinearClassifier(torch.randn(3, 12, generator=g, dtype=F64), torch.zeros(3, dtype=F64))
+    x = 0.3 + 0.4 * torch.rand((16, 3, 2, 2), generator=g, dtype=F64)
+    y = model(x).argmax(1).detach()
+
+    res = attack(model, x, y, "ifgsm", eps=0.5, steps=4, minimal=True, search_attempts=6, warm_start=True)
+
+    assert not calls[0][1] and calls[0][0] == 16  # the first attempt has nothing to start from
+    assert any(warm for _, warm, _ in calls[1:])
+    assert all(ok for _, _, ok in calls)
+    assert res.summary()["search_warm_start"] is True
+
+
 def tiny_cnn(seed: int) -> torch.nn.Module:
     """A float64 conv-ReLU-linear net with 4 classes: non-convex, so inner runs differ in length per sample."""
     g = gen(seed)

@@ -158,6 +158,27 @@ def test_linf_minimal_search_is_within_its_bisection_tolerance(name: str) -> Non
     assert bool((res.linf <= res.eps_found * (1 + 1e-9)).all())
 
 
+@pytest.mark.parametrize("name", ["ifgsm", "pgd"])
+def test_warm_started_minimal_search_keeps_the_known_answer(name: str) -> None:
+    # starting each attempt from the best success so far changes the path, not what the search may end on:
+    # never below the analytic minimum, within the bisection tolerance above it
+    model, x, y = linear_problem(2, 40, seed=8)  # two classes: the sign step is the exact L-inf ascent direction
+    dstar = minimal_distortion(model, x, y, "linf")
+    eps_max, tol = 0.3, 0.3 / 2**11
+    assert float(dstar.max()) < eps_max
+
+    res = attack(
+        model, x, y, name, norm="linf", eps=eps_max, minimal=True, search_attempts=12, tolerance=tol, rtol=0,
+        warm_start=True,
+    )  # fmt: skip
+
+    assert res.extra["search_warm_start"] is True
+    assert bool(res.success.all())
+    assert bool((res.eps_found >= dstar * (1 - 1e-9)).all())
+    assert bool((res.eps_found <= dstar + tol).all())
+    assert bool((res.linf >= dstar * (1 - 1e-9)).all())
+
+
 @pytest.mark.parametrize("rtol", [0.02, 0.1])
 def test_minimal_search_with_a_relative_tolerance(rtol: float) -> None:
     model, x, y = linear_problem(2, 40, seed=10)

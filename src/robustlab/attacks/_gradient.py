@@ -84,6 +84,7 @@ def gradient_attack(
     counter: PassCounter,
     index: Tensor,
     start_grads: StartGradients | None = None,
+    init: Tensor | None = None,
 ) -> Tensor:
     """Run the gradient loop on one batch; the model must already be in eval mode.
 
@@ -100,12 +101,14 @@ def gradient_attack(
         index: Global sample positions of the rows of ``x`` (for the counter).
         start_grads: Cache of the gradients at the clean inputs (used without a random start). The rows
             must not be adversarial already: a cached first step skips the early-stop check of the clean input.
+        init: Starting points of the first run instead of the clean input or a random start (projected into
+            the eps-ball and [0, 1] first): the warm start of a minimal search. Later restarts start as usual.
 
     Returns:
         Adversarial candidates inside the eps-ball and [0, 1] (the evaluator still judges them).
 
     Shape:
-        - x: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``
+        - x, init: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``
         - output: ``(N, C, H, W)``
 
     References:
@@ -126,10 +129,16 @@ def gradient_attack(
             break
         xa, ya, ea, sa = x[act], labels[act], eps[act], step_all[act]
         ta = None if targets is None else targets[act]
-        cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea) if config.random_start else xa.clone()
+        warm = init is not None and restart == 0
+        if warm and init is not None:
+            cur = constrain(xa, init[act], norm, ea)
+        elif config.random_start:
+            cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea)
+        else:
+            cur = xa.clone()
         mom = torch.zeros_like(xa) if config.momentum else None
         for step in range(config.steps):
-            from_clean = step == 0 and not config.random_start and start_grads is not None
+            from_clean = step == 0 and not config.random_start and not warm and start_grads is not None
             cached = start_grads.get(index[act]) if from_clean and start_grads is not None else None
             if cached is not None:
                 grad = cached

@@ -75,8 +75,10 @@ class AttackMethod(ABC):
         targets: Tensor | None,
         eps: Tensor,
         index: Tensor,
+        init: Tensor | None = None,
     ) -> Tensor:
-        """Return candidates for one batch (shape ``(N, C, H, W)``); the evaluator judges them."""
+        """Return candidates for one batch (shape ``(N, C, H, W)``); the evaluator judges them. ``init``:
+        starting points instead of the clean input (fixed-budget attacks: a warm-started minimal search)."""
 
     @abstractmethod
     def full_passes(self, config: Any) -> int:
@@ -128,6 +130,7 @@ class GradientMethod(AttackMethod):
         targets: Tensor | None,
         eps: Tensor,
         index: Tensor,
+        init: Tensor | None = None,
     ) -> Tensor:
         return gradient_attack(
             ctx.model,
@@ -141,6 +144,7 @@ class GradientMethod(AttackMethod):
             counter=ctx.counter,
             index=index,
             start_grads=ctx.start_grads,
+            init=init,
         )
 
 
@@ -196,7 +200,10 @@ class ConstSearchMethod(AttackMethod):
         targets: Tensor | None,
         eps: Tensor,
         index: Tensor,
+        init: Tensor | None = None,
     ) -> Tensor:
+        if init is not None:  # only the minimal search of fixed-budget attacks passes starting points
+            raise ConfigError(f"{self.name} takes no starting points; its warm_start setting restarts from its best")
         return const_search(
             ctx.model,
             x,
