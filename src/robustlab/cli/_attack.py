@@ -86,7 +86,12 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--target", help="untargeted, random, least-likely or top2.")
         ] = "untargeted",
         minimal: Annotated[
-            bool, typer.Option("--minimal", help="Search each image's smallest successful eps.")
+            bool,
+            typer.Option(
+                "--minimal",
+                help="Search each image's smallest successful eps, starting from --eps (halve after a success, "
+                "midpoint after a failure); -p warm_start=true starts each attempt from the best success so far.",
+            ),
         ] = False,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of the attack.")] = 0,
         batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images attacked at once.")] = None,
