@@ -1,5 +1,5 @@
-"""Pieces the benchmark scripts share: the CPU's name, ART's wrapper of a CIFAR-10 model, and writing one
-section of docs/benchmarks.md."""
+"""Pieces the benchmark scripts share: the CPU's name, ART's wrapper of a CIFAR-10 model, the one rule that
+judges any library's adversarial examples, and writing one section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 
 def cpu_name() -> str:
@@ -47,3 +48,28 @@ def write_section(path: Path, heading: str, text: str) -> None:
         end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
         new = "\n".join(lines[:start] + text.rstrip("\n").splitlines() + [""] + lines[end:])
     path.write_text(new.rstrip("\n") + "\n")
+
+
+def judge(
+    model: nn.Module, x: Tensor, y: Tensor, adv: Tensor, target: Tensor | None = None
+) -> tuple[Tensor, dict[str, Any]]:
+    """Any library's output judged by one rule: clip to [0, 1], fresh forward pass; success is prediction !=
+    label (untargeted) or prediction == target. Returns the per-image success and the statistics; median
+    distortions are taken over the successes on images that were classified correctly before the attack
+    (robustlab leaves an image that is already misclassified as it is; the peers attack it anyway)."""
+    adv = adv.detach().float().clamp(0, 1)
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+        clean_ok = model(x).argmax(1) == y
+    won = pred != y if target is None else pred == target
+    flat = (adv - x).reshape(x.shape[0], -1)
+    l1, l2, linf = flat.abs().sum(1), flat.norm(dim=1), flat.abs().amax(1)
+    counted = won & clean_ok
+    return won, {
+        "success_rate": float(won.double().mean()),
+        "robust_accuracy": float((pred == y).double().mean()),
+        "median_l1": float(l1[counted].median()) if bool(counted.any()) else None,
+        "median_l2": float(l2[counted].median()) if bool(counted.any()) else None,
+        "max_linf": float(linf.max()),
+        "max_l2": float(l2.max()),
+    }

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import art_classifier, write_section  # benchmarks/, first on sys.path when a script runs
+from _common import art_classifier, judge, write_section  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab
@@ -42,30 +42,6 @@ from robustlab.models.adapter import trusted_inputs
 log = logging.getLogger("benchmarks.attack_agreement")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADING = "## Attacks: agreement with the peers on a trained network"
-
-
-def judge(model: nn.Module, x: Tensor, y: Tensor, adv: Tensor, target: Tensor | None = None) -> dict[str, Any]:
-    """One rule for every library: clip, fresh forward pass; success is prediction != label (untargeted) or
-    prediction == target. Median distortions are taken over the successes on images that were classified
-    correctly before the attack (robustlab leaves an image that is already misclassified as it is; the peers
-    attack it anyway)."""
-    adv = adv.detach().float().clamp(0, 1)
-    with torch.no_grad():
-        pred = model(adv).argmax(1)
-        clean_ok = model(x).argmax(1) == y
-    won = pred != y if target is None else pred == target
-    flat = (adv - x).reshape(x.shape[0], -1)
-    l1, l2, linf = flat.abs().sum(1), flat.norm(dim=1), flat.abs().amax(1)
-    counted = won & clean_ok
-    return {
-        "won": won,
-        "success_rate": float(won.double().mean()),
-        "robust_accuracy": float((pred == y).double().mean()),
-        "median_l1": float(l1[counted].median()) if bool(counted.any()) else None,
-        "median_l2": float(l2[counted].median()) if bool(counted.any()) else None,
-        "max_linf": float(linf.max()),
-        "max_l2": float(l2.max()),
-    }
 
 
 Runner = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # (x, labels, targets or None) -> adversarials
@@ -245,11 +221,11 @@ def seed_spread(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int, 
         ta = None
     for s in range(seeds):
         mine = ours(model, "pgd", eps=eps, steps=steps, step_size=eps / 4, early_stop=False, seed=s)
-        out["robustlab"].append(judge(model, x, y, mine(x, y, None))["success_rate"])
+        out["robustlab"].append(judge(model, x, y, mine(x, y, None))[1]["success_rate"])
         if ta is not None:
             torch.manual_seed(s)
             adv = ta.PGD(model, eps=eps, alpha=eps / 4, steps=steps)(x, y)
-            out["torchattacks"].append(judge(model, x, y, adv)["success_rate"])
+            out["torchattacks"].append(judge(model, x, y, adv)[1]["success_rate"])
     return {
         lib: {"rates": r, "mean": statistics.mean(r), "stdev": statistics.stdev(r) if len(r) > 1 else 0.0}
         for lib, r in out.items()
@@ -298,13 +274,14 @@ def main() -> None:
         x, y = x_all[: case.n], y_all[: case.n]
         t = least_likely[: case.n] if case.targeted else None
         rows: dict[str, Any] = {}
+        masks: dict[str, Tensor] = {}
         for lib, run in case.runners.items():
             t0 = time.perf_counter()
-            rows[lib] = judge(model, x, y, run(x, y, t), t)
+            masks[lib], rows[lib] = judge(model, x, y, run(x, y, t), t)
             rows[lib]["seconds"] = time.perf_counter() - t0
-        ref = rows["robustlab"]["won"]
+        ref = masks["robustlab"]
         for lib, row in rows.items():
-            won = row.pop("won")
+            won = masks[lib]
             row["same_verdict_as_robustlab"] = float((won == ref).double().mean())
             row["only_robustlab"] = int((ref & ~won).sum())
             row["only_this"] = int((won & ~ref).sum())

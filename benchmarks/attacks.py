@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import art_classifier, cpu_name  # benchmarks/, first on sys.path when a script runs
+from _common import art_classifier, cpu_name, judge  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab.attacks as rla
@@ -72,18 +72,6 @@ def floor_seconds(model: nn.Module, x: Tensor, y: Tensor, passes: int) -> float:
         loss = nn.functional.cross_entropy(model(xr), y, reduction="sum")
         torch.autograd.grad(loss, xr)
     return time.perf_counter() - t0
-
-
-def judge(model: nn.Module, x: Tensor, y: Tensor, adv: Tensor) -> dict[str, Any]:
-    """Success and L2 of any library's output, by one rule."""
-    adv = adv.detach().clamp(0, 1)
-    with torch.no_grad():
-        win = model(adv).argmax(1) != y
-    l2 = (adv - x).reshape(x.shape[0], -1).norm(dim=1)
-    return {
-        "success_rate": float(win.double().mean()),
-        "median_l2": float(l2[win].median()) if bool(win.any()) else None,
-    }
 
 
 def paired(
@@ -191,7 +179,7 @@ def bench_pgd(
         )  # fmt: skip
 
     stats, res = paired(ours(False), floor, repeats)
-    out["robustlab"] = {**stats, **judge(model, x, y, res.adversarials)}
+    out["robustlab"] = {**stats, **judge(model, x, y, res.adversarials)[1]}
     # the same attack against the floor of an evaluated attack: the issue's evaluator adds a clean and a judged
     # forward pass to the steps, which no implementation can skip and the peers do not do
     stats, _ = paired(ours(False), evaluated_floor, repeats)
@@ -200,18 +188,18 @@ def bench_pgd(
     out["robustlab_early_stop"] = {
         **stats,
         "gradient_passes": res.summary()["gradient_passes"],
-        **judge(model, x, y, res.adversarials),
+        **judge(model, x, y, res.adversarials)[1],
     }
     if "torchattacks" in libs:
         atk = libs["torchattacks"].PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
         stats, adv = paired(repeated(lambda: atk(x, y), calls), floor, repeats)
-        out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
+        out["torchattacks"] = {**stats, **judge(model, x, y, adv)[1]}
     if "foolbox" in libs:
         fb = libs["foolbox"]
         fmodel = fb.PyTorchModel(model, bounds=(0, 1))
         fatk = fb.attacks.LinfPGD(abs_stepsize=alpha, steps=steps, random_start=True)
         stats, res = paired(repeated(lambda: fatk(fmodel, x, y, epsilons=eps), calls), floor, repeats)
-        out["foolbox"] = {**stats, **judge(model, x, y, res[1])}
+        out["foolbox"] = {**stats, **judge(model, x, y, res[1])[1]}
     if "art" in libs:
         from art.attacks.evasion import ProjectedGradientDescentPyTorch
 
@@ -221,7 +209,7 @@ def bench_pgd(
         )  # fmt: skip
         xn, yn = x.numpy(), y.numpy()
         stats, adv = paired(repeated(lambda: aatk.generate(xn, yn), calls), floor, repeats)
-        out["art"] = {**stats, **judge(model, x, y, torch.from_numpy(adv))}
+        out["art"] = {**stats, **judge(model, x, y, torch.from_numpy(adv))[1]}
     return out
 
 
@@ -260,13 +248,13 @@ def bench_cw(
         # torchattacks has no binary search: one fixed constant, the same total number of steps
         atk = libs["torchattacks"].CW(model, c=1, kappa=0, steps=steps * search, lr=0.01)
         stats, adv = paired(lambda: atk(x, y), floor, 1)
-        out["torchattacks"] = {**stats, **judge(model, x, y, adv)}
+        out["torchattacks"] = {**stats, **judge(model, x, y, adv)[1]}
     if "foolbox" in libs:
         fb = libs["foolbox"]
         fmodel = fb.PyTorchModel(model, bounds=(0, 1))
         fatk = fb.attacks.L2CarliniWagnerAttack(binary_search_steps=search, steps=steps, stepsize=0.01)
         stats, raw = paired(lambda: fatk(fmodel, x, y, epsilons=None)[0], floor, 1)
-        out["foolbox"] = {**stats, **judge(model, x, y, raw)}
+        out["foolbox"] = {**stats, **judge(model, x, y, raw)[1]}
     if "art" in libs and art_n > 0:
         from art.attacks.evasion import CarliniL2Method
 
@@ -280,7 +268,7 @@ def bench_cw(
             return floor_seconds(model, x[:k], y[:k], art_steps)
 
         stats, adv = paired(lambda: aatk.generate(x[:k].numpy(), y[:k].numpy()), art_floor, 1, search)
-        out["art"] = {"n": k, "steps": art_steps, **stats, **judge(model, x[:k], y[:k], torch.from_numpy(adv))}
+        out["art"] = {"n": k, "steps": art_steps, **stats, **judge(model, x[:k], y[:k], torch.from_numpy(adv))[1]}
     return out
 
 
