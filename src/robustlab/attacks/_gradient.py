@@ -129,16 +129,16 @@ def gradient_attack(
             break
         xa, ya, ea, sa = x[act], labels[act], eps[act], step_all[act]
         ta = None if targets is None else targets[act]
-        warm = init is not None and restart == 0
-        if warm and init is not None:
-            cur = constrain(xa, init[act], norm, ea)
+        start = init if restart == 0 else None
+        if start is not None:
+            cur = constrain(xa, start[act], norm, ea)
         elif config.random_start:
             cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea)
         else:
             cur = xa.clone()
         mom = torch.zeros_like(xa) if config.momentum else None
         for step in range(config.steps):
-            from_clean = step == 0 and not config.random_start and not warm and start_grads is not None
+            from_clean = step == 0 and not config.random_start and start is None and start_grads is not None
             cached = start_grads.get(index[act]) if from_clean and start_grads is not None else None
             if cached is not None:
                 grad = cached

@@ -116,12 +116,9 @@ def _attack(
     if not warm_start:
         return run(rows, eps[rows], None)
     warm = torch.isfinite(upper[rows])
-    if bool(warm.all()):
-        return run(rows, eps[rows], best[rows])
-    if not bool(warm.any()):
-        return run(rows, eps[rows], None)
     out = torch.empty_like(best[rows])
-    w, c = rows[warm], rows[~warm]
-    out[warm] = run(w, eps[w], best[w])
-    out[~warm] = run(c, eps[c], None)
+    for mask, init in ((warm, best), (~warm, None)):
+        if bool(mask.any()):
+            sub = rows[mask]
+            out[mask] = run(sub, eps[sub], None if init is None else init[sub])
     return out
