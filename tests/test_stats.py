@@ -1,10 +1,12 @@
-"""The Wilson interval against published values and its defining equation."""
+"""The Wilson interval against published values and its defining equation; the median against numpy."""
 
 import math
 
+import numpy as np
 import pytest
+import torch
 
-from robustlab.metrics.rates import Z95, Rate, wilson_interval
+from robustlab.stats import Z95, Rate, median, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -39,3 +41,17 @@ def test_rate_reports_its_denominator_and_nothing_for_zero_trials() -> None:
     assert empty["value"] is None and empty["low"] is None and empty["high"] is None
     with pytest.raises(ValueError, match="0 <= k <= n"):
         Rate(3, 2)
+
+
+@pytest.mark.parametrize(
+    "values", [[3.0, 1.0, 4.0, 1.5], [2.0], [5.0, 1.0, 2.0], list(np.random.default_rng(0).random(10))]
+)
+def test_median_averages_the_two_middle_values_like_numpy(values: list[float]) -> None:
+    assert median(torch.tensor(values)) == pytest.approx(float(np.median(values)), abs=1e-12)
+    assert median(values) == pytest.approx(float(np.median(values)), abs=1e-12)
+
+
+def test_median_ignores_nan_and_is_none_for_no_values() -> None:
+    assert median([1.0, float("nan"), 3.0]) == 2.0
+    assert median([]) is None
+    assert median(torch.tensor([1.0, 2.0])) != float(torch.tensor([1.0, 2.0]).median())  # torch's lower median

@@ -1,10 +1,19 @@
-"""A rate with its denominator and 95 % Wilson score interval: how every rate is reported.
+"""The two statistics every reported number goes through: rates with intervals, and the median.
+
+**Rates.** A rate with its denominator and 95 % Wilson score interval is how every rate is reported.
 
 A success rate of 0.8 means little without knowing whether it came from 5 or 5,000 images. Every rate that
 robustlab prints (``--json``, tables, the report) is a :class:`Rate`: the count, the denominator, the point
 estimate and the Wilson score interval, which unlike the normal approximation stays inside [0, 1] and is
 informative at 0 and 1 and for small denominators (Brown, Cai & DasGupta 2001 recommend it for n < 40 and
 find it competitive above).
+
+**Median.** One convention everywhere: the average of the two middle values for an even count, as numpy,
+pandas and DuckDB's ``median`` compute it (torch's ``median`` returns the lower one, so it is never used for a
+reported statistic).
+
+This module sits below every package (it imports only the standard library and torch lazily), so attacks,
+metrics, analysis and the CLI share it.
 
 References:
     E. B. Wilson, "Probable inference, the law of succession, and statistical inference", JASA 1927.
@@ -14,8 +23,12 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 #: The normal quantile of a two-sided 95 % interval.
 Z95 = 1.959963984540054
@@ -74,3 +87,20 @@ class Rate:
             return "– (0/0)"
         low, high = self.interval
         return f"{self.value:.3f} [{low:.3f}, {high:.3f}] ({self.k}/{self.n})"
+
+
+def median(values: torch.Tensor | Iterable[float]) -> float | None:
+    """The median, averaging the two middle values of an even count; ``None`` for no values.
+
+    NaN values are ignored (they are "not measured"), as DuckDB ignores NULL.
+    """
+    import torch
+
+    t = torch.as_tensor(values if isinstance(values, torch.Tensor) else list(values), dtype=torch.float64).flatten()
+    t = t[~torch.isnan(t)]
+    n = t.numel()
+    if n == 0:
+        return None
+    s = t.sort().values
+    mid = n // 2
+    return float(s[mid]) if n % 2 else float((s[mid - 1] + s[mid]) / 2)
