@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from robustlab import InputContractError, ModelAdapter, ModelError
+from robustlab.errors import ConfigError
 from robustlab.models import ProbabilityOutputWarning, eval_mode
 
 
@@ -110,3 +111,68 @@ def test_trusted_inputs_skips_the_checks_only_inside_the_block() -> None:
     with trusted_inputs(m):
         pass
     assert not m.check_inputs
+
+
+def test_check_images_is_the_adapters_check_with_the_same_words() -> None:
+    from robustlab.models import check_images
+
+    m = _adapter()
+    for bad in ((torch.rand(2, 3, 4, 4) - 0.5) / 0.25, torch.rand(2, 3, 4, 4) * 255, torch.rand(2, 4, 4, 3)):
+        with pytest.raises(InputContractError) as by_adapter:
+            m(bad)
+        with pytest.raises(InputContractError) as by_function:
+            check_images(bad, 3, size=(4, 4), name="toy")
+        assert str(by_function.value) == str(by_adapter.value)
+    x = torch.rand(2, 3, 4, 4)
+    assert check_images(x) is x
+
+
+def test_check_images_takes_a_set_of_channel_counts_and_flat_rows_when_asked() -> None:
+    from robustlab.models import check_images
+
+    check_images(torch.rand(2, 1, 8, 8), (1, 3))
+    with pytest.raises(InputContractError, match=r"corrupt: input shape \(2, 4, 8, 8\) does not match \(N, 1 or 3"):
+        check_images(torch.rand(2, 4, 8, 8), (1, 3), name="corrupt")
+    flat = torch.rand(5, 6)
+    assert check_images(flat, ndim=None) is flat  # a linear model's rows
+    with pytest.raises(InputContractError, match=r"is not \(N, C, H, W\)"):
+        check_images(flat)
+    with pytest.raises(InputContractError, match=r"input shape \(6,\) is not \(N, \.\.\.\)\. Add a batch dimension"):
+        check_images(flat[0], ndim=None)
+    with pytest.raises(InputContractError, match="NaN or infinite"):
+        check_images(torch.full((1, 1, 2, 2), float("inf")))
+    with pytest.raises(InputContractError, match=r"expected a torch\.Tensor of images, got list"):
+        check_images([[0.5]])
+
+
+def test_predict_logits_runs_batches_in_eval_mode_without_gradients() -> None:
+    from robustlab.models import predict_logits
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.Dropout(0.9), nn.Linear(8, 3))
+    sizes: list[int] = []
+    net.register_forward_pre_hook(lambda _m, args: sizes.append(args[0].shape[0]))
+    net.train()
+    x = torch.rand(10, 3, 4, 4, requires_grad=True)
+    out = predict_logits(net, x, 4)
+    assert sizes == [4, 4, 2]
+    assert net.training and net[2].training  # the caller's mode is restored
+    assert not out.requires_grad and out.device == x.device
+    with torch.no_grad(), eval_mode(net):
+        torch.testing.assert_close(out, net(x))  # dropout off, same numbers as one pass
+    sizes.clear()
+    torch.testing.assert_close(predict_logits(net, x, None), out)
+    assert sizes == [10]  # None: one pass
+
+
+def test_predict_logits_prepares_each_batch_and_refuses_a_bad_batch_size() -> None:
+    from robustlab.data import to_float_images
+    from robustlab.models import predict_logits
+
+    m = _adapter()
+    pixels = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    got = predict_logits(m, pixels, 2, prepare=to_float_images)
+    torch.testing.assert_close(got, m(pixels.float() / 255))
+    assert predict_logits(m, pixels[:0], 2, prepare=to_float_images).shape == (0, 3)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match=r"batch_size must be an integer >= 1"):
+            predict_logits(m, pixels, bad, prepare=to_float_images)  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ Named datasets live in ``<data dir>/<name>/`` where the data directory is ``--da
 ``$ROBUSTLAB_DATA``, else ``~/.cache/robustlab/data``. ``npz:PATH`` and ``folder:PATH`` read files directly.
 """
 
-from robustlab.data._dataset import Dataset
+from robustlab.data._dataset import Dataset, to_float_images
 from robustlab.data._files import DATA_ENV_VAR, DEFAULT_DATA_DIR, resolve_data_dir
 from robustlab.data._load import DataCheck, check_data, list_datasets, load_dataset
 from robustlab.data._specs import DATASETS, SPLITS, DatasetSpec, FileSpec, SplitSource, dataset_spec
@@ -30,4 +30,5 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "resolve_data_dir",
+    "to_float_images",
 ]

@@ -9,7 +9,7 @@ import torch
 
 from robustlab.errors import ConfigError, DataError
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "to_float_images"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -94,7 +94,7 @@ class Dataset:
         Raises:
             ConfigError: if ``dtype`` is not a floating dtype.
         """
-        return _to_float(self.x, dtype)
+        return to_float_images(self.x, dtype)
 
     def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Iterate over consecutive batches in dataset order (the last one may be smaller).
@@ -117,7 +117,7 @@ class Dataset:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         for start in range(0, len(self), batch_size):
             stop = start + batch_size
-            yield _to_float(self.x[start:stop], torch.float32), self.y[start:stop], self.indices[start:stop]
+            yield to_float_images(self.x[start:stop]), self.y[start:stop], self.indices[start:stop]
 
     def subset(self, n: int | None, seed: int = 0) -> Dataset:
         """A deterministic random subset of ``n`` samples.
@@ -187,10 +187,29 @@ class Dataset:
         )
 
 
-def _to_float(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``uint8`` → ``x / 255``; float → a copy in ``dtype``."""
+def to_float_images(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Images as model inputs: ``uint8`` pixels (0..255) → ``x / 255``; float images → a copy in ``dtype``.
+
+    The one uint8 → float conversion of robustlab (datasets, accuracy, corruption metrics and the attack jobs call
+    it, often on one batch at a time so that a whole split is never held as float). The result never shares
+    memory with ``x``, so callers may modify it in place.
+
+    Args:
+        x: Images, ``uint8`` or float in [0, 1].
+        dtype: A floating dtype.
+
+    Returns:
+        A new tensor in ``dtype``, values in [0, 1] for valid inputs (other values are not checked here; the
+        model adapter refuses them).
+
+    Raises:
+        ConfigError: if ``dtype`` is not a floating dtype.
+
+    Shape:
+        x: ``(N, C, H, W)`` → the same shape.
+    """
     if not dtype.is_floating_point:
-        raise ConfigError(f"images() needs a floating dtype, got {dtype}")
+        raise ConfigError(f"images need a floating dtype, got {dtype}")
     if x.dtype == torch.uint8:
         return x.to(dtype).div_(255)
     return x.to(dtype, copy=True)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from robustlab.errors import InputContractError, ModelError
+from robustlab.errors import ConfigError, InputContractError, ModelError
 
 if TYPE_CHECKING:
     from robustlab.models.spec import ModelSpec
@@ -70,6 +71,129 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def check_images(
+    x: object,
+    channels: int | Sequence[int] | None = None,
+    *,
+    size: Sequence[int] | None = None,
+    ndim: int | None = 4,
+    name: str = "images",
+) -> torch.Tensor:
+    """Check the input contract: a float tensor (N, C, H, W) with finite values in [0, 1].
+
+    The one validator of the contract: :class:`ModelAdapter`, the attacks, CLEVER and the corruptions call it, so
+    a broken input is refused with the same words everywhere, each saying how to fix it (uint8 pixels, 0..255
+    floats, normalised images, a perturbation that was not clipped, a missing batch dimension, NHWC).
+
+    Args:
+        x: The images.
+        channels: The channel count expected on dim 1, or the counts allowed (e.g. ``(1, 3)``); ``None``: any.
+        size: The expected spatial size (H, W); ``None``: any.
+        ndim: The number of dimensions expected; ``None`` accepts any tensor with a batch dimension (N, ...),
+            as the attacks do for models on flat vectors.
+        name: Who checks (a model's name, ``"attack"``...): every message starts with ``"<name>: "``.
+
+    Returns:
+        ``x`` itself, typed as a tensor.
+
+    Raises:
+        InputContractError: if ``x`` breaks the contract.
+
+    Shape:
+        x: (N, C, H, W), or (N, ...) with ``ndim=None``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise InputContractError(f"{name}: expected a torch.Tensor of images, got {type(x).__name__}")
+    if not x.is_floating_point():
+        hint = " Convert with x.float() / 255." if x.dtype == torch.uint8 else ""
+        raise InputContractError(
+            f"{name}: input dtype {x.dtype} is not floating-point; images must be float in [0, 1].{hint}"
+        )
+    if (ndim is not None and x.dim() != ndim) or x.dim() < 2:
+        want = "(N, C, H, W)" if ndim == 4 else "(N, ...)" if ndim is None else f"{ndim}-dimensional"
+        fix = " Add a batch dimension with x.unsqueeze(0)." if x.dim() in (1, (ndim or 2) - 1) else ""
+        raise InputContractError(f"{name}: input shape {tuple(x.shape)} is not {want}.{fix}")
+    allowed = (channels,) if isinstance(channels, int) else None if channels is None else tuple(channels)
+    if allowed is not None:
+        wrong_size = size is not None and x.dim() == 4 and tuple(x.shape[2:]) != tuple(size)
+        if x.shape[1] not in allowed or wrong_size:
+            c = " or ".join(map(str, allowed))
+            want = f"(N, {c}, {', '.join(map(str, size))})" if size is not None else f"(N, {c}, H, W)"
+            nhwc = x.dim() == 4 and x.shape[-1] in allowed
+            hint = " It looks like NHWC: use x.permute(0, 3, 1, 2)." if nhwc else ""
+            raise InputContractError(f"{name}: input shape {tuple(x.shape)} does not match {want}.{hint}")
+    if x.numel() == 0:
+        return x
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # one pass; NaN propagates
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputContractError(f"{name}: input contains NaN or infinite values")
+    if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
+        if hi > 1.5 and lo >= 0:
+            hint = "values look like 0..255 pixels: divide by 255."
+        elif lo >= -_NEAR_BOX and hi <= 1 + _NEAR_BOX:
+            hint = (
+                "slightly outside, as a perturbation that was not clipped leaves them: clip with "
+                "x.clamp(0, 1), or set the adapter's check_inputs = False if the model is meant to see them."
+            )
+        else:
+            hint = (
+                "inputs look normalised (mean/std applied): pass raw images in [0, 1]; the model applies its "
+                "own normalisation."
+            )
+        raise InputContractError(f"{name}: input values span [{lo:.7g}, {hi:.7g}], outside [0, 1]; {hint}")
+    return x
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    x: torch.Tensor,
+    batch_size: int | None = 256,
+    *,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The one batched prediction: logits of fresh eval-mode forward passes without gradients.
+
+    The model's modes are restored after (module by module). Each batch is moved to the model's device and its
+    logits are moved back to ``x``'s device, so a CPU dataset never has to fit on the accelerator and a tensor
+    already on the model's device is not copied. Inputs are not checked here: a :class:`ModelAdapter` checks its
+    own.
+
+    Args:
+        model: Any module mapping a batch to logits (a :class:`ModelAdapter` for [0, 1] images).
+        x: The inputs.
+        batch_size: Rows per forward pass; ``None``: all rows in one pass.
+        prepare: Applied to each batch on the model's device before the forward pass, e.g. the uint8 → float
+            conversion of :func:`robustlab.data.to_float_images` (a uint8 batch travels 4× smaller).
+
+    Returns:
+        The logits, on ``x``'s device; ``(0, num_classes)`` (or ``(0, 0)`` for a module without
+        ``num_classes``) for an empty ``x``.
+
+    Raises:
+        ConfigError: if ``batch_size`` is not an integer >= 1 (or ``None``).
+
+    Shape:
+        x: (N, ...) → (N, K).
+    """
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    bs = batch_size or max(1, len(x))
+    device = model_device(model)
+    parts = []
+    with eval_mode(model):
+        for i in range(0, len(x), bs):
+            xb = x[i : i + bs].to(device)
+            if prepare is not None:
+                xb = prepare(xb)
+            parts.append(model(xb).to(x.device))  # (B, K)
+    if not parts:
+        k = int(getattr(model, "num_classes", 0))
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return torch.empty((0, k), dtype=dtype, device=x.device)
+    return torch.cat(parts)
+
+
 class ModelAdapter(nn.Module):
     """Wraps a network so that it takes [0, 1] images and returns logits.
 
@@ -119,45 +243,10 @@ class ModelAdapter(nn.Module):
 
     # -- contract -------------------------------------------------------------------------------------------
     def validate_input(self, x: torch.Tensor) -> None:
-        """Raise :class:`InputContractError` if ``x`` breaks the input contract."""
-        if not isinstance(x, torch.Tensor):
-            raise InputContractError(f"{self.name}: expected a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            hint = " Convert with x.float() / 255." if x.dtype == torch.uint8 else ""
-            raise InputContractError(
-                f"{self.name}: input dtype {x.dtype} is not floating point; images must be float in [0, 1].{hint}"
-            )
-        if x.dim() != 4:
-            raise InputContractError(
-                f"{self.name}: input shape {tuple(x.shape)} is not (N, C, H, W); add a batch dimension with "
-                "x.unsqueeze(0) or convert NHWC with x.permute(0, 3, 1, 2)."
-            )
+        """Raise :class:`InputContractError` if ``x`` breaks the input contract (see :func:`check_images`)."""
         channels = self.mean.shape[1] if self.input_shape is None else self.input_shape[0]
-        expected = (channels, *self.input_shape[1:]) if self.input_shape else None
-        if x.shape[1] != channels or (expected is not None and tuple(x.shape[1:]) != expected):
-            want = f"(N, {', '.join(map(str, expected))})" if expected else f"(N, {channels}, H, W)"
-            nhwc = " It looks like NHWC: use x.permute(0, 3, 1, 2)." if x.shape[-1] == channels else ""
-            raise InputContractError(f"{self.name}: input shape {tuple(x.shape)} does not match {want}.{nhwc}")
-        if x.numel() == 0:
-            return
-        detached = x.detach()
-        if not torch.isfinite(detached).all():
-            raise InputContractError(f"{self.name}: input contains NaN or infinite values")
-        lo, hi = detached.min().item(), detached.max().item()
-        if lo < -_TOLERANCE or hi > 1 + _TOLERANCE:
-            if hi > 1.5 and lo >= 0:
-                hint = "values look like 0..255 pixels: divide by 255."
-            elif lo >= -_NEAR_BOX and hi <= 1 + _NEAR_BOX:
-                hint = (
-                    "slightly outside, as a perturbation that was not clipped leaves them: clip with "
-                    "x.clamp(0, 1), or set the adapter's check_inputs = False if the model is meant to see them."
-                )
-            else:
-                hint = (
-                    "inputs look normalised (mean/std applied): pass raw images in [0, 1]; the model applies its "
-                    "own normalisation."
-                )
-            raise InputContractError(f"{self.name}: input values span [{lo:.7g}, {hi:.7g}], outside [0, 1]; {hint}")
+        size = self.input_shape[1:] if self.input_shape is not None else None
+        check_images(x, channels, size=size, name=self.name)
 
     def _validate_logits(self, logits: torch.Tensor) -> None:
         if logits.dim() != 2 or logits.shape[1] != self.num_classes:
@@ -185,17 +274,13 @@ class ModelAdapter(nn.Module):
         self._validate_logits(logits)
         return logits
 
-    @torch.no_grad()
-    def predict_logits(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        """Logits in eval mode (the caller's mode is restored), in batches.
+    def predict_logits(self, x: torch.Tensor, batch_size: int | None = 256) -> torch.Tensor:
+        """Logits in eval mode without gradients, in batches: :func:`predict_logits` on this model.
 
         Shape:
-            x: (N, C, H, W) in [0, 1] → (N, num_classes).
+            x: (N, C, H, W) in [0, 1] → (N, num_classes), on ``x``'s device.
         """
-        device = self.mean.device
-        with eval_mode(self):
-            parts = [self(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
-        return torch.cat(parts) if parts else torch.empty(0, self.num_classes)
+        return predict_logits(self, x, batch_size)
 
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Predicted classes in eval mode. Shape: (N, C, H, W) → (N,) int64."""
