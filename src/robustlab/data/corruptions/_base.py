@@ -12,12 +12,17 @@ from torch import Tensor
 
 from robustlab._registry import Registry
 from robustlab.errors import ConfigError, InputContractError
+from robustlab.models.adapter import check_images
 
 log = logging.getLogger(__name__)
 
 
 #: Highest severity; severity 0 is the identity.
 MAX_SEVERITY = 5
+
+#: Channel counts the corruptions take (grey, RGB) and the smallest image side.
+CHANNELS = (1, 3)
+MIN_SIDE = 8
 
 #: Which published constants a corruption uses: CIFAR-10-C (32×32) or ImageNet-C (224×224), or pick by size.
 ConstantSet = Literal["auto", "cifar", "imagenet"]
@@ -129,31 +134,13 @@ def check_severity(severity: object) -> int:
     return severity
 
 
-def check_images(x: object) -> Tensor:
-    """Validate the input contract: a float tensor (N, C, H, W), C in {1, 3}, finite values in [0, 1]."""
-    if not isinstance(x, Tensor):
-        raise InputContractError(f"corruptions take a torch.Tensor of images, got {type(x).__name__}")
-    if x.dtype == torch.uint8:
+def _check_corruptible(x: object) -> Tensor:
+    """The input contract (:func:`robustlab.models.check_images`) with 1 or 3 channels, plus at least 8×8 pixels."""
+    x = check_images(x, CHANNELS, name="corrupt")
+    if min(x.shape[2], x.shape[3]) < MIN_SIDE:
         raise InputContractError(
-            "corruptions take float images in [0, 1], got uint8 (0..255): convert with x.float() / 255 "
-            "(Dataset.images() and Dataset.batches() already do)"
+            f"corrupt: corruptions need images of at least {MIN_SIDE}×{MIN_SIDE} pixels, got {tuple(x.shape[2:])}"
         )
-    if not x.is_floating_point():
-        raise InputContractError(f"corruptions take float images in [0, 1], got dtype {x.dtype}")
-    if x.dim() != 4:
-        raise InputContractError(f"corruptions take a batch of shape (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] not in (1, 3):
-        raise InputContractError(f"corruptions take 1 (grey) or 3 (RGB) channels, got {x.shape[1]} channels")
-    if min(x.shape[2], x.shape[3]) < 8:
-        raise InputContractError(f"corruptions need images of at least 8×8 pixels, got {tuple(x.shape[2:])}")
-    if x.numel():
-        lo, hi = torch.aminmax(x.detach())
-        lo_v, hi_v = float(lo), float(hi)
-        if not (lo_v >= -1e-6 and hi_v <= 1 + 1e-6):  # also catches NaN
-            raise InputContractError(
-                f"corruptions take images in [0, 1], got values in [{lo_v:.4g}, {hi_v:.4g}]: "
-                "undo any normalisation (robustlab models normalise inside)"
-            )
     return x
 
 
@@ -201,7 +188,7 @@ def corrupt(
     """
     corruption = CORRUPTIONS.get(name)
     severity = check_severity(severity)
-    x = check_images(x)
+    x = _check_corruptible(x)
     cset = constant_set_for(x.shape[2], x.shape[3], constants)
     if severity == 0:
         return x.clone()
