@@ -32,3 +32,14 @@ def test_manifest_entry_is_reproduced(entry: dict, data_dir: Path) -> None:
     assert file_digest(weights) == entry["sha256"]
     result = evaluate(load_model(entry["name"]), load_dataset("cifar10", "test", data_dir), batch_size=500)
     assert abs(result.accuracy - entry["test_accuracy"]) <= 0.001
+
+
+def test_evaluate_registered_reports_each_model_to_a_progress_callable(data_dir: Path) -> None:
+    from robustlab.metrics.zoo_accuracy import evaluate_registered
+
+    calls: list[tuple[int, int, str]] = []
+    rows = evaluate_registered(source="zoo", n=20, data_dir=data_dir, progress=lambda *a: calls.append(a))
+    assert [r["model"] for r in rows] == [e["name"] for e in ENTRIES]
+    assert [(done, total) for done, total, _ in calls] == [(i + 1, len(rows)) for i in range(len(rows))]
+    assert [text for *_, text in calls] == [f"{r['model']}: {r['accuracy']:.4f}" for r in rows]
+    assert all(r["n"] == 20 and r["error"] is None for r in rows)

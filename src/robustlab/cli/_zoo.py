@@ -11,6 +11,7 @@ from rich.table import Table
 from robustlab.cli._common import (
     DataOpt,
     JsonOpt,
+    count_progress,
     emit_json,
     err_console,
     out_console,
@@ -85,10 +86,10 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Clean CIFAR-10 accuracy of every registered model whose weights are available, against its record."""
-        from robustlab.models.zoo_eval import evaluate_registered
+        from robustlab.metrics.zoo_accuracy import evaluate_registered
 
-        with user_errors():
-            rows = evaluate_registered(source=source, n=n, data_dir=data, progress=None if json_out else err_console)
+        with user_errors(), count_progress("zoo eval", "models") as update:
+            rows = evaluate_registered(source=source, n=n, data_dir=data, progress=None if json_out else update)
         if json_out:
             emit_json({"n": n or 10_000, "models": rows})
             return

@@ -1,19 +1,18 @@
-"""Clean accuracy of every registered model at once (the zoo's health check and ``make demo``'s table)."""
+"""Clean accuracy of every registered model at once (the zoo's health check: ``robustlab zoo eval``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
+from robustlab.data import load_dataset
 from robustlab.errors import ModelError
+from robustlab.metrics.accuracy import evaluate
 from robustlab.models.loading import build_model, list_models
 
 log = logging.getLogger(__name__)
-
-
-class _Printer(Protocol):
-    def print(self, *objects: Any) -> None: ...
 
 
 def evaluate_registered(
@@ -22,21 +21,28 @@ def evaluate_registered(
     n: int | None = None,
     seed: int = 0,
     data_dir: str | os.PathLike[str] | None = None,
-    progress: _Printer | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every registered CIFAR-10 model on the test set (or a seeded subset of ``n`` images).
 
     Models whose weights are not available (offline, not downloaded) are listed with ``accuracy=None``
     and the reason, rather than failing the whole table.
-    """
-    from robustlab.data import load_dataset
-    from robustlab.metrics.accuracy import evaluate
 
+    Args:
+        source: Only ``"zoo"`` or ``"published"`` models; ``None``: all.
+        n: Evaluate a seeded subset of ``n`` test images; ``None``: all 10 000.
+        seed: Seed of the subset.
+        data_dir: Data directory (see :func:`robustlab.data.resolve_data_dir`).
+        progress: Called as ``progress(done, total, "<model>: <accuracy>")`` after each model.
+
+    Returns:
+        One row per model: ``model``, ``family``, ``source``, ``n``, ``recorded_accuracy``, ``accuracy``
+        (``None`` when unavailable), ``seconds`` and ``error``.
+    """
     test = load_dataset("cifar10", "test", data_dir).subset(n, seed)
-    rows = []
-    for spec in list_models(source):
-        if spec.dataset != "cifar10":
-            continue
+    specs = [spec for spec in list_models(source) if spec.dataset == "cifar10"]
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
         row: dict[str, Any] = {
             "model": spec.name,
             "family": spec.family,
@@ -57,6 +63,6 @@ def evaluate_registered(
             row.update(accuracy=result.accuracy, seconds=result.seconds)
         if progress is not None:
             acc = "unavailable" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
-            progress.print(f"{spec.name}: {acc}")
+            progress(len(rows) + 1, len(specs), f"{spec.name}: {acc}")
         rows.append(row)
     return rows
