@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         """Clean CIFAR-10 accuracy of every registered model whose weights are available, against its record."""
         from robustlab.metrics.zoo_accuracy import evaluate_registered
 
-        with user_errors(), count_progress("zoo eval", "models") as update:
+        with user_errors(), count_progress("zoo eval") as update:
             rows = evaluate_registered(source=source, n=n, data_dir=data, progress=None if json_out else update)
         if json_out:
             emit_json({"n": n or 10_000, "models": rows})
