@@ -39,10 +39,10 @@ from torch import Tensor, nn
 
 import robustlab
 from robustlab._allocator import retain_freed_memory
-from robustlab.attacks._norms import get_norm
 from robustlab.metrics import clever
 from robustlab.models import ModelAdapter
 from robustlab.models.adapter import trusted_inputs
+from robustlab.threat import get_norm
 
 log = logging.getLogger("benchmarks.clever")
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

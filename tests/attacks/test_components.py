@@ -10,10 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from robustlab.attacks import AttackResult, attack, parse_eps
-from robustlab.attacks._losses import DLR, CrossEntropy, Margin, margin, other_max
-from robustlab.attacks._norms import L1, L2, Linf, get_norm
-from robustlab.attacks._targets import get_target_mode
 from robustlab.attacks.oracle import LinearClassifier
+from robustlab.threat import DLR, L1, L2, CrossEntropy, Linf, Margin, get_norm, get_target_mode, margin, other_max
 
 F64 = torch.float64
 
@@ -213,7 +211,6 @@ def test_restarts_attack_only_the_samples_not_yet_fooled() -> None:
 def test_gradient_loop_starts_from_init_and_stops_at_an_adversarial_start() -> None:
     from robustlab.attacks._evaluator import PassCounter
     from robustlab.attacks._gradient import GradientConfig, gradient_attack
-    from robustlab.attacks._norms import Linf
 
     g = gen(11)
     model = LinearClassifier(torch.randn(2, 12, generator=g, dtype=F64), torch.zeros(2, dtype=F64))

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from robustlab.attacks import ATTACKS, attack, list_attacks
-from robustlab.attacks._norms import get_norm
 from robustlab.attacks.oracle import LinearClassifier
+from robustlab.threat import get_norm
 
 F64 = torch.float64
 #: Small budgets for the minimal-distortion attacks: invariants do not need their precision.

@@ -2,8 +2,9 @@
 
 ``attack(model, x, y, "pgd", norm="linf", eps=8/255)`` runs a registered attack and returns an
 :class:`AttackResult` with per-sample records. Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
-loop), ``cw`` and ``ead`` (one binary search over the constant). Norms: ``linf``, ``l2``, ``l1``. Targets:
-``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor.
+loop), ``cw`` and ``ead`` (one binary search over the constant). Norms (``linf``, ``l2``, ``l1``), target modes
+(``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor) and losses are the threat
+primitives of :mod:`robustlab.threat`.
 """
 
 from __future__ import annotations
@@ -31,18 +32,15 @@ from robustlab.attacks._evaluator import (
     predict,
 )
 from robustlab.attacks._gradient import StartGradients
-from robustlab.attacks._losses import LOSSES, margin
 from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext
 from robustlab.attacks._minimal import minimal_search
-from robustlab.attacks._norms import L1, NORMS, Norm, get_norm
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
-from robustlab.attacks._targets import TARGET_MODES, check_labels, resolve_targets
 from robustlab.errors import ConfigError, InputContractError
 from robustlab.models.adapter import trusted_inputs
+from robustlab.threat import L1, LOSSES, NORMS, TARGET_MODES, Norm, check_labels, get_norm, resolve_targets
 
 __all__ = [
     "ATTACKS",
-    "DEFAULT_EPS",
     "LOSSES",
     "NORMS",
     "RECORD_FIELDS",
@@ -50,14 +48,11 @@ __all__ = [
     "AttackResult",
     "attack",
     "list_attacks",
-    "margin",
     "parse_eps",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Budget used by fixed-budget attacks when ``eps`` is not given (the usual CIFAR-10 settings).
-DEFAULT_EPS = {"linf": 8 / 255, "l2": 0.5, "l1": 12.0}
 #: Relative precision of the minimal-distortion search: an image is resolved once its bracket is narrower than
 #: this fraction of its smallest successful distortion.
 DEFAULT_RTOL = 0.02
@@ -145,9 +140,9 @@ def attack(
         name: Registered attack (``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm``, ``cw``, ``ead``).
         norm: ``"linf"``, ``"l2"`` or ``"l1"``; default: the attack's own (L∞ for the gradient attacks, L2 for
             C&W, L1 for EAD).
-        eps: Budget (a number or a string such as ``"8/255"``). Fixed-budget attacks default to
-            :data:`DEFAULT_EPS`; for C&W and EAD it only bounds the evaluation (examples are projected into
-            the ball). With ``minimal=True`` it is the largest eps searched.
+        eps: Budget (a number or a string such as ``"8/255"``). Fixed-budget attacks default to the
+            norm's ``default_eps`` (L∞ 8/255, L2 0.5, L1 12); for C&W and EAD it only bounds the evaluation
+            (examples are projected into the ball). With ``minimal=True`` it is the largest eps searched.
         steps: Gradient steps (gradient attacks) or inner iterations per constant (C&W, EAD).
         step_size: Absolute step length for gradient attacks (default: relative to ``eps / steps``).
         target: ``"untargeted"``, ``"random"``, ``"least-likely"``, ``"top2"`` or a tensor of targets.
@@ -225,11 +220,7 @@ def attack(
     _check_inputs(x, y)
     minimal_search_on = minimal and method.fixed_budget
     if method.fixed_budget and eps_value is None:
-        eps_value = (
-            {"linf": 1.0, "l2": math.sqrt(x[0].numel()), "l1": float(x[0].numel())}[norm_obj.name]
-            if minimal_search_on
-            else DEFAULT_EPS[norm_obj.name]
-        )
+        eps_value = norm_obj.diameter(x[0].numel()) if minimal_search_on else norm_obj.default_eps
     search_eps = 0.0
     if minimal_search_on:
         if eps_value is None or not math.isfinite(eps_value) or eps_value <= 0:

@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import PassCounter, is_success
-from robustlab.attacks._losses import margin
-from robustlab.attacks._norms import per_sample
+from robustlab.threat import margin, per_sample
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._norms import Norm
 from robustlab.models.adapter import eval_mode  # re-exported: the one eval-mode context of the library
+from robustlab.threat import Norm
 
 STATUS_SUCCESS = "success"
 STATUS_FAILURE = "failure"

@@ -2,7 +2,7 @@
 
 FGSM is one step of size eps without random start; I-FGSM is several smaller steps; PGD adds a random start
 and restarts; MI-FGSM accumulates an L1-normalised gradient with decay ``momentum``. The norm supplies the
-random start, the steepest-ascent step and the projection; the loss is any :class:`~._losses.Loss`.
+random start, the steepest-ascent step and the projection; the loss is any :class:`~robustlab.threat.Loss`.
 
 A sample whose current iterate already meets the attack goal leaves the batch (``early_stop``): it is a
 success whatever happens next, so the answer is unchanged and the remaining gradient passes are saved.
@@ -16,8 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import PassCounter, constrain, is_success
-from robustlab.attacks._losses import make_loss
-from robustlab.attacks._norms import Norm, per_sample
+from robustlab.threat import Norm, make_loss, per_sample
 
 
 class StartGradients:

@@ -15,9 +15,8 @@ from robustlab._registry import Registry
 from robustlab.attacks._cw import CarliniWagnerL2, ElasticNet, InnerOptimizer, SearchConfig, const_search
 from robustlab.attacks._evaluator import PassCounter
 from robustlab.attacks._gradient import GradientConfig, StartGradients, gradient_attack
-from robustlab.attacks._losses import LOSSES, make_loss
-from robustlab.attacks._norms import Norm
 from robustlab.errors import ConfigError
+from robustlab.threat import LOSSES, Norm, make_loss
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import PassCounter, constrain, is_success
-from robustlab.attacks._norms import Norm
+from robustlab.threat import Norm
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._norms import Norm, get_norm
+from robustlab.threat import Norm, get_norm
 
 
 class LinearClassifier(nn.Module):

@@ -6,7 +6,6 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from robustlab.cli._common import (
     DataOpt,
@@ -14,35 +13,23 @@ from robustlab.cli._common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    NOpt,
+    SeedOpt,
     SplitOpt,
     count_progress,
     emit_json,
+    fmt,
+    load_inputs,
     out_console,
+    rate,
     user_errors,
 )
-
-
-class _Norm(str, Enum):
-    l1 = "l1"
-    l2 = "l2"
-    linf = "linf"
-
-
-class _Target(str, Enum):
-    untargeted = "untargeted"
-    random = "random"
-    least_likely = "least-likely"
-    top2 = "top2"
 
 
 class _Fit(str, Enum):
     mle_reg = "mle_reg"
     mle = "mle"
     maxsamp = "maxsamp"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4g}"
 
 
 def register(app: typer.Typer) -> None:
@@ -53,39 +40,45 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt,
         dataset: DatasetOpt = "cifar10",
         split: SplitOpt = "test",
-        n: Annotated[int | None, typer.Option("--n", help="Score a seeded subset of N images (default: all).")] = None,
-        norm: Annotated[_Norm, typer.Option("--norm", help="Perturbation norm.")] = _Norm.l2,
-        target: Annotated[_Target, typer.Option("--target", help="Target class of each image.")] = _Target.untargeted,
-        batches: Annotated[int, typer.Option("--batches", help="N_b: batches (Weibull sample size).")] = 20,
-        samples: Annotated[int, typer.Option("--samples", help="N_s: sample points per batch.")] = 50,
+        n: NOpt = None,
+        # Names are checked against the norm and target-mode registries (robustlab.threat) when the command runs,
+        # so --help needs no torch import.
+        norm: Annotated[str, typer.Option("--norm", help="Perturbation norm: linf, l2 or l1.")] = "l2",
+        target: Annotated[
+            str, typer.Option("--target", help="Target class of each image: untargeted, random, least-likely, top2.")
+        ] = "untargeted",
+        batches: Annotated[int, typer.Option("--batches", min=1, help="N_b: batches (Weibull sample size).")] = 20,
+        samples: Annotated[int, typer.Option("--samples", min=1, help="N_s: sample points per batch.")] = 50,
         radius: Annotated[
             float | None, typer.Option("--radius", help="Sampling radius R (default: linf 0.1, l2 3, l1 30).")
         ] = None,
         fit: Annotated[
             _Fit, typer.Option("--fit", help="Weibull fit (mle_reg: the reference default).")
         ] = _Fit.mle_reg,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the subset, the targets and the samples.")] = 0,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Sample points per forward pass.")] = 256,
+        seed: SeedOpt = 0,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sample points per forward pass.")] = 256,
         device: DeviceOpt = "cpu",
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """CLEVER scores of MODEL on DATASET: estimated minimal perturbations (higher = more robust)."""
-        from robustlab.data import load_dataset
+        from rich.table import Table
+
         from robustlab.metrics import clever
-        from robustlab.models import load_model
+        from robustlab.threat import get_norm, get_target_mode
 
         with user_errors():
-            full = load_dataset(dataset, split, data)
-            ds = full.subset(n, seed)
-            net = load_model(model, data_dir=data, device=device)
-            with count_progress("CLEVER: sample points") as bar:
+            get_norm(norm)
+            get_target_mode(target)
+            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            ds = inputs.data
+            with count_progress("CLEVER", "sample points") as bar:
                 result = clever(
-                    net,
+                    inputs.model,
                     ds.images().to(device),
                     ds.y.to(device),
-                    norm=norm.value,
-                    target=target.value,
+                    norm=norm,
+                    target=target,
                     batches=batches,
                     samples=samples,
                     radius=radius,
@@ -94,19 +87,26 @@ def register(app: typer.Typer) -> None:
                     batch_size=batch_size,
                     progress=bar,
                 )
-        payload = {
-            "model": model,
-            "dataset": f"{dataset}/{split}",
-            "subset": len(ds) < len(full),
-            "indices": ds.indices.tolist(),
-            **result.to_dict(),
+        s = result.summary()
+        rates = {
+            "clean_accuracy": rate(s["n_clean_correct"], s["n"]),
+            "poor_fit": rate(s["n_poor_fit"], s["n"]),
         }
         if json_out:
-            emit_json(payload)
+            emit_json(
+                {
+                    "model": model,
+                    "dataset": f"{dataset}/{split}",
+                    "subset": inputs.subset,
+                    "indices": ds.indices.tolist(),
+                    **result.to_dict(),
+                    "rates": rates,
+                }
+            )
             return
-        s = result.summary()
         table = Table("metric", "value", title=f"CLEVER ({result.norm}, {result.target_mode}, R={result.radius:g})")
         for key in ("n", "mean", "median", "n_clean_correct", "n_poor_fit", "gradient_passes", "seconds"):
-            value = s[key]
-            table.add_row(key, _fmt(value) if isinstance(value, float) or value is None else str(value))
+            table.add_row(key, fmt(s[key]))
+        for key, r in rates.items():
+            table.add_row(f"{key} (95 % interval)", f"{fmt(r['value'])} ({fmt(r['low'])}–{fmt(r['high'])})")
         out_console.print(table)

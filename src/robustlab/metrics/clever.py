@@ -30,20 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._norms import Norm, get_norm
-from robustlab.attacks._targets import check_labels, resolve_targets
 from robustlab.errors import ConfigError, InputContractError, ModelError
 from robustlab.metrics._clever_compare import CleverComparison, compare_with_attack
 from robustlab.metrics._weibull import FIT_SHAPES, POOR_STATUSES, STATUS_FALLBACK, WeibullFit, fit_reverse_weibull
 from robustlab.models.adapter import eval_mode, trusted_inputs
+from robustlab.threat import Norm, check_labels, get_norm, resolve_targets
 
-__all__ = ["DEFAULT_RADIUS", "FIT_METHODS", "CleverComparison", "CleverResult", "clever", "compare_with_attack"]
+__all__ = ["FIT_METHODS", "CleverComparison", "CleverResult", "clever", "compare_with_attack"]
 
 logger = logging.getLogger(__name__)
-
-#: Sampling radius used when none is given, in [0, 1]-pixel units: the scale of the reference code's sampling
-#: (L∞ 0.1; L2 and L1 balls of radius up to 3 and 30 around images in a range of width 1).
-DEFAULT_RADIUS = {"linf": 0.1, "l2": 3.0, "l1": 30.0}
 
 #: Fit methods, named as the reference code's ``--method``: ``mle_reg`` (its default: maximum likelihood with a
 #: small penalty that keeps the optimiser from diverging), ``mle`` (plain maximum likelihood, as in the paper; ART
@@ -51,9 +46,6 @@ DEFAULT_RADIUS = {"linf": 0.1, "l2": 3.0, "l1": 30.0}
 #: ``maxsamp`` (no fit: the largest observed gradient norm).
 FIT_METHODS = ("mle_reg", "mle", "maxsamp")
 _SCALE_REG = {"mle_reg": 0.01, "mle": 0.0}
-
-#: Version of the per-input record layout written by :meth:`CleverResult.to_columns`.
-RECORD_SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -228,7 +220,6 @@ class CleverResult:
             "seed": [self.seed] * n,
             "forward_passes": self.forward_passes.tolist(),
             "gradient_passes": self.gradient_passes.tolist(),
-            "schema_version": [RECORD_SCHEMA_VERSION] * n,
         }
 
     def __repr__(self) -> str:
@@ -274,7 +265,8 @@ def clever(
         target: ``"untargeted"``, ``"random"``, ``"least-likely"``, ``"top2"`` or a tensor of target classes.
         batches: ``N_b``, number of batches (maxima fitted per target); at least 2.
         samples: ``N_s``, sample points per batch; at least 1.
-        radius: Sampling radius ``R`` (> 0); every score is at most ``R``. Default: :data:`DEFAULT_RADIUS`.
+        radius: Sampling radius ``R`` (> 0); every score is at most ``R``. Default: the norm's
+            ``clever_radius`` (L∞ 0.1, L2 3, L1 30: the scale of the reference code's sampling).
         seed: Seeds the one ``torch.Generator`` (on ``x``'s device) for targets and sample points.
         fit: ``"mle_reg"`` (reference default), ``"mle"`` or ``"maxsamp"``; see :data:`FIT_METHODS`.
         fit_shapes: Initial Weibull shapes; the fit with the best K–S p-value is kept.
@@ -305,7 +297,7 @@ def clever(
     """
     t0 = time.perf_counter()
     norm_obj = get_norm(norm)
-    r = DEFAULT_RADIUS[norm_obj.name] if radius is None else radius
+    r = norm_obj.clever_radius if radius is None else radius
     _check_config(r, batches, samples, fit, fit_shapes, batch_size)
     _check_inputs(x)
     x = x.detach()

@@ -4,6 +4,9 @@ A norm is a value, not a class-name prefix: the one gradient loop asks it for a 
 steepest-ascent step and a projection, and the evaluator asks it for the projection and the distance.
 Every budget (``eps``, ``step_size``) may be a Python float or a per-sample tensor of shape ``(N,)``, so the
 minimal-distortion search can run each image at its own eps.
+
+Each norm owns its defaults (``default_eps``, ``clever_radius``, ``diameter``): adding a norm is one class
+here and one :data:`NORMS` registration; attacks, CLEVER, the study spec and the CLI read them from the norm.
 """
 
 from __future__ import annotations
@@ -53,10 +56,26 @@ class Norm(ABC):
     Attributes:
         name: Registry name (``"linf"``, ``"l2"``, ``"l1"``).
         p: The exponent, ``math.inf`` for L∞.
+        default_eps: Budget of a fixed-budget attack when none is given (the usual CIFAR-10 setting).
+        clever_radius: CLEVER's sampling radius when none is given, in [0, 1]-pixel units (the scale of the
+            reference code's sampling: L∞ 0.1; L2 and L1 balls of radius up to 3 and 30).
     """
 
     name: str
     p: float
+    default_eps: float
+    clever_radius: float
+
+    def diameter(self, d: int) -> float:
+        """The largest distance between two points of the box [0, 1]^d in this norm (L∞ 1, L2 √d, L1 d): a budget
+        at least this large leaves only the box as a constraint."""
+        if self.p == math.inf:
+            return 1.0
+        if self.p == 1:
+            return float(d)
+        if self.p == 2:
+            return math.sqrt(d)
+        return float(d) ** (1.0 / self.p)
 
     def distance(self, delta: Tensor) -> Tensor:
         """Per-sample norm of ``delta``.
@@ -80,9 +99,7 @@ class Norm(ABC):
 
     def bounded(self, eps: float | Tensor, ref: Tensor) -> Tensor:
         """``eps`` as ``(N, 1, ..., 1)``, capped at the diameter of the [0, 1] box (so ``inf`` is usable)."""
-        d = ref[0].numel()
-        cap = {math.inf: 1.0, 2.0: math.sqrt(d), 1.0: float(d)}[self.p]
-        return per_sample(eps, ref).clamp(max=cap)
+        return per_sample(eps, ref).clamp(max=self.diameter(ref[0].numel()))
 
     @abstractmethod
     def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
@@ -125,6 +142,8 @@ class Linf(Norm):
 
     name = "linf"
     p = math.inf
+    default_eps = 8 / 255
+    clever_radius = 0.1
 
     def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
         u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
@@ -143,6 +162,8 @@ class L2(Norm):
 
     name = "l2"
     p = 2.0
+    default_eps = 0.5
+    clever_radius = 3.0
 
     def random_init(self, x: Tensor, eps: float | Tensor, generator: torch.Generator) -> Tensor:
         n, d = x.shape[0], x[0].numel()
@@ -177,6 +198,8 @@ class L1(Norm):
 
     name = "l1"
     p = 1.0
+    default_eps = 12.0
+    clever_radius = 30.0
 
     def __init__(self, sparsity: float = 0.99) -> None:
         self.sparsity = sparsity

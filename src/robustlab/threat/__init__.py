@@ -1,0 +1,53 @@
+"""Threat-model primitives shared by attacks, metrics (CLEVER) and training: norms, target modes and losses.
+
+- **Norms** (:data:`NORMS`): ``linf``, ``l2``, ``l1`` as strategy objects (distance, dual, random start,
+  steepest step, projection) that own their defaults (``default_eps``, ``clever_radius``, ``diameter``).
+- **Target modes** (:data:`TARGET_MODES`): ``untargeted``, ``random``, ``least-likely``, ``top2``, and the
+  checks of labels and explicit targets.
+- **Losses** (:data:`LOSSES`): ``ce``, ``margin``, ``dlr`` on logits, all maximised by the attacker.
+
+This package sits below ``attacks`` and ``metrics`` and imports neither (nor ``bench``, ``store``, ``report`` or
+``cli``). Adding a norm, a target mode or a loss is one class and one registration here; the CLI choices and the
+study spec's allowed values are read from the registries.
+"""
+
+from robustlab.threat.losses import DLR, LOSSES, CrossEntropy, Loss, Margin, make_loss, margin, other_max
+from robustlab.threat.norms import L1, L2, NORMS, Linf, Norm, get_norm, per_sample
+from robustlab.threat.targets import (
+    TARGET_MODES,
+    LeastLikely,
+    RandomTarget,
+    TargetMode,
+    Top2,
+    Untargeted,
+    check_labels,
+    get_target_mode,
+    resolve_targets,
+)
+
+__all__ = [
+    "DLR",
+    "L1",
+    "L2",
+    "LOSSES",
+    "NORMS",
+    "TARGET_MODES",
+    "CrossEntropy",
+    "LeastLikely",
+    "Linf",
+    "Loss",
+    "Margin",
+    "Norm",
+    "RandomTarget",
+    "TargetMode",
+    "Top2",
+    "Untargeted",
+    "check_labels",
+    "get_norm",
+    "get_target_mode",
+    "make_loss",
+    "margin",
+    "other_max",
+    "per_sample",
+    "resolve_targets",
+]
