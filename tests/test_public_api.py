@@ -1,17 +1,73 @@
-"""The curated public API."""
+"""The curated public API, httpx-style: each public package's ``__all__`` is exactly its public names, sorted."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+import types
+from pathlib import Path
+
+import pytest
+
 import robustlab
 
-
-def test_all_names_exist_and_are_public() -> None:
-    for name in robustlab.__all__:
-        assert hasattr(robustlab, name), name
-    assert sorted(robustlab.__all__) == sorted(set(robustlab.__all__))
-    assert not [n for n in robustlab.__all__ if n.startswith("_") and n != "__version__"]
+#: Dunder names that belong to the public API (httpx exports its ``__version__`` the same way).
+PUBLIC_DUNDERS = {"__version__"}
 
 
-def test_core_entry_points_are_exported() -> None:
-    for name in ("load_model", "load_dataset", "ModelAdapter", "evaluate", "train_model"):
+def _public_packages() -> list[str]:
+    """``robustlab`` and every sub-package whose dotted name has no ``_``-prefixed part."""
+    names = ["robustlab"]
+    for info in pkgutil.walk_packages(robustlab.__path__, "robustlab."):
+        if info.ispkg and not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return names
+
+
+def _ruff_order(name: str) -> tuple[int, list[int | str]]:
+    """The order ruff's RUF022 keeps ``__all__`` in (isort style): CONSTANTS, then CamelCase, then the rest,
+    each in natural order (``b2`` before ``b10``)."""
+    group = 0 if name.upper() == name and name.lower() != name else 1 if name[0].isupper() else 2
+    return group, [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _public_names(module: types.ModuleType) -> list[str]:
+    """What the package's namespace offers (``dir``, so names a PEP 562 module loads lazily count): its names
+    that are not private, not sub-modules and not ``from __future__`` features, in ruff's order."""
+    names = [
+        name
+        for name in dir(module)
+        if (not name.startswith("_") or name in PUBLIC_DUNDERS)
+        and not isinstance(getattr(module, name), types.ModuleType)
+        and type(getattr(module, name)).__module__ != "__future__"  # `annotations` of a __future__ import
+    ]
+    return sorted(names, key=_ruff_order)
+
+
+def test_the_order_is_ruffs() -> None:
+    names = ["b2", "b10", "B_X", "BX", "Ba", "a", "_x", "__version__", "A1", "AB", "Ab", "aB", "ab"]
+    expected = ["A1", "AB", "BX", "B_X", "Ab", "Ba", "__version__", "_x", "a", "aB", "ab", "b2", "b10"]
+    assert sorted(names, key=_ruff_order) == expected  # what `ruff check --select RUF022 --fix` writes
+
+
+@pytest.mark.parametrize("package", _public_packages())
+def test_all_lists_exactly_the_public_names_in_order(package: str) -> None:
+    module = importlib.import_module(package)
+    assert hasattr(module, "__all__"), f"{package} has no __all__"
+    assert module.__all__ == _public_names(module)
+
+
+def test_the_core_entry_points_and_the_version_are_exported() -> None:
+    for name in ("load_model", "load_dataset", "ModelAdapter", "evaluate", "train_model", "__version__"):
         assert name in robustlab.__all__
+
+
+def test_the_version_is_the_one_in_pyproject() -> None:
+    from robustlab._version import __version__
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    declared = re.search(r'^\[project\][^[]*?^version = "([^"]+)"', pyproject, re.M | re.S)
+    assert declared is not None
+    assert __version__ == robustlab.__version__ == declared.group(1)
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", __version__)
