@@ -23,11 +23,26 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
 
 
 def verify_file(
-    path: str | os.PathLike[str], expected: str, algorithm: str = "sha256", name: str | None = None
+    path: str | os.PathLike[str],
+    expected: str,
+    algorithm: str = "sha256",
+    name: str | None = None,
+    digest: Callable[[Path, str], str] | None = None,
 ) -> None:
-    """Raise :class:`ChecksumError` (naming the file, or ``name`` if given, expected and actual) if the digest
-    differs."""
-    actual = file_digest(path, algorithm)
+    """Check a file's digest: the one checksum comparison of robustlab (weights, datasets, downloads).
+
+    Args:
+        path: The file.
+        expected: Its expected hex digest (case-insensitive).
+        algorithm: A :mod:`hashlib` algorithm name.
+        name: How messages name the file (default: its path).
+        digest: Computes ``digest(path, algorithm)`` (default: :func:`file_digest`; the datasets pass a cached
+            one).
+
+    Raises:
+        ChecksumError: naming the file, the algorithm, the expected and the actual digest.
+    """
+    actual = (digest or file_digest)(Path(path), algorithm)
     if actual != expected.lower():
         raise ChecksumError(name or str(path), algorithm, expected.lower(), actual)
 

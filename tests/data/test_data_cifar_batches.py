@@ -180,7 +180,7 @@ def test_archive_member_is_read_into_memory(tmp_path: Path) -> None:
 
 def test_load_prefers_batches_dir_then_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Fake files cannot match the official md5s: skip the md5 check to test the source selection.
-    monkeypatch.setattr(_files, "verify_file", lambda path, md5: None)
+    monkeypatch.setattr(_files, "verify_md5", lambda path, md5: None)
     labels = [k % 10 for k in range(10_000)]
     cifar = tmp_path / "cifar10"
     batches = cifar / "cifar-10-batches-py"

@@ -176,6 +176,29 @@ def test_digest_cache_sees_changed_files(tmp_path: Path) -> None:
     f.write_bytes(b"a")
     first = _files.file_digest(f)
     f.write_bytes(b"bb")
-    assert _files.file_digest(f) != first
-    _files.clear_digest_cache()
-    assert _files.file_digest(f) == hashlib.md5(b"bb").hexdigest()
+    assert _files.file_digest(f) == hashlib.md5(b"bb").hexdigest() != first
+
+
+def test_verify_md5_is_the_one_checksum_check_with_a_cached_digest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustlab import _io
+
+    f = tmp_path / "f"
+    f.write_bytes(b"abc")
+    hashed: list[str] = []
+    real = _files._uncached_digest
+    monkeypatch.setattr(_files, "_uncached_digest", lambda p, a: hashed.append(p) or real(p, a))
+    _files._cached_digest.cache_clear()
+    good = hashlib.md5(b"abc").hexdigest()
+    _files.verify_md5(f, good.upper())  # digests compare case-insensitively
+    _files.verify_md5(f, good)
+    _files.verify_md5(f, None)  # no published md5: nothing to check
+    assert len(hashed) == 1  # hashed once per process
+    with pytest.raises(ChecksumError) as by_data:
+        _files.verify_md5(f, "0" * 32)
+    with pytest.raises(ChecksumError) as by_io:
+        _io.verify_file(f, "0" * 32, "md5")
+    assert str(by_data.value) == str(by_io.value)
+    assert good in str(by_data.value) and str(f) in str(by_data.value)
+    assert not hasattr(_files, "verify_file") or _files.verify_file is _io.verify_file  # no second contract

@@ -7,20 +7,19 @@ import logging
 import os
 from pathlib import Path
 
-from robustlab import _io
-from robustlab._io import fetch
-from robustlab.errors import ChecksumError, DataError
+from robustlab._io import download, fetch, verify_file
+from robustlab._io import file_digest as _uncached_digest
+from robustlab.errors import DataError
 
 __all__ = [
     "DATA_ENV_VAR",
     "DEFAULT_DATA_DIR",
-    "clear_digest_cache",
     "data_dir_origin",
     "download_file",
     "fetch",
     "file_digest",
     "resolve_data_dir",
-    "verify_file",
+    "verify_md5",
 ]
 
 logger = logging.getLogger("robustlab.data")
@@ -75,35 +74,28 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 @functools.lru_cache(maxsize=64)
 def _cached_digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
-    return _io.file_digest(path, algorithm)
+    return _uncached_digest(path, algorithm)
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
     """Hex digest of a file's bytes.
 
     Results are cached per process keyed by ``(path, size, mtime)``, so a changed file is hashed again.
-    :func:`clear_digest_cache` empties the cache.
     """
     st = path.stat()
     return _cached_digest(str(path.absolute()), st.st_size, st.st_mtime_ns, algorithm)
 
 
-def clear_digest_cache() -> None:
-    """Forget every cached digest (for tests and long-running processes)."""
-    _cached_digest.cache_clear()
-
-
-def verify_file(path: Path, md5: str | None) -> None:
-    """Check a file's md5 against the expected value (nothing to do when ``md5`` is ``None``).
+def verify_md5(path: Path, md5: str | None) -> None:
+    """Check a dataset file's md5 (nothing to do when ``md5`` is ``None``): :func:`robustlab._io.verify_file`
+    with the cached :func:`file_digest`, so a dataset is hashed once per process.
 
     Raises:
         ChecksumError: naming the file, the expected and the actual md5.
     """
     if md5 is None:
         return
-    actual = file_digest(path, "md5")  # cached per (path, size, mtime): a dataset is verified once per process
-    if actual != md5.lower():
-        raise ChecksumError(str(path), "md5", md5, actual)
+    verify_file(path, md5, "md5", digest=file_digest)
     logger.debug("md5 ok: %s", path)
 
 
@@ -116,5 +108,5 @@ def download_file(url: str, dest: Path, md5: str | None) -> None:
     """
     logger.info("downloading %s -> %s", url, dest)
     # ``fetch`` is looked up at call time, so tests can monkeypatch this module's name to stay off the network.
-    _io.download(url, dest, md5, "md5", fetcher=fetch)
+    download(url, dest, md5, "md5", fetcher=fetch)
     logger.info("downloaded %s (%d bytes, md5 ok)", dest, dest.stat().st_size)

@@ -101,7 +101,7 @@ def load_dataset(name: str, split: str = "test", data_dir: DataDir = None, *, do
         source = _download_or_explain(spec, split, sources, directory, data_dir, download)
     paths = [directory / f.name for f in source.files]
     for f, p in zip(source.files, paths, strict=True):
-        _files.verify_file(p, f.md5)
+        _files.verify_md5(p, f.md5)
     x, y = READERS.get(source.reader)(source, paths)
     if x.shape[0] != source.rows:
         raise DataError(
