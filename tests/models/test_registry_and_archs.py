@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustlab import UnknownNameError, build_model, list_models, load_model
+from robustlab import ModelError, UnknownNameError, build_model, list_models, load_model
 from robustlab.models import ARCHITECTURES, MODELS, build_architecture
 from robustlab.train.standalone import count_flops
 from robustlab.train.zoo import RECIPES
@@ -18,7 +18,7 @@ def test_every_architecture_builds_and_gives_logits(name: str) -> None:
     assert net(torch.rand(2, in_ch, size, size)).shape == (2, 7)
 
 
-def test_zoo_has_twelve_recipes_over_six_families() -> None:
+def test_zoo_has_at_least_twelve_recipes_over_six_families() -> None:
     families = {RECIPES.get(n).family for n in RECIPES}
     assert len(RECIPES) >= 12
     assert {"alexnet", "vgg", "inception", "resnet", "densenet", "mobilenet"} <= families
@@ -27,6 +27,24 @@ def test_zoo_has_twelve_recipes_over_six_families() -> None:
 def test_unknown_model_suggests_close_matches() -> None:
     with pytest.raises(UnknownNameError, match=r"unknown model 'resnet20-akamastr'.*Did you mean: resnet20-akamaster"):
         load_model("resnet20-akamastr")
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "fragment"),
+    [
+        ("resnet_cifar", {"depth": 21}, r"depth must be 6n\+2"),
+        ("vgg", {"depth": 12}, "VGG depth must be one of"),
+        ("densenet_bc", {"depth": 11}, r"depth must be 6n\+4"),
+        ("wideresnet", {"depth": 11}, r"depth must be 6n\+4"),
+        ("mobilenetv2_cifar", {"stages": 0}, "stages must be in 1"),
+        ("vgg", {"colour": 3}, "unexpected keyword argument 'colour'"),
+    ],
+)
+def test_arguments_an_architecture_refuses_raise_a_model_error_naming_them(
+    name: str, kwargs: dict, fragment: str
+) -> None:
+    with pytest.raises(ModelError, match=rf"cannot build architecture '{name}' with arguments .*{fragment}"):
+        build_architecture(name, **kwargs)
 
 
 def test_unknown_architecture_suggests_close_matches() -> None:

@@ -20,10 +20,11 @@ def build_architecture(name: str, **kwargs: Any) -> nn.Module:
 
     Raises:
         UnknownNameError: if ``name`` is not registered (close matches listed).
-        ModelError: if the keyword arguments do not fit the factory.
+        ModelError: if the keyword arguments do not fit the factory (an unknown keyword, or a value the family
+            refuses, such as a ResNet depth that is not 6n+2).
     """
     factory = ARCHITECTURES.get(name)
     try:
         return factory(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise ModelError(f"cannot build architecture {name!r} with arguments {kwargs}: {exc}") from exc
