@@ -71,3 +71,26 @@ def test_the_version_is_the_one_in_pyproject() -> None:
     assert declared is not None
     assert __version__ == robustlab.__version__ == declared.group(1)
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", __version__)
+
+
+def test_the_errors_docstring_draws_the_exception_tree() -> None:
+    import robustlab.errors as errors
+
+    drawn: dict[str, str] = {}  # class → parent, read from the drawing
+    parents: list[str] = []
+    for line in errors.__doc__.splitlines():  # type: ignore[union-attr]
+        match = re.match(r"^ {4}((?:[│ ] {3})*)(?:[├└]── )?(\w+Error)\b", line)
+        if match is None:
+            continue
+        depth = len(match.group(1)) // 4 + (1 if "──" in line else 0)
+        del parents[depth:]
+        if parents:
+            drawn[match.group(2)] = parents[-1]
+        parents.append(match.group(2))
+    classes = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.RobustlabError) and cls is not errors.RobustlabError
+    }
+    actual = {name: cls.__mro__[1].__name__ for name, cls in classes.items()}
+    assert drawn == actual

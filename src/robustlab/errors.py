@@ -1,7 +1,17 @@
 """Exceptions raised by robustlab.
 
 Every error says what is wrong *and* what to do about it. User-facing errors derive from
-:class:`RobustlabError`, so the CLI can print them without a traceback.
+:class:`RobustlabError`, so the CLI can print them without a traceback (one line on stderr, exit code 2).
+
+The tree (a test keeps it in step with the classes)::
+
+    RobustlabError (Exception)
+    ├── ConfigError (also ValueError)          an argument or configuration value is invalid
+    ├── DataError                              a dataset is missing, corrupted or malformed
+    │   └── ChecksumError                      a file's digest is not the expected one
+    ├── InputContractError (also ValueError)   images are not float (N, C, H, W), finite, in [0, 1]
+    ├── ModelError                             a model cannot be built, loaded or used as declared
+    └── UnknownNameError (also KeyError)       a name is not registered; close matches are listed
 """
 
 from __future__ import annotations
