@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 
 @pytest.fixture(scope="session")
@@ -15,3 +16,15 @@ def data_dir() -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROBUSTLAB_DATA", str(path))
         yield path
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one thread: tiny float64 models run faster so than on a shared, busy thread pool.
+
+    The attack and known-answer suites use it for every test (their conftest.py), CLEVER's tests by ``pytestmark``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

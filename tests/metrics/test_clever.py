@@ -7,7 +7,6 @@ gradients so the file runs in seconds on a busy CPU.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -26,13 +25,7 @@ F64 = torch.float64
 TARGETS = ["untargeted", "random", "least-likely", "top2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny float64 models run faster on one thread than on a shared, busy thread pool."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_problem(num_classes: int = 5, n: int = 6, seed: int = 0) -> tuple[LinearClassifier, torch.Tensor]:
