@@ -1,9 +1,12 @@
-"""Pieces the benchmark scripts share: the CPU's name, ART's wrapper of a CIFAR-10 model, the one rule that
-judges any library's adversarial examples, and writing one section of docs/benchmarks.md."""
+"""Pieces the benchmark scripts share: the CPU's name and the machine's description, ART's wrapper of a CIFAR-10
+model, the one rule that judges any library's adversarial examples, and writing one section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import importlib
+import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,42 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def machine(*libraries: str) -> dict[str, Any]:
+    """What a benchmark result depends on: CPU, cores, torch threads, load average, Python, robustlab's commit,
+    and the versions of robustlab, torch, numpy and each of ``libraries`` (``None`` when not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in ("robustlab", "torch", "numpy", *libraries):
+        try:
+            versions[name] = str(importlib.import_module(name).__version__)
+        except ImportError:
+            versions[name] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    return {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+        "commit": commit or "unknown",
+        "versions": versions,
+    }
+
+
+def describe_machine(m: dict[str, Any]) -> str:
+    """One sentence for docs/benchmarks.md from :func:`machine`'s dict."""
+    libs = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v is not None)
+    load = " ".join(f"{v:.1f}" for v in m["load_average"])
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, load average {load}; "
+        f"Python {m['python']}, {libs}; commit {m['commit']}."
+    )
 
 
 def art_classifier(model: nn.Module) -> Any:

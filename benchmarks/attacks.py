@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -26,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import art_classifier, cpu_name, judge  # benchmarks/, first on sys.path when a script runs
+from _common import art_classifier, judge, machine  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab.attacks as rla
@@ -295,23 +293,6 @@ def bench_minimal(model: nn.Module, n: int, steps: int, attempts: int) -> dict[s
     return out
 
 
-def machine() -> dict[str, Any]:
-    libs = {}
-    for mod in ("torch", "numpy", "torchattacks", "foolbox", "art"):
-        try:
-            libs[mod] = __import__(mod).__version__
-        except ImportError:
-            libs[mod] = None
-    return {
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "versions": libs,
-        "load_average": os.getloadavg(),
-    }
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pgd-batches", default="32,128", help="comma-separated batch sizes for PGD")
@@ -344,7 +325,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     libs = {} if args.no_peers else peers()
     results: dict[str, Any] = {
-        "machine": {**machine(), "freed_memory_retained": retained},
+        "machine": {**machine("torchattacks", "foolbox", "art"), "freed_memory_retained": retained},
         "model_parameters": n_params,
         "peers": sorted(libs),
     }

@@ -23,10 +23,7 @@ import argparse
 import json
 import logging
 import math
-import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import art_classifier, cpu_name  # benchmarks/, first on sys.path when a script runs
+from _common import art_classifier, machine  # benchmarks/, first on sys.path when a script runs
 from torch import Tensor, nn
 
 import robustlab
@@ -280,34 +277,6 @@ def floor_setting(model, x, norm, batches, samples, radius, batch_size, repeats)
     }
 
 
-def machine() -> dict[str, Any]:
-    cpu = cpu_name()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit = "unknown"
-    import scipy
-
-    try:
-        import art
-
-        art_version = art.__version__
-    except ImportError:
-        art_version = None
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_avg_1m": os.getloadavg()[0],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "art": art_version,
-        "robustlab_commit": commit,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=5, help="images")
@@ -333,7 +302,7 @@ def main() -> None:
     clf = art_classifier(model)
     log.info("model test accuracy %.3f, %d inputs", acc, len(x))
     results: dict[str, Any] = {
-        "machine": {**machine(), "freed_memory_retained": retained},
+        "machine": {**machine("scipy", "art"), "freed_memory_retained": retained},
         "model": {"name": "lenet5-cifar10", "params": sum(p.numel() for p in model.parameters()), "test_acc": acc},
         "budget": {"batches": args.batches, "samples": args.samples, "art_pool_factor": 10},
         "settings": [],

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_name, write_section  # benchmarks/, first on sys.path when a script runs
+from _common import describe_machine, machine, write_section  # benchmarks/, first on sys.path when a script runs
 
 import robustlab
 from robustlab.data.corruptions import corrupt, list_corruptions
@@ -47,21 +46,6 @@ def time_ours(x: torch.Tensor, severity: int, constants: str) -> dict[str, dict[
     return out
 
 
-def machine() -> dict[str, str]:
-    cpu = cpu_name()
-    import os
-
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "robustlab": robustlab.__version__,
-        "load_average": " ".join(f"{v:.1f}" for v in os.getloadavg()),
-    }
-
-
 def markdown(res: dict) -> str:
     ref, cif, imn = res["reference"], res["ours_cifar"], res["ours_imagenet"]
     rv = res["reference_env"]["versions"]
@@ -72,10 +56,10 @@ def markdown(res: dict) -> str:
         f"`benchmarks/corruptions.py`: all 19 corruptions at severity {res['severity']} on the same {res['n']} "
         "CIFAR-10 test images (seeded subset). robustlab corrupts the whole batch in one call per corruption "
         "(torch, CPU, 1 thread); `imagecorruptions` corrupts one image at a time (its only mode). Times are CPU "
-        "seconds (`process_time`) because the machine was shared with training jobs (load average "
-        f"{m['load_average']} at the end); warm-up calls excluded.",
+        "seconds (`process_time`) because the machine was shared with training jobs (load average at the end "
+        "below); warm-up calls excluded.",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, numpy {m['numpy']}. "
+        f"{describe_machine(m)} "
         f"Reference: imagecorruptions {rv['imagecorruptions']} with numpy {rv['numpy']}, scipy {rv['scipy']}, "
         f"scikit-image {rv['scikit-image']}, OpenCV {rv['opencv-python-headless']}, Pillow {rv['pillow']}, "
         f"measured on {res['ref_n']} images.",
