@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from robustlab.cli._common import (
     DataOpt,
@@ -15,55 +14,52 @@ from robustlab.cli._common import (
     DeviceOpt,
     JsonOpt,
     ModelOpt,
+    NOpt,
+    SeedOpt,
+    check_writable,
     count_progress,
     emit_json,
+    fmt,
+    load_inputs,
     out_console,
     user_errors,
 )
 from robustlab.errors import ConfigError
 
-# Settings the command passes itself: a --param of the same name would collide with them.
-_OWN_OPTIONS = {
-    "norm": "--norm",
-    "eps": "--eps",
-    "steps": "--steps",
-    "target": "--target",
-    "minimal": "--minimal",
-    "seed": "--seed",
-    "batch_size": "--batch-size",
-    "keep_adversarials": "--save-adversarials",
-    "progress": None,
-}
+#: Settings of ``attack()`` whose command-line option is not ``--`` + the name; a key the command passes and
+#: that is not here is spelled ``--<name>``.
+_OPTION_NAMES = {"keep_adversarials": "--save-adversarials"}
+#: Settings the command passes that no option sets.
+_NOT_OPTIONS = {"progress"}
 
 
-def _parse_params(items: list[str]) -> dict[str, Any]:
-    """``["restarts=5", "loss=margin"]`` → ``{"restarts": 5, "loss": "margin"}`` (values read as JSON if they can)."""
+def _parse_params(items: list[str], own: set[str]) -> dict[str, Any]:
+    """``["restarts=5", "loss=margin"]`` → ``{"restarts": 5, "loss": "margin"}`` (values read as JSON if they can).
+
+    Args:
+        items: The ``--param`` values.
+        own: The settings the command passes to ``attack()`` itself: a ``--param`` of the same name is refused,
+            pointing to the command's option.
+    """
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ConfigError(f"--param expects KEY=VALUE, got {item!r}")
-        if key.strip() in _OWN_OPTIONS:
-            option = _OWN_OPTIONS[key.strip()]
+        if key in own:
+            option = _OPTION_NAMES.get(key, "--" + key.replace("_", "-"))
             raise ConfigError(
-                f"--param {key.strip()}: use the command's own option {option}"
-                if option
-                else f"--param {key.strip()}: not an attack setting"
+                f"--param {key}: not an attack setting"
+                if key in _NOT_OPTIONS
+                else f"--param {key}: use the command's own option {option}"
             )
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        out[key.strip()] = value
+        out[key] = value
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def register(app: typer.Typer) -> None:
@@ -73,7 +69,7 @@ def register(app: typer.Typer) -> None:
     def attack_cmd(
         model: ModelOpt,
         dataset: DatasetOpt = "cifar10",
-        n: Annotated[int | None, typer.Option("--n", help="Attack a seeded subset of N images (default: all).")] = None,
+        n: NOpt = None,
         attack_name: Annotated[
             str, typer.Option("--attack", "-a", help="fgsm, ifgsm, pgd, mifgsm, cw or ead.")
         ] = "pgd",
@@ -93,8 +89,10 @@ def register(app: typer.Typer) -> None:
                 "midpoint after a failure); -p warm_start=true starts each attempt from the best success so far.",
             ),
         ] = False,
-        seed: Annotated[int, typer.Option("--seed", help="Seed of the subset and of the attack.")] = 0,
-        batch_size: Annotated[int | None, typer.Option("--batch-size", help="Images attacked at once.")] = None,
+        seed: SeedOpt = 0,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", min=1, help="Images attacked at once (default: the attack's).")
+        ] = None,
         param: Annotated[
             list[str] | None,
             typer.Option("--param", "-p", help="Attack setting KEY=VALUE, repeatable (e.g. restarts=5, kappa=0.5)."),
@@ -107,32 +105,33 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Attack MODEL on DATASET and report robust accuracy, success rate and distortions."""
+        from rich.table import Table
+
         from robustlab.attacks import attack, parse_eps
-        from robustlab.data import load_dataset
-        from robustlab.models import load_model
 
         with user_errors():
-            params = _parse_params(param or [])
-            budget = parse_eps(eps)
-            full = load_dataset(dataset, "test", data)
-            ds = full.subset(n, seed)
-            net = load_model(model, data_dir=data, device=device)
-            x = ds.images().to(device)
-            y = ds.y.to(device)
-            with count_progress(f"{attack_name}: gradient passes (at most)") as bar:
+            settings: dict[str, Any] = {
+                "norm": norm,
+                "eps": parse_eps(eps),
+                "steps": steps,
+                "target": target,
+                "minimal": minimal,
+                "seed": seed,
+                "batch_size": batch_size,
+                "keep_adversarials": save_adversarials is not None,
+            }
+            params = _parse_params(param or [], {*settings, *_NOT_OPTIONS})
+            if save_adversarials is not None:
+                check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
+            inputs = load_inputs(model, dataset, "test", n, seed, data, device)
+            ds = inputs.data
+            with count_progress(f"{attack_name}", "gradient passes (at most)") as bar:
                 result = attack(
-                    net,
-                    x,
-                    y,
+                    inputs.model,
+                    ds.images().to(device),
+                    ds.y.to(device),
                     attack_name,
-                    norm=norm,
-                    eps=budget,
-                    steps=steps,
-                    target=target,
-                    minimal=minimal,
-                    seed=seed,
-                    batch_size=batch_size,
-                    keep_adversarials=save_adversarials is not None,
+                    **settings,
                     progress=bar,
                     **params,
                 )
@@ -141,7 +140,7 @@ def register(app: typer.Typer) -> None:
         payload = {
             "model": model,
             "dataset": dataset,
-            "subset": len(ds) < len(full),
+            "subset": inputs.subset,
             "adversarials": saved,
             **summary,
             "params": result.params,
@@ -150,7 +149,7 @@ def register(app: typer.Typer) -> None:
             emit_json(payload)
             return
         searched = "search_attempts" in result.extra  # a fixed-budget attack run with --minimal
-        budget_text = f"minimal search from eps={_fmt(result.eps)}" if searched else f"eps={_fmt(result.eps)}"
+        budget_text = f"minimal search from eps={fmt(result.eps)}" if searched else f"eps={fmt(result.eps)}"
         aim = "" if result.target_mode == "untargeted" else f", {result.target_mode} target"
         table = Table("metric", "value", title=f"{result.attack} ({result.norm}, {budget_text}{aim}) on {model}")
         for key in (
@@ -166,7 +165,7 @@ def register(app: typer.Typer) -> None:
             "gradient_passes_saved",
             "seconds",
         ):
-            table.add_row(key, _fmt(summary.get(key)))
+            table.add_row(key, fmt(summary.get(key)))
         if saved:
             table.add_row("adversarials", saved)
         out_console.print(table)

@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from robustlab.cli._common import (
+    BatchSizeOpt,
     DataOpt,
     DatasetOpt,
+    DeviceOpt,
     JsonOpt,
     ModelOpt,
+    NOpt,
+    SeedOpt,
     SplitOpt,
     count_progress,
     emit_json,
+    load_inputs,
     out_console,
+    rate,
     user_errors,
 )
 from robustlab.errors import ConfigError
@@ -29,14 +34,14 @@ def _int_list(text: str, what: str) -> list[int]:
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``corrupt`` command to ``app``."""
+
     @app.command("corrupt")
     def corrupt_cmd(
         model: ModelOpt,
         dataset: DatasetOpt = "cifar10",
         split: SplitOpt = "test",
-        n: Annotated[
-            int | None, typer.Option("--n", help="Evaluate a seeded subset of N images (default: all).")
-        ] = None,
+        n: NOpt = None,
         corruptions: Annotated[
             str | None,
             typer.Option(
@@ -48,18 +53,20 @@ def register(app: typer.Typer) -> None:
         severities: Annotated[
             str, typer.Option("--severities", help="Comma-separated severities in 1..5.")
         ] = "1,2,3,4,5",
-        seed: Annotated[int, typer.Option(help="Seed of the subset and of the corruptions.")] = 0,
+        seed: SeedOpt = 0,
         baseline: Annotated[
             str | None,
             typer.Option("--baseline", help="Model that normalises CE / mCE (ImageNet-C used AlexNet: alexnet-w50)."),
         ] = None,
         constants: Annotated[str, typer.Option(help="auto (by image size), cifar or imagenet.")] = "auto",
-        batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
+        batch_size: BatchSizeOpt = 256,
+        device: DeviceOpt = "cpu",
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Accuracy of MODEL on DATASET under common corruptions, per corruption × severity, with mCE."""
-        from robustlab.data import load_dataset
+        from rich.table import Table
+
         from robustlab.data.corruptions import list_corruptions
         from robustlab.metrics.corruption import corruption_report
         from robustlab.models import load_model
@@ -73,17 +80,16 @@ def register(app: typer.Typer) -> None:
                     else [c.strip() for c in corruptions.split(",") if c.strip()]
                 )
             sev = _int_list(severities, "--severities")
-            ds = load_dataset(dataset, split, data).subset(n, seed)
-            net = load_model(model, data_dir=data)
-            base = load_model(baseline, data_dir=data) if baseline is not None else None
-            with count_progress("corruptions") as bar:
+            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            base = load_model(baseline, data_dir=data, device=device) if baseline is not None else None
+            with count_progress("corruptions", "corruption × severity") as bar:
 
                 def progress(name: str, done: int, total: int) -> None:
-                    bar(done, total, name)
+                    bar(done, total, f"corruptions ({name})")
 
                 report = corruption_report(
-                    net,
-                    ds,
+                    inputs.model,
+                    inputs.data,
                     names,
                     sev,
                     baseline=base,
@@ -92,10 +98,14 @@ def register(app: typer.Typer) -> None:
                     constants=constants,  # type: ignore[arg-type]
                     progress=progress,
                 )
-        if json_out:
-            emit_json(report.to_dict())
-            return
         res, err = report.result, report.errors
+        if json_out:
+            rates = {
+                "clean_accuracy": rate(res.clean_correct, res.n),
+                "accuracy": {c: {str(s): rate(k, res.n) for s, k in d.items()} for c, d in res.correct.items()},
+            }
+            emit_json({**report.to_dict(), "rates": rates})
+            return
         table = Table("corruption", *[f"s{s}" for s in res.severities], "mean err", *(["CE"] if err.ce else []))
         for c in res.corruptions:
             row = [c, *[f"{res.accuracy[c][s]:.3f}" for s in res.severities], f"{err.mean_error[c]:.3f}"]
@@ -104,7 +114,9 @@ def register(app: typer.Typer) -> None:
                 row.append("-" if ce is None else f"{ce:.3f}")
             table.add_row(*row)
         out_console.print(table)
-        summary = f"{res.model} on {res.dataset} (n={res.n}): clean accuracy {res.clean_accuracy:.4f}, "
+        clean = rate(res.clean_correct, res.n)
+        summary = f"{res.model} on {res.dataset} (n={res.n}): clean accuracy {res.clean_accuracy:.4f} "
+        summary += f"(95 % interval {clean['low']:.4f}–{clean['high']:.4f}), "
         summary += f"mean corruption error {err.mean_corruption_error:.4f}"
         if err.mce is not None:
             summary += f", mCE {err.mce:.4f} and relative mCE "

@@ -2,41 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
-from rich.table import Table
 
-from robustlab.cli._common import DataOpt, DatasetOpt, JsonOpt, ModelOpt, SplitOpt, emit_json, out_console, user_errors
+from robustlab.cli._common import (
+    BatchSizeOpt,
+    DataOpt,
+    DatasetOpt,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    NOpt,
+    SeedOpt,
+    SplitOpt,
+    emit_json,
+    fmt,
+    load_inputs,
+    out_console,
+    rate,
+    user_errors,
+)
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``eval`` command to ``app``."""
+
     @app.command("eval")
     def eval_cmd(
         model: ModelOpt,
         dataset: DatasetOpt = "cifar10",
         split: SplitOpt = "test",
-        n: Annotated[
-            int | None, typer.Option("--n", help="Evaluate a seeded subset of N images (default: all).")
-        ] = None,
-        seed: Annotated[int, typer.Option(help="Seed of the subset.")] = 0,
-        batch_size: Annotated[int, typer.Option(help="Batch size.")] = 256,
+        n: NOpt = None,
+        seed: SeedOpt = 0,
+        batch_size: BatchSizeOpt = 256,
+        device: DeviceOpt = "cpu",
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Clean top-1 accuracy of MODEL on DATASET."""
-        from robustlab.data import load_dataset
+        from rich.table import Table
+
         from robustlab.metrics import evaluate
-        from robustlab.models import load_model
 
         with user_errors():
-            full = load_dataset(dataset, split, data)
-            ds = full.subset(n, seed)
-            result = evaluate(load_model(model, data_dir=data), ds, batch_size)
-        payload = {**result.to_dict(), "subset": len(ds) < len(full), "seed": seed if len(ds) < len(full) else None}
+            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            result = evaluate(inputs.model, inputs.data, batch_size)
+        accuracy = rate(result.correct, result.n)
         if json_out:
-            emit_json(payload)
+            emit_json(
+                {
+                    **result.to_dict(),
+                    "rates": {"accuracy": accuracy},
+                    "subset": inputs.subset,
+                    "seed": seed if inputs.subset else None,
+                }
+            )
             return
-        table = Table("model", "dataset", "n", "accuracy", "seconds")
-        table.add_row(result.model, result.dataset, str(result.n), f"{result.accuracy:.4f}", f"{result.seconds:.1f}")
+        table = Table("model", "dataset", "n", "accuracy", "95 % interval", "seconds")
+        table.add_row(
+            result.model,
+            result.dataset,
+            str(result.n),
+            f"{result.accuracy:.4f}",
+            f"{fmt(accuracy['low'])}–{fmt(accuracy['high'])}",
+            f"{result.seconds:.1f}",
+        )
         out_console.print(table)

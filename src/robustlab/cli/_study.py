@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from robustlab.cli._common import DataOpt, JsonOpt, emit_json, err_console, user_errors
+from robustlab.cli._common import DataOpt, JsonOpt, check_writable, emit_json, job_progress, notice, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -17,17 +17,20 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         spec: Annotated[Path | None, typer.Argument(help="Study spec (YAML). Default: the built-in zoo study.")] = None,
         out: Annotated[Path | None, typer.Option(help="Run directory (default: the spec's `output`).")] = None,
-        workers: Annotated[int, typer.Option(help="Local worker processes (1: in-process).")] = 1,
+        workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in-process).")] = 1,
         backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
         address: Annotated[str | None, typer.Option(help="Ray cluster address (backend ray).")] = None,
-        num_gpus: Annotated[float, typer.Option(help="GPUs per job (backend ray; fractions allowed).")] = 0.0,
+        num_gpus: Annotated[
+            float, typer.Option(min=0.0, help="GPUs per job (backend ray; fractions allowed).")
+        ] = 0.0,
         report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Run (or resume) a robustness study, then write its report. Finished jobs are skipped."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+        """Run (or resume) a robustness study, then write its report. Finished jobs are skipped.
 
+        Progress goes to stderr: a bar per phase on a terminal, one line per finished job otherwise.
+        """
         from robustlab.bench import load_spec, make_executor, resolve_output, run_study
         from robustlab.bench.default import default_spec
         from robustlab.report import write_report
@@ -35,6 +38,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             study = load_spec(spec) if spec is not None else default_spec(data)
             run_dir = out or resolve_output(study, spec.parent if spec is not None else Path.cwd())
+            check_writable(run_dir, "the run directory", folder=True)
             executor = make_executor(
                 backend,
                 workers=workers,
@@ -42,22 +46,7 @@ def register(app: typer.Typer) -> None:
                 data_dir=None if data is None else str(data),
                 num_gpus=num_gpus,
             )
-            with Progress(
-                TextColumn("{task.description:<9}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[last]}"),
-                console=err_console,
-                disable=json_out,
-            ) as bar:
-                tasks: dict[str, TaskID] = {}
-
-                def progress(phase: str, done: int, total: int, label: str) -> None:
-                    if phase not in tasks:
-                        tasks[phase] = bar.add_task(phase, total=total, last="")
-                    bar.update(tasks[phase], completed=done, total=total, last=label)
-
+            with job_progress(enabled=True) as progress:
                 try:
                     summary = run_study(study, run_dir, data_dir=data, executor=executor, progress=progress)
                 finally:
@@ -67,7 +56,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(payload)
         else:
-            err_console.print(
+            notice(
                 f"{summary.executed} job(s) run, {summary.skipped} already done; results in {run_dir}"
                 + (f"; report {result.html}" if result else "")
             )
@@ -82,11 +71,12 @@ def register(app: typer.Typer) -> None:
         from robustlab.report import write_report
 
         with user_errors():
+            check_writable(out or run, "--out" if out else "the run directory", folder=True)
             result = write_report(run, out)
         if json_out:
             emit_json(result.to_dict())
         else:
-            err_console.print(f"report: {result.html} ({result.n_plots} plots, {len(result.tables)} tables)")
+            notice(f"report: {result.html} ({result.n_plots} plots, {len(result.tables)} tables)")
 
 
 def register_classwise(app: typer.Typer) -> None:

@@ -1,26 +1,62 @@
-"""``robustlab zoo``: list the registered models, and build (train) the zoo."""
+"""``robustlab zoo``: list the registered models, evaluate them, and build (train) the zoo."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from robustlab.cli._common import (
     DataOpt,
     JsonOpt,
+    NOpt,
+    ThreadsOpt,
     count_progress,
     emit_json,
-    err_console,
+    notice,
     out_console,
+    set_threads,
     step_progress,
     user_errors,
 )
+from robustlab.errors import UnknownNameError
+
+#: The values of ``ModelSpec.source`` that ``--source`` accepts.
+_SOURCES = ("zoo", "published")
+
+
+def _check_source(source: str | None) -> None:
+    """Refuse an unknown ``--source`` (with the close match) instead of listing nothing."""
+    if source is None or source in _SOURCES:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(source, _SOURCES, n=1, cutoff=0.5)
+    hint = f" Did you mean: {close[0]}?" if close else ""
+    raise UnknownNameError(f"unknown --source {source!r}.{hint} Sources: {', '.join(_SOURCES)}.")
+
+
+@contextmanager
+def _zoo_progress(enabled: bool) -> Iterator[Callable[[str, int, int, int, int, float], None]]:
+    """``build_zoo``'s progress: one training progress display per recipe, opened when its first step arrives."""
+    with ExitStack() as stack:
+        current: dict[str, Callable[[int, int, int, float], None]] = {}
+
+        def update(name: str, epochs: int, epoch: int, step: int, steps: int, loss: float) -> None:
+            if name not in current:
+                stack.close()
+                current.clear()
+                current[name] = stack.enter_context(step_progress(name, epochs, enabled))
+            current[name](epoch, step, steps, loss)
+
+        yield update
 
 
 def register(app: typer.Typer) -> None:
+    """Add the ``zoo`` commands to ``app``."""
     zoo_app = typer.Typer(help="The model zoo: list models, build (train) the zoo.", no_args_is_help=True)
     app.add_typer(zoo_app, name="zoo")
 
@@ -31,6 +67,8 @@ def register(app: typer.Typer) -> None:
         json_out: JsonOpt = False,
     ) -> None:
         """Registered models: zoo models and published checkpoints."""
+        from rich.table import Table
+
         from robustlab.models import ARCHITECTURES, list_models
 
         if archs:
@@ -39,31 +77,11 @@ def register(app: typer.Typer) -> None:
             else:
                 out_console.print("\n".join(ARCHITECTURES.names()))
             return
+        with user_errors():
+            _check_source(source)
         specs = list_models(source)
         if json_out:
-            emit_json(
-                {
-                    "models": [
-                        {
-                            "name": s.name,
-                            "family": s.family,
-                            "source": s.source,
-                            "arch": s.arch,
-                            "arch_kwargs": s.arch_kwargs,
-                            "dataset": s.dataset,
-                            **s.metrics,
-                            "weights": None
-                            if s.weights is None
-                            else {
-                                "filename": s.weights.filename,
-                                "sha256": s.weights.sha256,
-                                "url": s.weights.url,
-                            },
-                        }
-                        for s in specs
-                    ]
-                }
-            )
+            emit_json({"models": [s.describe() for s in specs]})
             return
         table = Table("name", "family", "source", "params", "MFLOPs", "test acc")
         for s in specs:
@@ -80,16 +98,20 @@ def register(app: typer.Typer) -> None:
 
     @zoo_app.command("eval")
     def eval_cmd(
-        n: Annotated[int | None, typer.Option("--n", help="Evaluate a seeded subset of N test images.")] = None,
+        n: NOpt = None,
         source: Annotated[str | None, typer.Option(help="Only 'zoo' or 'published' models.")] = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Clean CIFAR-10 accuracy of every registered model whose weights are available, against its record."""
+        from rich.table import Table
+
         from robustlab.metrics.zoo_accuracy import evaluate_registered
 
-        with user_errors(), count_progress("zoo eval") as update:
-            rows = evaluate_registered(source=source, n=n, data_dir=data, progress=None if json_out else update)
+        with user_errors():
+            _check_source(source)
+            with count_progress("zoo eval", "models") as bar:
+                rows = evaluate_registered(source=source, n=n, data_dir=data, progress=bar)
         if json_out:
             emit_json({"n": n or 10_000, "models": rows})
             return
@@ -113,28 +135,32 @@ def register(app: typer.Typer) -> None:
         only: Annotated[list[str] | None, typer.Option("--only", help="Build only these recipes (repeatable).")] = None,
         runs: Annotated[Path, typer.Option(help="Run directory for resumable training state.")] = Path("runs/zoo"),
         out: Annotated[Path | None, typer.Option(help="Where weights go (default: the package's zoo folder).")] = None,
-        threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
+        threads: ThreadsOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Train the zoo on CIFAR-10 (resumable), export weights and rewrite the manifest."""
-        import torch
-
+        from robustlab.cli._common import check_writable
         from robustlab.models import ZOO_DIR
-        from robustlab.train.zoo import RECIPES, build_one, write_manifest
+        from robustlab.models.spec import ModelSpec
+        from robustlab.train.zoo import build_zoo
 
-        if threads:
-            torch.set_num_threads(threads)
+        set_threads(threads)
         out_dir = out or ZOO_DIR
+
+        def built(spec: ModelSpec) -> None:
+            if not json_out:
+                notice(f"{spec.name}: test accuracy {spec.metrics['test_accuracy']:.4f}")
+
         with user_errors():
-            recipes = [RECIPES.get(n) for n in (only or RECIPES.names())]
-            built = []
-            for r in recipes:
-                with step_progress(r.name, enabled=not json_out) as progress:
-                    spec = build_one(r, runs, data_dir=data, out_dir=out_dir, progress=progress)
-                built.append({"name": spec.name, **spec.metrics})
-                if not json_out:
-                    err_console.print(f"{spec.name}: test accuracy {spec.metrics['test_accuracy']:.4f}")
-            manifest = write_manifest(out_dir)
+            check_writable(out_dir, "--out", folder=True)
+            check_writable(runs, "--runs", folder=True)
+            with _zoo_progress(enabled=not json_out) as progress:
+                result = build_zoo(only, runs, out_dir, data_dir=data, progress=progress, on_built=built)
         if json_out:
-            emit_json({"built": built, "manifest_models": len(manifest["models"])})
+            emit_json(
+                {
+                    "built": [{"name": s.name, **s.metrics} for s in result.built],
+                    "manifest_models": len(result.manifest["models"]),
+                }
+            )

@@ -15,7 +15,7 @@ from torch import nn
 
 from robustlab._io import download, verify_file
 from robustlab._registry import Registry
-from robustlab.errors import ChecksumError, ModelError
+from robustlab.errors import ChecksumError, ConfigError, ModelError
 from robustlab.models.adapter import ModelAdapter
 from robustlab.models.archs import build_architecture
 from robustlab.models.published import PUBLISHED
@@ -140,9 +140,49 @@ def assemble(
     )
 
 
+def check_device(device: str | torch.device) -> None:
+    """Refuse a device this PyTorch build or machine cannot use, with a message that says what to do instead.
+
+    Raises:
+        ConfigError: an unknown device string, CUDA without CUDA, or a GPU index that does not exist.
+    """
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N ({exc})") from exc
+    if dev.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            raise ConfigError("CUDA is not available in this PyTorch build; use --device cpu")
+        if not torch.cuda.is_available():
+            raise ConfigError("CUDA is not available on this machine (no usable GPU or driver); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {dev} does not exist: this machine has {torch.cuda.device_count()} GPU(s) (cuda:0 ...)"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("MPS is not available on this machine; use --device cpu")
+
+
 def load_safetensors_model(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> ModelAdapter:
-    """Load a robustlab weights file (safetensors + JSON sidecar)."""
-    return assemble(read_sidecar(path), read_safetensors(path), source=str(path)).to(device).eval()
+    """Load a robustlab weights file (safetensors + JSON sidecar), checking the sha256 the sidecar records.
+
+    Raises:
+        ModelError: no or malformed sidecar, a file whose sha256 differs from the sidecar's, or weights that do not
+            fit the architecture.
+    """
+    spec = read_sidecar(path)
+    if spec.weights is None or not spec.weights.sha256:
+        log.warning("%s: its sidecar records no sha256, so the file is loaded unverified", path)
+    else:
+        try:
+            verify_file(path, spec.weights.sha256)
+        except ChecksumError as exc:
+            raise ModelError(
+                f"{path} is not the file its sidecar {Path(path).with_suffix('.json').name} describes "
+                f"(sha256 {exc.actual[:16]}..., recorded {exc.expected[:16]}...): the weights were changed or "
+                "replaced after saving; save them again with robustlab.models.save_weights."
+            ) from exc
+    return assemble(spec, read_safetensors(path), source=str(path)).to(device).eval()
 
 
 def _import_factory(ref: str) -> object:
@@ -157,7 +197,11 @@ def _import_factory(ref: str) -> object:
             raise ModelError(f"cannot import {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's code: any error becomes one named line (traceback under -v)
+            sys.modules.pop(mod_name, None)
+            raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)
@@ -168,24 +212,74 @@ def _import_factory(ref: str) -> object:
     return getattr(module, attr)
 
 
-def load_user_model(ref: str, device: str | torch.device = "cpu") -> ModelAdapter:
+def load_user_model(
+    ref: str,
+    device: str | torch.device = "cpu",
+    input_shape: tuple[int, ...] | None = None,
+) -> ModelAdapter:
     """Call a user factory ``path/to/file.py:factory`` or ``package.module:factory``.
 
     The factory returns a :class:`ModelAdapter` (preferred: it declares normalisation and classes) or a
-    plain ``nn.Module`` taking [0, 1] inputs, whose number of classes is then read from one probe call.
+    plain ``nn.Module``. A plain module is probed: it is assumed to take [0, 1] inputs of ``input_shape`` (the
+    dataset's image shape) without normalisation, and its number of classes is read from one forward pass on a
+    zero image. That assumption is logged once as a warning.
+
+    Args:
+        ref: ``path/to/file.py:factory`` or ``package.module:factory``.
+        device: Where to put the model.
+        input_shape: (C, H, W) of the images the model will see; needed for a plain ``nn.Module``.
+
+    Raises:
+        ModelError: the file or attribute is missing, importing it or calling the factory raised (the message
+            names the factory and the exception), it returned something else than a module, or the probe failed.
     """
     factory = _import_factory(ref)
     if not callable(factory):
         raise ModelError(f"{ref} is not callable")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:  # the user's code: any error becomes one named line (traceback under -v)
+        raise ModelError(f"the factory {ref} raised {type(exc).__name__}: {exc}") from exc
     if isinstance(model, ModelAdapter):
         return model.to(device).eval()
     if not isinstance(model, nn.Module):
         raise ModelError(f"{ref} returned {type(model).__name__}, expected a torch.nn.Module or ModelAdapter")
-    raise ModelError(
-        f"{ref} returned a plain nn.Module: wrap it in robustlab.ModelAdapter(net, num_classes=..., "
-        "input_shape=..., mean=..., std=...) so that robustlab knows its classes and normalisation."
+    return _probe_plain_module(model, ref, device, input_shape)
+
+
+def _probe_plain_module(
+    net: nn.Module, ref: str, device: str | torch.device, input_shape: tuple[int, ...] | None
+) -> ModelAdapter:
+    """Wrap a plain module: classes from one probe forward pass on a zero image of ``input_shape``."""
+    if input_shape is None or len(input_shape) != 3:
+        raise ModelError(
+            f"{ref} returned a plain nn.Module and no image shape is known to probe it: wrap it in "
+            "robustlab.ModelAdapter(net, num_classes=..., input_shape=..., mean=..., std=...)."
+        )
+    net = net.to(device).eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, *input_shape, device=device))
+    except Exception as exc:  # the user's network: its error, named
+        raise ModelError(
+            f"probing {ref} on one zero image of shape {tuple(input_shape)} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] < 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(f"{ref}: a probe forward pass returned {shape}, expected logits of shape (1, classes)")
+    log.warning(
+        "%s is a plain nn.Module: assuming it takes [0, 1] images of shape %s without normalisation, "
+        "with %d classes (from a probe forward pass); wrap it in robustlab.ModelAdapter to declare otherwise",
+        ref,
+        tuple(input_shape),
+        out.shape[1],
     )
+    return ModelAdapter(
+        net,
+        num_classes=int(out.shape[1]),
+        input_shape=input_shape,
+        name=ref,
+    ).eval()
 
 
 def load_model(
@@ -194,6 +288,7 @@ def load_model(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
     device: str | torch.device = "cpu",
+    input_shape: tuple[int, ...] | None = None,
 ) -> ModelAdapter:
     """Load a model from a registry name, a ``.safetensors`` file, or a user factory.
 
@@ -203,13 +298,17 @@ def load_model(
         data_dir: Data directory holding foreign checkpoints.
         download: Allow downloading missing published weights.
         device: Target device.
+        input_shape: (C, H, W) of the images the model will see: lets a user factory return a plain
+            ``nn.Module`` (see :func:`load_user_model`).
 
     Raises:
         UnknownNameError: unknown registry name (close matches suggested).
         ModelError: the model cannot be built or its weights do not fit.
+        ConfigError: a device this build or machine cannot use.
     """
+    check_device(device)
     if ref.endswith(".safetensors"):
         return load_safetensors_model(ref, device)
     if ":" in ref:
-        return load_user_model(ref, device)
+        return load_user_model(ref, device, input_shape)
     return build_model(MODELS.get(ref), data_dir=data_dir, download=download, device=device)

@@ -62,6 +62,8 @@ class ModelSpec:
         metrics: Measured numbers (e.g. ``{"test_accuracy": 0.9173}``), for information.
         recipe: Training recipe, for zoo models.
         citation: Reference for published checkpoints.
+        classes: Class names in logit order; ``None``: those of ``dataset`` when it is a named dataset
+            (see :meth:`class_names`).
     """
 
     name: str
@@ -78,6 +80,33 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     citation: str | None = None
+    classes: tuple[str, ...] | None = None
+
+    def class_names(self) -> tuple[str, ...] | None:
+        """The model's class names in logit order: ``classes``, else its named dataset's, else ``None``."""
+        if self.classes is not None:
+            return self.classes
+        from robustlab.data import DATASETS
+
+        if self.dataset in DATASETS:
+            names = DATASETS.get(self.dataset).classes
+            return names if len(names) == self.num_classes else None
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """A flat JSON-ready summary for listings: name, family, source, architecture, dataset, the measured
+        metrics and the weights' file, sha256 and URL."""
+        w = self.weights
+        return {
+            "name": self.name,
+            "family": self.family,
+            "source": self.source,
+            "arch": self.arch,
+            "arch_kwargs": self.arch_kwargs,
+            "dataset": self.dataset,
+            **self.metrics,
+            "weights": None if w is None else {"filename": w.filename, "sha256": w.sha256, "url": w.url},
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the sidecar format)."""
@@ -94,4 +123,6 @@ class ModelSpec:
             d["weights"] = WeightsSpec(**w)
         for key in ("input_shape", "mean", "std"):
             d[key] = tuple(d[key])
+        if d.get("classes") is not None:
+            d["classes"] = tuple(d["classes"])
         return cls(**d)

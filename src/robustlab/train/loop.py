@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from robustlab._io import atomic_path
+from robustlab.data import to_float_images
 from robustlab.errors import ConfigError
 from robustlab.metrics.accuracy import predict_classes
 from robustlab.models.adapter import ModelAdapter
@@ -108,10 +109,6 @@ def _augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.T
     return random_crop_flip(x, gen, pad=4, flip=cfg.augment == "crop-flip")
 
 
-def _to_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-
-
 def accuracy_of(model: ModelAdapter, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy of ``model`` in eval mode over images ``x`` (uint8 or [0, 1] float) and labels ``y``."""
     return float((predict_classes(model, x, batch_size) == y).float().mean()) if len(x) else 0.0
@@ -192,7 +189,7 @@ def train_model(
             loss_sum, correct = 0.0, 0
             for step in range(steps_per_epoch):
                 idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-                xb = _to_float(_augment(x[idx], cfg, gen)).to(device)  # (B, C, H, W) in [0, 1]
+                xb = to_float_images(_augment(x[idx], cfg, gen)).to(device)  # (B, C, H, W) in [0, 1]
                 yb = y[idx].to(device)
                 logits = model(xb)
                 loss = F.cross_entropy(logits, yb, label_smoothing=cfg.label_smoothing)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from robustlab.data import Dataset, load_dataset
+from robustlab.data import DATASETS, Dataset, load_dataset
 from robustlab.metrics.accuracy import evaluate
 from robustlab.models.adapter import eval_mode
 from robustlab.models.loading import assemble
@@ -33,7 +33,7 @@ def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
 def fit_and_export(
     spec: ModelSpec,
     train: Dataset,
-    test: Dataset,
+    test: Dataset | None,
     cfg: TrainConfig,
     run_dir: str | os.PathLike[str],
     weights_file: str | os.PathLike[str],
@@ -41,21 +41,35 @@ def fit_and_export(
 ) -> ModelSpec:
     """Initialise ``spec``'s architecture (seeded), train it resumably, measure it and save it.
 
+    Args:
+        spec: The model to build (without weights).
+        train: Training images.
+        test: Held-out images; ``None`` when there are none (e.g. one ``npz:`` file). Then no test accuracy is
+            recorded, only the accuracy on the training images, under the name ``train_accuracy``.
+        cfg: Training hyper-parameters.
+        run_dir: Resumable training state.
+        weights_file: Where the safetensors file (and its sidecar) go.
+        progress: Per-step callback.
+
     Returns:
-        The spec with ``weights`` and ``metrics`` (test accuracy, parameters, FLOPs) filled in.
+        The spec with ``weights`` and ``metrics`` (``test_accuracy`` and ``test_images`` when ``test`` is given,
+        else ``train_accuracy``; ``train_images``, parameters, FLOPs) filled in.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # weight initialisation
         model = assemble(spec)
     net = model.net
     train_model(model, train.x, train.y, cfg, run_dir, progress=progress)
-    acc = evaluate(model, test)
+    if test is not None:
+        acc = evaluate(model, test)
+        measured = {"test_accuracy": acc.accuracy, "test_images": acc.n}
+    else:
+        measured = {"train_accuracy": evaluate(model, train).accuracy}
     spec = dataclasses.replace(
         spec,
         recipe={**dataclasses.asdict(cfg), "train_data": f"{train.name}/{train.split} ({len(train)} images)"},
         metrics={
-            "test_accuracy": acc.accuracy,
-            "test_images": acc.n,
+            **measured,
             "train_images": len(train),
             "parameters": sum(p.numel() for p in net.parameters()),
             "flops": count_flops(net, spec.input_shape),
@@ -85,10 +99,13 @@ def train_architecture(
 ) -> dict[str, Any]:
     """Train ``arch`` on ``dataset``'s train split; write ``model.safetensors`` (+ sidecar) into ``out``.
 
-    The normalisation is the training set's per-channel mean and std. Returns a JSON-ready summary.
+    The normalisation is the training set's per-channel mean and std. A named dataset's test split is evaluated
+    (``test_accuracy``); a ``npz:`` file or an image folder has a single split, so the summary and the sidecar
+    record ``train_accuracy`` (measured on the training images) and no test accuracy. Returns a JSON-ready summary.
     """
     train = load_dataset(dataset, "train", data_dir)
-    test = load_dataset(dataset, "test", data_dir)
+    held_out = train.name in DATASETS  # npz: and folder: datasets have one split: "test" is the same images
+    test = load_dataset(dataset, "test", data_dir) if held_out else None
     mean, std = channel_stats(train)
     spec = ModelSpec(
         name=name or f"{arch}-{dataset}",
@@ -101,6 +118,7 @@ def train_architecture(
         std=std,
         dataset=dataset,
         source="user",
+        classes=train.classes,
     )
     out = Path(out)
     spec = fit_and_export(spec, train, test, cfg, out, out / "model.safetensors", progress)

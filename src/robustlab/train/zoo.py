@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,62 @@ def build_one(
     )
     log.info("%s: test accuracy %.4f", recipe.name, spec.metrics["test_accuracy"])
     return spec
+
+
+ZooProgressFn = Callable[[str, int, int, int, int, float], None]
+"""Called after every training step with (recipe name, epochs, epoch, step, steps_per_epoch, loss)."""
+
+
+@dataclass(frozen=True)
+class ZooBuild:
+    """The outcome of :func:`build_zoo`: the specs built (in order) and the rewritten manifest."""
+
+    built: list[ModelSpec]
+    manifest: dict[str, Any]
+
+
+def build_zoo(
+    only: Sequence[str] | None,
+    runs_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = ZOO_DIR,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    progress: ZooProgressFn | None = None,
+    on_built: Callable[[ModelSpec], None] | None = None,
+) -> ZooBuild:
+    """Train the zoo's recipes (all, or ``only`` these), export them into ``out_dir`` and rewrite its manifest.
+
+    Every recipe resumes from its own run directory under ``runs_dir``, so an interrupted build continues.
+
+    Args:
+        only: Recipe names (close matches suggested for unknown ones); ``None``: every recipe.
+        runs_dir: Resumable training state, one folder per recipe.
+        out_dir: Where weights, sidecars and ``manifest.json`` go.
+        data_dir: Data directory of CIFAR-10.
+        progress: Per-step callback, told which recipe is training.
+        on_built: Called with each recipe's spec once its weights are written.
+
+    Raises:
+        UnknownNameError: an unknown recipe name (before anything is trained).
+    """
+    recipes = [RECIPES.get(n) for n in (only or RECIPES.names())]
+    built = []
+    for r in recipes:
+        step = None if progress is None else _told(progress, r)
+        spec = build_one(r, runs_dir, data_dir=data_dir, out_dir=out_dir, progress=step)
+        built.append(spec)
+        if on_built is not None:
+            on_built(spec)
+    return ZooBuild(built, write_manifest(out_dir))
+
+
+def _told(progress: ZooProgressFn, recipe: ZooRecipe) -> ProgressFn:
+    """The training loop's per-step callback for one recipe, forwarding to ``progress`` with its name."""
+
+    def step(epoch: int, i: int, steps: int, loss: float) -> None:
+        progress(recipe.name, recipe.config.epochs, epoch, i, steps, loss)
+
+    return step
 
 
 def write_manifest(out_dir: str | os.PathLike[str] = ZOO_DIR) -> dict[str, Any]:
