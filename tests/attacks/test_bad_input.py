@@ -60,7 +60,7 @@ def test_warm_start_needs_the_minimal_search_of_an_iterative_attack() -> None:
         attack(model, x, y, "ifgsm", eps=0.1, warm_start=True)
     with pytest.raises(ConfigError, match=r"warm_start needs an iterative attack \(ifgsm, pgd, mifgsm\)"):
         attack(model, x, y, "fgsm", eps=0.1, minimal=True, warm_start=True)
-    with pytest.raises(ConfigError, match="warm_start must be true or false, got 'yes'"):
+    with pytest.raises(ConfigError, match="parameter 'warm_start' of attack 'pgd' must be true or false, got 'yes'"):
         attack(model, x, y, "pgd", eps=0.1, minimal=True, warm_start="yes")
     # C&W keeps its own warm_start setting (restart each inner run from the best example)
     res = attack(model, x, y, "cw", steps=5, search_steps=2, warm_start=True)
@@ -146,7 +146,7 @@ def test_targets_out_of_range_or_equal_to_the_label() -> None:
 
 def test_inputs_outside_the_unit_box() -> None:
     model, x, y = problem()
-    with pytest.raises(InputContractError, match=r"x must lie in \[0, 1\].*normalisation belongs inside the model"):
+    with pytest.raises(InputContractError, match=r"attack: input values span .* outside \[0, 1\]; inputs look norm"):
         attack(model, (x - 0.5) / 0.25, y, "pgd")
     with pytest.raises(InputContractError, match="NaN or infinite"):
         attack(model, x.masked_fill(x > 0.9, math.nan), y, "pgd")

@@ -10,10 +10,11 @@ primitives of :mod:`robustlab.threat`.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,18 +26,16 @@ from robustlab.attacks._evaluator import (
     STATUS_NUMERICAL_ERROR,
     STATUS_SUCCESS,
     PassCounter,
-    eval_mode,
     finite_rows,
     is_success,
     judge,
-    predict,
 )
 from robustlab.attacks._gradient import StartGradients
-from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext
+from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext, check_value, unknown_key
 from robustlab.attacks._minimal import minimal_search
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
-from robustlab.errors import ConfigError, InputContractError
-from robustlab.models.adapter import trusted_inputs
+from robustlab.errors import ConfigError
+from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
 from robustlab.threat import L1, LOSSES, NORMS, TARGET_MODES, Norm, check_labels, get_norm, resolve_targets
 
 __all__ = [
@@ -47,6 +46,7 @@ __all__ = [
     "TARGET_MODES",
     "AttackResult",
     "attack",
+    "check_params",
     "list_attacks",
     "parse_eps",
 ]
@@ -90,25 +90,145 @@ def parse_eps(value: str | float | int | None) -> float | None:
     return eps
 
 
-def _check_inputs(x: Tensor, y: Tensor) -> None:
-    if not isinstance(x, Tensor) or not x.dtype.is_floating_point:
-        raise InputContractError(f"x must be a floating-point tensor in [0, 1], got {getattr(x, 'dtype', type(x))}")
-    if x.dim() < 2:
-        raise InputContractError(f"x must have a batch dimension (N, C, H, W), got shape {tuple(x.shape)}")
-    if not isinstance(y, Tensor) or y.shape != (x.shape[0],):
-        raise ConfigError(f"y must be a tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', type(y))}")
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise InputContractError("x contains NaN or infinite values")
-    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise InputContractError(
-            f"x must lie in [0, 1] (got min {float(x.min()):.4g}, max {float(x.max()):.4g}); "
-            "normalisation belongs inside the model"
+def _check_inputs(x: Tensor, y: Tensor, index: Tensor | None) -> Tensor:
+    """Check the images (the one input contract of :func:`robustlab.models.check_images`), the labels' shape and
+    the dataset rows; return the rows (``0..N-1`` by default) on the CPU."""
+    check_images(x, ndim=None, name="attack")  # (N, ...): models on flat vectors are attacked too
+    n = x.shape[0]
+    if not isinstance(y, Tensor) or y.shape != (n,):
+        raise ConfigError(f"y must be a tensor of shape ({n},), got {getattr(y, 'shape', type(y))}")
+    if index is None:
+        return torch.arange(n)
+    integer = isinstance(index, Tensor) and not (index.dtype.is_floating_point or index.dtype == torch.bool)
+    if not integer or index.shape != (n,):
+        raise ConfigError(
+            f"index must be an integer tensor of shape ({n},) (the dataset row of each image), got "
+            f"{getattr(index, 'dtype', type(index).__name__)} of shape {tuple(getattr(index, 'shape', ()))}"
         )
+    return index.detach().to("cpu", torch.int64)
 
 
 def _check_int(name: str, value: int | None, minimum: int) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+#: Settings that :func:`attack` reads from ``params`` itself (the norm's, the minimal search's), besides the
+#: method's own configuration fields; with the type each must have.
+_SEARCH_PARAMS: dict[str, Any] = {"warm_start": bool, "tolerance": float, "rtol": float}
+_NORM_PARAMS: dict[str, Any] = {"l1_sparsity": float}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """The validated request of one attack (everything but the data)."""
+
+    method: AttackMethod
+    norm: Norm
+    config: Any
+    warm_start: bool
+    tolerance: float
+    rtol: float
+
+
+def _own_arguments() -> set[str]:
+    """The keyword arguments of :func:`attack` besides ``params``: never valid as an attack parameter."""
+    sig = inspect.signature(attack)
+    return {p.name for p in sig.parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def _settings(
+    name: str,
+    norm: str | None,
+    minimal: bool,
+    steps: int | None,
+    step_size: float | None,
+    params: Mapping[str, Any],
+) -> _Settings:
+    """Validate an attack's name, norm and settings without touching any data (see :func:`check_params`)."""
+    method: AttackMethod = ATTACKS.get(name)
+    norm_obj: Norm = get_norm(norm or method.default_norm)
+    if norm_obj.name not in method.norms:
+        raise ConfigError(
+            f"attack {method.name!r} does not support norm {norm_obj.name!r}; it supports {', '.join(method.norms)}"
+        )
+    params = dict(params)
+    own = sorted(set(params) & _own_arguments())
+    if own:
+        raise ConfigError(
+            f"{', '.join(own)} {'is an argument' if len(own) == 1 else 'are arguments'} of attack() (a top-level "
+            "setting of the command or the spec), not an attack parameter"
+        )
+    extra = {**_NORM_PARAMS, **(_SEARCH_PARAMS if method.fixed_budget else {})}  # C&W/EAD: their own warm_start
+    known = method.param_names() + list(extra)
+    for key, value in params.items():
+        if key not in known:
+            raise unknown_key(key, known, method.name)
+        if key in extra:
+            check_value(key, value, extra[key], method.name)
+    if "l1_sparsity" in params:
+        sparsity = float(params.pop("l1_sparsity"))
+        if norm_obj.name != "l1" or not 0 <= sparsity <= 1:
+            raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
+        norm_obj = L1(sparsity)
+    warm_start = False
+    if "warm_start" in params and method.fixed_budget:
+        warm_start = params.pop("warm_start")
+        if not minimal:
+            raise ConfigError(
+                f"warm_start applies to the minimal search (minimal=True) of {method.name}: each attempt starts "
+                "from the image's best success so far"
+            )
+    tolerance, rtol = float(params.pop("tolerance", 0.0)), float(params.pop("rtol", DEFAULT_RTOL))
+    if (tolerance, rtol) != (0.0, DEFAULT_RTOL) and not (minimal and method.fixed_budget):
+        raise ConfigError("tolerance and rtol apply to the minimal search of a fixed-budget attack (minimal=True)")
+    if tolerance < 0 or rtol < 0:
+        raise ConfigError(f"tolerance and rtol must be >= 0, got {tolerance} and {rtol}")
+    _check_int("steps", steps, 1)
+    if step_size is not None and not step_size > 0:
+        raise ConfigError(f"step_size must be > 0, got {step_size!r}")
+    config = method.configure(steps, step_size, params)
+    if warm_start and method.full_passes(config) == 1:
+        raise ConfigError(
+            f"warm_start needs an iterative attack (ifgsm, pgd, mifgsm): a {method.name} search already costs one "
+            "gradient pass per image, and one step from a warm start is no longer the same attack"
+        )
+    return _Settings(method, norm_obj, config, bool(warm_start), tolerance, rtol)
+
+
+def check_params(
+    name: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    norm: str | None = None,
+    minimal: bool = False,
+    steps: int | None = None,
+    step_size: float | None = None,
+) -> dict[str, Any]:
+    """Validate an attack's settings up front, without running anything: what :func:`attack` checks first.
+
+    The study spec and the CLI call it before any work, so a typo fails in a second instead of after a run.
+
+    Args:
+        name: Registered attack.
+        params: Its settings, as :func:`attack` takes them in ``**params``.
+        norm: The norm (default: the attack's own).
+        minimal: Whether the minimal search wraps the attack (some settings apply only to it).
+        steps: Gradient steps or inner iterations.
+        step_size: Absolute step length.
+
+    Returns:
+        The resolved configuration of the method (every field, defaults filled in).
+
+    Raises:
+        UnknownNameError: unknown attack or norm (with close matches).
+        ConfigError: an unknown parameter (with its close matches and the valid keys, e.g. ``restart`` → did you
+            mean ``restarts``?), a value of the wrong type (``restarts="abc"``) or out of range, an argument of
+            :func:`attack` given as a parameter, or a setting that does not apply (``warm_start`` without
+            ``minimal``).
+    """
+    s = _settings(name, norm, minimal, steps, step_size, params or {})
+    return {f.name: getattr(s.config, f.name) for f in dataclasses.fields(s.config)}
 
 
 def attack(
@@ -128,6 +248,7 @@ def attack(
     keep_adversarials: bool = False,
     search_attempts: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    index: Tensor | None = None,
     **params: Any,
 ) -> AttackResult:
     """Attack ``model`` on ``(x, y)`` and judge every example with the one evaluator.
@@ -156,6 +277,8 @@ def attack(
         progress: Called as ``progress(done, budget)`` after every gradient pass, in per-sample gradient
             passes: ``budget`` is what the attack would spend if no sample left early, so ``done`` may stop
             short of it (for a progress bar; it does not change the attack).
+        index: The dataset row of each image, recorded as the result's ``index`` (and saved with the
+            adversarial examples); default ``0..N-1``. It changes nothing in the attack.
         **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
             ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
             ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
@@ -179,45 +302,13 @@ def attack(
         - x: ``(N, C, H, W)``; y: ``(N,)`` int64; target (tensor): ``(N,)`` int64
     """
     t0 = time.perf_counter()
-    method: AttackMethod = ATTACKS.get(name)
-    norm_obj: Norm = get_norm(norm or method.default_norm)
-    if norm_obj.name not in method.norms:
-        raise ConfigError(
-            f"attack {method.name!r} does not support norm {norm_obj.name!r}; it supports {', '.join(method.norms)}"
-        )
-    if "l1_sparsity" in params:
-        sparsity = float(params.pop("l1_sparsity"))
-        if norm_obj.name != "l1" or not 0 <= sparsity <= 1:
-            raise ConfigError("l1_sparsity applies to norm='l1' and must lie in [0, 1]")
-        norm_obj = L1(sparsity)
-    warm_start = False
-    if "warm_start" in params and method.fixed_budget:  # C&W and EAD have their own warm_start setting
-        warm_start = params.pop("warm_start")
-        if not isinstance(warm_start, bool):
-            raise ConfigError(f"warm_start must be true or false, got {warm_start!r}")
-        if not minimal:
-            raise ConfigError(
-                f"warm_start applies to the minimal search (minimal=True) of {method.name}: each attempt starts "
-                "from the image's best success so far"
-            )
-    tolerance, rtol = float(params.pop("tolerance", 0.0)), float(params.pop("rtol", DEFAULT_RTOL))
-    if (tolerance, rtol) != (0.0, DEFAULT_RTOL) and not (minimal and method.fixed_budget):
-        raise ConfigError("tolerance and rtol apply to the minimal search of a fixed-budget attack (minimal=True)")
-    if tolerance < 0 or rtol < 0:
-        raise ConfigError(f"tolerance and rtol must be >= 0, got {tolerance} and {rtol}")
+    settings = _settings(name, norm, minimal, steps, step_size, params)
+    method, norm_obj, config = settings.method, settings.norm, settings.config
+    warm_start, tolerance, rtol = settings.warm_start, settings.tolerance, settings.rtol
     eps_value = parse_eps(eps)
-    _check_int("steps", steps, 1)
     _check_int("batch_size", batch_size, 1)
     _check_int("search_attempts", search_attempts, 1)
-    if step_size is not None and not step_size > 0:
-        raise ConfigError(f"step_size must be > 0, got {step_size!r}")
-    config = method.configure(steps, step_size, params)
-    if warm_start and method.full_passes(config) == 1:
-        raise ConfigError(
-            f"warm_start needs an iterative attack (ifgsm, pgd, mifgsm): a {method.name} search already costs one "
-            "gradient pass per image, and one step from a warm start is no longer the same attack"
-        )
-    _check_inputs(x, y)
+    rows_index = _check_inputs(x, y, index)
     minimal_search_on = minimal and method.fixed_budget
     if method.fixed_budget and eps_value is None:
         eps_value = norm_obj.diameter(x[0].numel()) if minimal_search_on else norm_obj.default_eps
@@ -236,7 +327,7 @@ def attack(
     eps_found = torch.full((n,), float("nan"), dtype=torch.float64)
 
     with eval_mode(model):
-        clean_logits = predict(model, x, batch_size)
+        clean_logits = predict_logits(model, x, batch_size)
         counter.add_forward(everyone)
         if clean_logits.dim() != 2:
             raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(clean_logits.shape)}")
@@ -260,6 +351,7 @@ def attack(
             generator=generator,
             counter=counter,
             start_grads=StartGradients(x) if minimal_search_on else None,  # todo rows only: none is adversarial
+            unconverged=torch.zeros(n, dtype=torch.bool),
         )
         bs = batch_size or max(n, 1)
         with trusted_inputs(model):  # iterates are built from the checked x and kept in [0, 1]
@@ -341,9 +433,10 @@ def attack(
         eps=eps_value,
         target_mode=mode_name,
         minimal=bool(minimal),
+        fixed_budget=method.fixed_budget and not minimal_search_on,
         seed=seed,
         params=resolved,
-        index=everyone.cpu(),
+        index=rows_index,
         label=label,
         target=(targets.cpu() if targets is not None else torch.full((n,), -1, dtype=torch.int64)),
         clean_pred=clean_pred,
@@ -360,6 +453,9 @@ def attack(
         seconds=time.perf_counter() - t0,
         adversarials=verdict.x_adv if keep_adversarials else None,
         extra=extra,
+        warnings=method.diagnose(config, ctx.unconverged, success, int(todo.numel())),
     )
+    for message in result.warnings:
+        logger.warning("%s", message)
     logger.debug("attack %s: %s", method.name, result.summary())
     return result

@@ -321,12 +321,15 @@ def const_search(
     config: SearchConfig,
     counter: PassCounter,
     index: Tensor,
+    unconverged: Tensor | None = None,
 ) -> Tensor:
     """The binary search over ``c`` shared by C&W and EAD; the model must already be in eval mode.
 
     Per sample: when the inner run settles on an adversarial example, ``upper = min(upper, c)``, otherwise
     ``lower = max(lower, c)``; the next ``c`` is the midpoint once an upper bound exists, otherwise ``10 * c``.
-    The least-distorted success of any iterate at any ``c`` is kept.
+    The least-distorted success of any iterate at any ``c`` is kept. A sample that never settled on an adversarial
+    example has no upper bound when the search steps run out: the search did not converge for it (its constant
+    was still growing), and it is marked in ``unconverged`` (``(N_total,)`` bool, addressed by ``index``).
 
     Returns:
         The least-distorted success over all constants (the clean input where none was found).
@@ -359,4 +362,6 @@ def const_search(
         upper = torch.where(res.settled, torch.minimum(upper, const), upper)
         lower = torch.where(res.settled, lower, torch.maximum(lower, const))
         const = torch.where(torch.isfinite(upper), (lower + upper) / 2, const * 10)
+    if unconverged is not None:
+        unconverged[index[~torch.isfinite(upper)].cpu()] = True
     return best

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.models.adapter import eval_mode  # re-exported: the one eval-mode context of the library
+from robustlab.models.adapter import predict_logits
 from robustlab.threat import Norm
 
 STATUS_SUCCESS = "success"
@@ -50,21 +50,6 @@ class PassCounter:
         self.gradient_total += int(idx.numel())
         if self.on_gradient is not None:
             self.on_gradient(self.gradient_total)
-
-
-def predict(model: nn.Module, x: Tensor, batch_size: int | None = None) -> Tensor:
-    """Logits of a fresh eval-mode forward pass without gradients, in batches.
-
-    Shape:
-        - x: ``(N, C, H, W)``
-        - output: ``(N, K)``
-    """
-    bs = batch_size or max(1, x.shape[0])
-    with eval_mode(model), torch.no_grad():
-        outs = [model(x[i : i + bs]) for i in range(0, x.shape[0], bs)]
-    if not outs:
-        return torch.empty((0, 0), dtype=x.dtype, device=x.device)
-    return torch.cat(outs)
 
 
 def is_success(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
@@ -162,7 +147,7 @@ def judge(
         - x, x_adv: ``(N, C, H, W)``; labels, targets: ``(N,)``
     """
     final = constrain(x, x_adv.detach(), norm, eps)
-    logits = predict(model, final, batch_size)
+    logits = predict_logits(model, final, batch_size)
     l0, l1, l2, linf = distortions(final - x)
     return Judgement(
         x_adv=final,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -22,22 +23,60 @@ from robustlab.threat import LOSSES, Norm, make_loss
 @dataclass
 class RunContext:
     """What a method needs besides the batch: model (in eval mode), norm, randomness and the counter; in a
-    minimal search, the cache of clean-input gradients that every attempt's first step shares."""
+    minimal search, the cache of clean-input gradients that every attempt's first step shares.
+
+    ``unconverged`` (``(N,)`` bool on the CPU, addressed by global index) is where a method marks the samples
+    its own diagnostics say it did not converge on (read by :meth:`AttackMethod.diagnose`)."""
 
     model: nn.Module
     norm: Norm
     generator: torch.Generator
     counter: PassCounter
     start_grads: StartGradients | None = None
+    unconverged: Tensor | None = None
+
+
+#: What each Python type of a setting is called in an error message.
+_KIND = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def check_value(key: str, value: Any, kind: Any, method: str) -> Any:
+    """Return ``value`` if it has the type ``kind`` (``bool``, ``int``, ``float``, ``str``, or one of them
+    ``| None``); an integer is a valid float, a bool is never a number.
+
+    Raises:
+        ConfigError: naming the setting, the attack, the type wanted and the value given.
+    """
+    kinds = set(getattr(kind, "__args__", (kind,)))
+    if value is None and type(None) in kinds:
+        return value
+    if not any(_is(value, k) for k in kinds):
+        want = " or ".join(_KIND.get(k, getattr(k, "__name__", str(k))) for k in kinds if k is not type(None))
+        none = " (or null)" if type(None) in kinds else ""
+        raise ConfigError(f"parameter {key!r} of attack {method!r} must be {want}{none}, got {value!r}")
+    return value
+
+
+def _is(value: Any, kind: Any) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+
+def unknown_key(key: str, known: list[str], method: str) -> ConfigError:
+    """The error for a setting ``method`` does not have, with the close matches and every known key."""
+    # The near-certain matches if there are any (restart -> restarts, not also warm_start), else the looser ones.
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.75) or difflib.get_close_matches(key, known, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown parameter {key!r} for attack {method!r}.{hint} Known: {', '.join(sorted(known))}.")
 
 
 def _apply_params(cfg: Any, params: dict[str, Any], method: str) -> Any:
-    names = [f.name for f in dataclasses.fields(cfg)]
-    for key in params:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown parameter {key!r} for attack {method!r}.{hint} Known: {', '.join(names)}.")
+    hints = typing.get_type_hints(type(cfg))
+    for key, value in params.items():
+        if key not in hints:
+            raise unknown_key(key, list(hints), method)
+        check_value(key, value, hints[key], method)
     return dataclasses.replace(cfg, **params)
 
 
@@ -49,11 +88,13 @@ class AttackMethod(ABC):
         norms: Norms it supports; the first is the default.
         fixed_budget: ``True`` for attacks that take an eps budget (and can be wrapped by the minimal search);
             ``False`` for minimal-distortion attacks (C&W, EAD), for which eps only bounds the evaluation.
+        defaults: The default configuration (a frozen dataclass whose fields are the accepted ``params``).
     """
 
     name: str
     norms: tuple[str, ...]
     fixed_budget: bool
+    defaults: Any
 
     @property
     def default_norm(self) -> str:
@@ -62,7 +103,15 @@ class AttackMethod(ABC):
 
     @abstractmethod
     def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> Any:
-        """Validate the user's settings and return the resolved configuration (a frozen dataclass)."""
+        """Validate the user's settings and return the resolved configuration (a frozen dataclass).
+
+        Raises:
+            ConfigError: an unknown setting (with its close matches), a value of the wrong type or out of range.
+        """
+
+    def param_names(self) -> list[str]:
+        """The settings :meth:`configure` accepts in ``params``."""
+        return [f.name for f in dataclasses.fields(self.defaults)]
 
     @abstractmethod
     def run(
@@ -87,6 +136,17 @@ class AttackMethod(ABC):
         """Raise :class:`ConfigError` if the configuration cannot work with this many classes."""
         if num_classes < 2:
             raise ConfigError(f"attack {self.name!r} needs a model with at least 2 classes, got {num_classes}")
+
+    def diagnose(self, config: Any, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+        """Sentences for the user when the method's own diagnostics say its numbers are not to be trusted.
+
+        Args:
+            config: The configuration the attack ran with.
+            unconverged: ``(N,)`` bool, the samples the method marked in :attr:`RunContext.unconverged`.
+            success: ``(N,)`` bool, the evaluator's verdict.
+            attacked: How many samples were attacked (clean-correct, finite).
+        """
+        return []
 
 
 class GradientMethod(AttackMethod):
@@ -184,6 +244,26 @@ class ConstSearchMethod(AttackMethod):
     def full_passes(self, config: Any) -> int:
         return int(config.steps * config.search_steps)
 
+    def diagnose(self, config: Any, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+        if unconverged is None or not bool(unconverged.any()):
+            return []
+        stuck = int(unconverged.sum())
+        empty = int((unconverged & ~success).sum())
+        largest = config.initial_const * 10 ** (config.search_steps - 1)
+        consequence = (
+            f"{empty} of them have no adversarial example at all, so the success rate is a lower bound and the "
+            "robust accuracy an upper bound"
+            if empty
+            else "each has an adversarial example from an overshooting iterate only, so its distortion is likely "
+            "far above the minimum"
+        )
+        return [
+            f"{self.name} did not converge on {stuck} of {attacked} attacked images: its binary search over the "
+            f"constant never settled on an adversarial example (the constant was still growing when the "
+            f"search_steps={config.search_steps} ran out, at c = {largest:.3g}, with steps={config.steps} each); "
+            f"{consequence}. Raise search_steps, initial_const or steps."
+        ]
+
     def inner(self, config: SearchConfig) -> InnerOptimizer:
         """The inner optimiser for this configuration."""
         if isinstance(config, EADConfig):
@@ -212,6 +292,7 @@ class ConstSearchMethod(AttackMethod):
             config=config,
             counter=ctx.counter,
             index=index,
+            unconverged=ctx.unconverged,
         )
 
 
