@@ -34,9 +34,9 @@ def test_report_files(four_model_run: tuple[Path, Any], tmp_path: Path) -> None:
     from robustlab.analysis import analyse_run
 
     a = analyse_run(run)
-    assert len(a.pareto) == 2  # ifgsm minimal and C&W give distortions
+    assert len(a["attack"].pareto) == 2  # ifgsm minimal and C&W give distortions
     # success, distortion, transfer heatmaps, frontiers, class-wise accuracy + confusion per perturbation, corruptions
-    assert result.n_plots == 2 + len(a.transfer) + len(a.pareto) + 2 * len(a.classwise) + 1
+    assert result.n_plots == 2 + len(a["transfer"]) + len(a["attack"].pareto) + 2 * len(a.classwise) + 1
     assert len(result.figures) == result.n_plots and all(p.stat().st_size > 5000 for p in result.figures)
     assert {p.name for p in result.tables} >= {"clean.csv", "attacks.csv"}
     for model in "abcd":

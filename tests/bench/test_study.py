@@ -44,11 +44,11 @@ def test_four_model_study_transfer_diagonal_is_white_box_success(
     run, summary = four_model_run
     assert summary.executed == summary.jobs == 4 + 4 * 5 + 4 + 4  # clean, attacks, corruptions, transfer
     a = analyse_run(run)
-    assert len(a.transfer) == 3  # fgsm, ifgsm untargeted, ifgsm random-target
-    for t in a.transfer:
+    assert len(a["transfer"]) == 3  # fgsm, ifgsm untargeted, ifgsm random-target
+    for t in a["transfer"]:
         assert len(t.models) == 4 and all(len(row) == 4 for row in t.rates)
         for i, model in enumerate(t.models):
-            row = next(r for r in a.attacks if r["model"] == model and r["key"] == t.key)
+            row = next(r for r in a["attack"].rows if r["model"] == model and r["key"] == t.key)
             assert t.rates[i][i] == pytest.approx(row["success_rate"]), (t.key, model)
     # no duplicate rows: one record per (job, image)
     con = connect(run)
@@ -80,8 +80,8 @@ def test_classwise_and_corruptions_from_the_store(four_model_run: tuple[Path, An
             assert sum(r.support) == r.n == n
             assert sum(r.clean_correct) == clean_ok and sum(r.robust_correct) == robust_ok
             assert sum(map(sum, r.confusion)) == n
-    assert set(a.corruption_accuracy) == set(spec_dict()["models"])
-    acc = next(iter(a.corruption_accuracy.values()))
+    assert set(a["corruption"].accuracy) == set(spec_dict()["models"])
+    acc = next(iter(a["corruption"].accuracy.values()))
     assert acc.n == 12 and acc.corruptions == ("contrast", "gaussian_noise") and acc.severities == (1, 3)
 
 

@@ -1,22 +1,33 @@
-"""Analysis over the store: summaries, transfer matrices, the Pareto frontier and its log-error law."""
+"""Analysis over the store: summaries, transfer matrices, the Pareto frontier and its log-error law.
 
-from robustlab.analysis.pareto import LogErrorFit, ModelPoint, fit_log_error, pareto_frontier, points_from_summary
+:func:`analyse_run` runs every registered job kind's analysis (:mod:`robustlab.store.kinds`).
+"""
+
+from robustlab.analysis.pareto import (
+    LogErrorFit,
+    ModelPoint,
+    ParetoAnalysis,
+    fit_log_error,
+    pareto_analysis,
+    pareto_frontier,
+    points_from_summary,
+)
 from robustlab.analysis.study import StudyAnalysis, analyse_run
-from robustlab.analysis.summary import attack_summary, clean_summary, clever_summary, clever_vs_attack
+from robustlab.analysis.summary import attack_summary, query_rows
 from robustlab.analysis.transfer import TransferMatrix, transfer_matrices
 
 __all__ = [
     "LogErrorFit",
     "ModelPoint",
+    "ParetoAnalysis",
     "StudyAnalysis",
     "TransferMatrix",
     "analyse_run",
     "attack_summary",
-    "clean_summary",
-    "clever_summary",
-    "clever_vs_attack",
     "fit_log_error",
+    "pareto_analysis",
     "pareto_frontier",
     "points_from_summary",
+    "query_rows",
     "transfer_matrices",
 ]

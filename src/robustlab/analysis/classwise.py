@@ -1,30 +1,26 @@
-"""Class-wise robustness and corruption errors of a study, from its stored per-sample records.
+"""Class-wise robustness of a study, from its stored per-sample records.
 
-Nothing is re-run: attack records hold (label, clean prediction, adversarial prediction); corruption records
-hold the prediction for every image × corruption × severity.
+Nothing is re-run: a job kind hands (label, clean prediction, perturbed prediction) per model and perturbation
+to :func:`classwise_analysis`.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-import duckdb
-import torch
+import numpy as np
+from scipy import stats
 
-from robustlab.metrics.classwise import (
-    CFPSCorrelation,
-    ClasswiseResult,
-    cfps_vulnerability_correlation,
-    classwise_metrics,
-)
-from robustlab.metrics.corruption import CorruptionAccuracy, CorruptionErrors, corruption_errors
-from robustlab.store import has_view
+from robustlab.errors import ConfigError
+from robustlab.metrics.classwise import ClasswiseResult, classwise_metrics
 
 
 @dataclass
 class ClasswiseAnalysis:
-    """Class-wise results per perturbation (an untargeted attack configuration, or ``corruptions``)."""
+    """Class-wise results under one perturbation (e.g. an untargeted attack configuration)."""
 
     perturbation: str
     results: dict[str, ClasswiseResult]
@@ -45,78 +41,144 @@ def _correlate(results: dict[str, ClasswiseResult]) -> CFPSCorrelation | None:
     return cfps_vulnerability_correlation(usable, permutations=2000) if usable else None
 
 
-def classwise_analyses(con: duckdb.DuckDBPyConnection, classes: tuple[str, ...]) -> list[ClasswiseAnalysis]:
-    """Class-wise metrics of every model under every untargeted attack configuration and under corruptions."""
-    out = []
-    if has_view(con, "attack"):
-        keys = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT key FROM attack WHERE target_mode = 'untargeted' ORDER BY key"
-            ).fetchall()
-        ]
-        for key in keys:
-            rows = con.execute(
-                "SELECT model, list(label ORDER BY index), list(clean_pred ORDER BY index), "
-                "list(adv_pred ORDER BY index) FROM attack WHERE key = ? GROUP BY model "
-                "ORDER BY model",
-                [key],
-            ).fetchall()
-            results = {m: classwise_metrics(y, c, a, classes=classes) for m, y, c, a in rows}
-            out.append(ClasswiseAnalysis(key, results, _correlate(results)))
-    if has_view(con, "corruption"):
-        rows = con.execute(
-            "SELECT model, list(label), list(clean_pred), list(pred) FROM corruption GROUP BY model ORDER BY model"
-        ).fetchall()
-        results = {m: classwise_metrics(y, c, p, classes=classes) for m, y, c, p in rows}
-        out.append(ClasswiseAnalysis("corruptions", results, _correlate(results)))
-    return out
+def classwise_analysis(
+    perturbation: str, rows: list[tuple[Any, ...]], classes: tuple[str, ...] | None
+) -> ClasswiseAnalysis:
+    """Class-wise metrics of every model under one perturbation.
+
+    Args:
+        perturbation: Its name (an attack configuration key, a perturbation family).
+        rows: ``(model, labels, clean predictions, perturbed predictions)`` per model, e.g. from a DuckDB
+            ``SELECT model, list(label), list(clean_pred), list(pred) ... GROUP BY model``.
+        classes: Class names (``None``: the labels' indices).
+    """
+    results = {m: classwise_metrics(y, c, p, classes=classes) for m, y, c, p in rows}
+    return ClasswiseAnalysis(perturbation, results, _correlate(results))
 
 
-def corruption_accuracies(con: duckdb.DuckDBPyConnection, dataset: str) -> dict[str, CorruptionAccuracy]:
-    """Rebuild each model's :class:`CorruptionAccuracy` from its corruption records."""
-    if not has_view(con, "corruption"):
-        return {}
-    out = {}
-    models = [r[0] for r in con.execute("SELECT DISTINCT model FROM corruption ORDER BY model").fetchall()]
-    for model in models:
-        rows = con.execute(
-            "SELECT corruption, severity, any_value(seed), any_value(constants), "
-            "list(index ORDER BY index), list(label ORDER BY index), list(clean_pred ORDER BY index), "
-            "list(pred ORDER BY index) FROM corruption WHERE model = ? GROUP BY ALL "
-            "ORDER BY corruption, severity",
-            [model],
-        ).fetchall()
-        names = tuple(dict.fromkeys(r[0] for r in rows))
-        severities = tuple(sorted({int(r[1]) for r in rows}))
-        idx, labels, clean = (torch.tensor(v) for v in rows[0][4:7])
-        preds: dict[str, dict[int, torch.Tensor]] = {}
-        for name, sev, *_rest, pred in rows:
-            preds.setdefault(name, {})[int(sev)] = torch.tensor(pred)
-        correct = {c: {s: int((p == labels).sum()) for s, p in d.items()} for c, d in preds.items()}
-        n = len(labels)
-        out[model] = CorruptionAccuracy(
-            model=model,
-            dataset=dataset,
-            n=n,
-            seed=int(rows[0][2]),
-            constants=str(rows[0][3]),
-            corruptions=names,
-            severities=severities,
-            clean_correct=int((clean == labels).sum()),
-            clean_accuracy=float((clean == labels).float().mean()),
-            correct=correct,
-            accuracy={c: {s: k / n for s, k in d.items()} for c, d in correct.items()},
-            seconds=0.0,
-            indices=idx,
-            labels=labels,
-            clean_predictions=clean,
-            predictions=preds,
-        )
-    return out
+# ------------------------------------------------------------------------------------------- correlation
 
 
-def corruption_summary(accs: dict[str, CorruptionAccuracy], baseline: str | None) -> dict[str, CorruptionErrors]:
-    """CE / mCE per model, normalised by ``baseline`` when it was evaluated."""
-    base = accs.get(baseline) if baseline else None
-    return {m: corruption_errors(a, base) for m, a in accs.items()}
+@dataclass(frozen=True)
+class CFPSCorrelation:
+    """Correlation between CFPS and per-class vulnerability, pooled over (model, class) points.
+
+    Attributes:
+        models: The models pooled.
+        cfps: Which score: ``"cfps"`` (under perturbation) or ``"clean_cfps"``.
+        vulnerability: ``"robust_error"`` (1 − robust accuracy) or ``"accuracy_drop"`` (clean − robust).
+        n_points: Number of (model, class) points.
+        pearson / spearman: Pooled correlation coefficients (nan with fewer than 2 points or a constant side).
+        pearson_p / spearman_p: Two-sided permutation p-values (``permutations`` shuffles, fixed seed).
+        per_model: Per-model Pearson and Spearman coefficients over the classes.
+        points: The pooled points ``{"model", "class", "cfps", "vulnerability"}``.
+    """
+
+    models: tuple[str, ...]
+    cfps: str
+    vulnerability: str
+    n_points: int
+    pearson: float
+    spearman: float
+    pearson_p: float
+    spearman_p: float
+    permutations: int
+    per_model: dict[str, dict[str, float]]
+    points: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Pearson and Spearman (average ranks for ties) of ``a`` and ``b``; nan where undefined."""
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return math.nan, math.nan
+    return float(stats.pearsonr(a, b).statistic), float(stats.spearmanr(a, b).statistic)
+
+
+def _permutation_p(a: np.ndarray, b: np.ndarray, observed: float, perms: np.ndarray) -> float:
+    """Two-sided p-value of Pearson's r under the row permutations ``perms`` of ``b`` (``+1`` correction).
+
+    Shape:
+        a, b: (n,); perms: (P, n) integer.
+    """
+    ac, bc = a - a.mean(), b - b.mean()
+    r = bc[perms] @ ac / math.sqrt(float((ac * ac).sum() * (bc * bc).sum()))  # (P,)
+    hits = int((np.abs(r) >= abs(observed) - 1e-12).sum())
+    return (hits + 1) / (len(perms) + 1)
+
+
+def cfps_vulnerability_correlation(
+    results: Mapping[str, ClasswiseResult],
+    *,
+    cfps: Literal["cfps", "clean_cfps"] = "cfps",
+    vulnerability: Literal["robust_error", "accuracy_drop"] = "robust_error",
+    permutations: int = 10_000,
+    seed: int = 0,
+) -> CFPSCorrelation:
+    """Does a class's CFPS track its vulnerability? Pearson and Spearman over models × classes.
+
+    The coefficients come from :mod:`scipy.stats`; the p-values from ``permutations`` shuffles of the
+    vulnerabilities (the same shuffles for both coefficients; Spearman's on average ranks).
+
+    Args:
+        results: Class-wise results by model name (the same classes for each).
+        cfps: Score on the perturbed (``"cfps"``) or clean (``"clean_cfps"``) predictions.
+        vulnerability: ``"robust_error"`` = 1 − robust accuracy, ``"accuracy_drop"`` = clean − robust.
+        permutations: Shuffles for the permutation p-values (0 skips them: p = nan).
+        seed: Seed of the shuffles.
+
+    Raises:
+        ConfigError: no results, different classes, or an unknown score name.
+
+    References:
+        Medi, Grabinski & Keuper, "Towards Class-wise Robustness Analysis", arXiv:2411.19853, 2024.
+    """
+    if not results:
+        raise ConfigError("need class-wise results of at least one model")
+    if cfps not in ("cfps", "clean_cfps") or vulnerability not in ("robust_error", "accuracy_drop"):
+        raise ConfigError(f"unknown score: cfps={cfps!r}, vulnerability={vulnerability!r}")
+    if len({r.classes for r in results.values()}) != 1:
+        raise ConfigError("all class-wise results must have the same classes")
+    points: list[dict[str, Any]] = []
+    per_model: dict[str, dict[str, float]] = {}
+    for model, r in results.items():
+        xs, ys = [], []
+        for c, name in enumerate(r.classes):
+            score = getattr(r, cfps)[c]
+            robust, clean = r.robust_accuracy[c], r.clean_accuracy[c]
+            if score is None or robust is None or clean is None:
+                continue
+            vul = 1 - robust if vulnerability == "robust_error" else clean - robust
+            xs.append(score)
+            ys.append(vul)
+            points.append({"model": model, "class": name, "cfps": score, "vulnerability": vul})
+        if len(xs) > 1:
+            p, s = _correlations(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
+            per_model[model] = {"pearson": p, "spearman": s}
+        else:
+            per_model[model] = {}
+    a = np.asarray([p["cfps"] for p in points], dtype=np.float64)
+    b = np.asarray([p["vulnerability"] for p in points], dtype=np.float64)
+    pearson, spearman = _correlations(a, b)
+    pearson_p = spearman_p = math.nan
+    if permutations > 0 and len(a) > 2 and not math.isnan(pearson):
+        rng = np.random.default_rng(seed)
+        perms = np.stack([rng.permutation(len(b)) for _ in range(permutations)])  # (P, n)
+        pearson_p = _permutation_p(a, b, pearson, perms)
+        spearman_p = _permutation_p(stats.rankdata(a), stats.rankdata(b), spearman, perms)
+    return CFPSCorrelation(
+        models=tuple(results),
+        cfps=cfps,
+        vulnerability=vulnerability,
+        n_points=len(points),
+        pearson=pearson,
+        spearman=spearman,
+        pearson_p=pearson_p,
+        spearman_p=spearman_p,
+        permutations=permutations,
+        per_model=per_model,
+        points=points,
+    )

@@ -111,3 +111,44 @@ def points_from_summary(
         if d is not None and 0 < e < 1 and math.isfinite(d):
             out.append(ModelPoint(r["model"], r["family"], e, float(d)))
     return out
+
+
+@dataclass
+class ParetoAnalysis:
+    """Frontier and fits for one distortion measure (an attack configuration)."""
+
+    key: str
+    norm: str
+    points: list[ModelPoint]
+    frontier: list[ModelPoint]
+    fit_all: LogErrorFit | None
+    fit_frontier: LogErrorFit | None
+    family_means: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "norm": self.norm,
+            "points": [asdict(p) for p in self.points],
+            "frontier": [p.model for p in self.frontier],
+            "fit_all": self.fit_all.to_dict() if self.fit_all else None,
+            "fit_frontier": self.fit_frontier.to_dict() if self.fit_frontier else None,
+            "family_means": self.family_means,
+        }
+
+
+def pareto_analysis(key: str, norm: str, points: list[ModelPoint]) -> ParetoAnalysis:
+    """Frontier, log-error fits (all models, frontier) and per-family mean distortion of ``points``."""
+    front = pareto_frontier(points)
+    fams: dict[str, list[float]] = {}
+    for p in points:
+        fams.setdefault(p.family, []).append(p.distortion)
+    return ParetoAnalysis(
+        key,
+        norm,
+        points,
+        front,
+        fit_log_error(points),
+        fit_log_error(front),
+        {f: sum(v) / len(v) for f, v in sorted(fams.items())},
+    )

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from robustlab.bench.spec import StudySpec, parse_spec
+from robustlab.errors import DataError, ModelError
 
 
 def available_models(data_dir: str | os.PathLike[str] | None = None) -> list[str]:
@@ -23,7 +24,7 @@ def available_models(data_dir: str | os.PathLike[str] | None = None) -> list[str
         try:
             if weights_path(spec, data_dir).is_file():
                 names.append(spec.name)
-        except Exception:
+        except (ModelError, DataError):
             continue
     return names
 

@@ -1,4 +1,10 @@
-"""The resumable run loop: plan, skip finished jobs, execute the rest, phase by phase."""
+"""The resumable run loop: check, plan, skip finished jobs, execute the rest, phase by phase.
+
+Phases come from the registered job kinds (:func:`robustlab.store.kinds.phases`): a phase runs every kind
+whose ``after`` kinds have finished. Before anything is written the spec has been validated (all errors at
+once, :func:`robustlab.bench.spec.parse_spec`) and the dataset is loaded; then the run directory is locked
+(one run per folder), the manifest is written or checked, and the phases run.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
 from robustlab._io import atomic_write_text
 from robustlab.bench.executors import Executor, LocalExecutor
-from robustlab.bench.plan import Job, plan_clean, plan_evaluation, plan_transfer
+from robustlab.bench.plan import Job, PlanState
 from robustlab.bench.spec import StudySpec
 from robustlab.data import load_dataset
-from robustlab.errors import DataError
-from robustlab.store import is_done, open_run, read_records
+from robustlab.store import is_done, open_run
+from robustlab.store.kinds import phases
+from robustlab.store.lock import run_lock, unwritable
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int, str], None]
-"""Called with (phase, jobs done, jobs in phase, label of the job just finished)."""
+"""Called with (phase, jobs done, jobs in phase, label of the job just finished): once when a phase starts
+(label ``""``; ``done`` counts the jobs already in the store) and after every job. A phase is named by its
+kinds joined by ``+``, e.g. ``"attack"`` when it is the only kind of its phase."""
 
 
 @dataclass(frozen=True)
@@ -59,23 +66,19 @@ def _execute(phase: str, jobs: list[Job], run: Path, executor: Executor, progres
     return len(todo)
 
 
-def _common_correct(run: Path, jobs: list[Job], candidates: list[int], n: int) -> list[int]:
-    ok = set(candidates)
-    for job in jobs:
-        t = read_records(run, "clean", job.id)
-        ok &= set(pc.filter(t["index"], t["correct"]).to_pylist())
-    chosen = [i for i in candidates if i in ok][:n]
-    if not chosen:
-        raise DataError("no image is classified correctly by every model: use subset: random, or fewer models")
-    if len(chosen) < n:
-        log.warning(
-            "only %d of the %d candidates are classified correctly by every model (wanted %d); "
-            "raise dataset.pool for more",
-            len(chosen),
-            len(candidates),
-            n,
-        )
-    return chosen
+def _models_context(models: list[str]) -> dict[str, dict[str, Any]]:
+    """What the registry says of each model: family, source and recorded test accuracy (user models: none)."""
+    from robustlab.models import MODELS
+
+    out = {}
+    for name in models:
+        spec = MODELS.get(name) if name in MODELS else None
+        out[name] = {
+            "family": spec.family if spec else "user",
+            "source": spec.source if spec else "user",
+            "test_accuracy": spec.metrics.get("test_accuracy") if spec else None,
+        }
+    return out
 
 
 def run_study(
@@ -88,26 +91,42 @@ def run_study(
 ) -> RunSummary:
     """Run (or resume) a study into ``run_dir``.
 
-    Re-running the same spec skips every job whose records exist; a run directory of another spec is
-    refused (see :func:`robustlab.store.open_run`).
+    Re-running the same spec skips every job whose records exist; a run directory holding finished jobs of
+    another spec is refused (see :func:`robustlab.store.open_run`), one where no job finished is re-planned.
+
+    Raises:
+        ConfigError: another run holds the folder (``run_dir/.lock``), or it cannot be written.
+        DataError: the dataset is missing; nothing is written then.
     """
     run = Path(run_dir)
-    open_run(run, spec.canonical(), spec.digest())
-    executor = executor or LocalExecutor(None if data_dir is None else str(data_dir))
     d = spec.dataset
     full = load_dataset(d.name, d.split, data_dir)
     pool = d.n if d.subset == "random" else (d.pool or 4 * d.n)
     candidates = full.subset(pool, d.seed).indices.tolist()
-
-    clean = plan_clean(spec, candidates)
-    executed = _execute("clean", clean, run, executor, progress)
-    subset = candidates if d.subset == "random" else _common_correct(run, clean, candidates, d.n)
-    evaluation = plan_evaluation(spec, subset)
-    executed += _execute("attack", evaluation, run, executor, progress)
-    transfer = plan_transfer(spec, evaluation)
-    executed += _execute("transfer", transfer, run, executor, progress)
-
-    jobs = clean + evaluation + transfer
-    plan = {"subset": subset, "jobs": [{k: v for k, v in j.to_dict().items() if k != "indices"} for j in jobs]}
-    atomic_write_text(run / "plan.json", json.dumps(plan, indent=1) + "\n")
-    return RunSummary(run, len(jobs), len(jobs) - executed, executed, subset)
+    context = {"classes": list(full.classes), "models": _models_context(spec.models)}
+    with run_lock(run):
+        open_run(run, spec.canonical(), spec.digest(), context)
+        executor = executor or LocalExecutor(None if data_dir is None else str(data_dir))
+        state = PlanState(run, candidates)
+        executed = 0
+        for layer in phases():
+            active = [k for k in layer if k.active(spec)]
+            jobs: list[Job] = []
+            for kind in active:
+                state.jobs[kind.name] = kind.plan(spec, state)
+                jobs += state.jobs[kind.name]
+            if jobs:
+                name = "+".join(k.name for k in active if state.jobs[k.name])
+                executed += _execute(name, jobs, run, executor, progress)
+            for kind in active:
+                kind.settle(spec, state, run)
+        every = [j for js in state.jobs.values() for j in js]
+        plan = {
+            "subset": state.subset,
+            "jobs": [{k: v for k, v in j.to_dict().items() if k != "indices"} for j in every],
+        }
+        try:
+            atomic_write_text(run / "plan.json", json.dumps(plan, indent=1) + "\n")
+        except OSError as exc:
+            raise unwritable(run, exc) from exc
+    return RunSummary(run, len(every), len(every) - executed, executed, state.subset or [])

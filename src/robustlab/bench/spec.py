@@ -1,5 +1,10 @@
 """The study spec: a YAML file validated by pydantic, every error reported at once with its path.
 
+The common fields (name, output, models, dataset, seed, batch size) are declared here; every other section
+belongs to a job kind (:mod:`robustlab.store.kinds`), which declares its field, type and default. The class
+that parses a spec, :func:`spec_model`, is :class:`StudySpec` extended with the sections of the registered
+kinds, built on first use.
+
 Example::
 
     name: demo
@@ -10,47 +15,70 @@ Example::
       - {name: fgsm, norm: linf, minimal: true}
       - {name: ifgsm, norm: linf, eps: [2/255, 8/255], steps: [5, 10], targets: [untargeted, random], transfer: true}
       - {name: cw, params: {search_steps: 4, steps: 50}}
-    clever: {norm: l2, n: 10, batches: 10, samples: 32, radius: 2.0}
+    # ... and the sections of the other job kinds (robustlab.kinds), each under its field name
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from robustlab.errors import ConfigError
+from robustlab.store.kinds import job_kinds
 
 SPEC_VERSION = 1
-TargetMode = Literal["untargeted", "random", "least-likely", "top2"]
 
 
-def _lookup(get: Any, name: str) -> None:
-    """Registry lookups raise UnknownNameError (a KeyError); pydantic collects only ValueErrors."""
+def lookup(get: Any, name: str) -> Any:
+    """``get(name)`` for a section's validator: registry lookups raise UnknownNameError (a KeyError), and
+    pydantic collects only ValueErrors."""
     try:
-        get(name)
+        return get(name)
     except KeyError as exc:
         raise ValueError(str(exc)) from None
 
 
-def _unset() -> list[Any]:
-    return [None]
+def _target_mode(name: str) -> str:
+    from robustlab.threat import get_target_mode
+
+    return str(lookup(get_target_mode, name).name)
 
 
-def _untargeted() -> list[Any]:
-    return ["untargeted"]
+def _norm(name: str) -> str:
+    from robustlab.threat import get_norm
+
+    return str(lookup(get_norm, name).name)
 
 
-class _Strict(BaseModel):
+#: A registered target mode (robustlab.threat.TARGET_MODES), stored under its canonical name.
+TargetMode = Annotated[str, AfterValidator(_target_mode)]
+#: A registered norm (robustlab.threat.NORMS), stored under its canonical name.
+NormName = Annotated[str, AfterValidator(_norm)]
+
+
+class SpecSection(BaseModel):
+    """Base of every spec section: unknown keys are errors, and a parsed section is immutable."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetSection(_Strict):
+class DatasetSection(SpecSection):
     """Which images every model is evaluated on."""
 
     name: str = "cifar10"
@@ -62,122 +90,32 @@ class DatasetSection(_Strict):
     )
     pool: int | None = Field(default=None, gt=0, description="Candidates screened for common-correct (default 4·n).")
 
-
-class AttackSection(_Strict):
-    """One attack with a parameter grid (lists expand to one job per combination)."""
-
-    name: str
-    norm: str | None = None
-    eps: list[float | str | None] = Field(default_factory=_unset)
-    steps: list[int | None] = Field(default_factory=_unset)
-    targets: list[TargetMode] = Field(default_factory=_untargeted)
-    minimal: bool = False
-    transfer: bool = False
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("eps", "steps", mode="before")
-    @classmethod
-    def _listify(cls, v: Any) -> Any:
-        return v if isinstance(v, list) else [v]
-
-    @field_validator("targets", mode="before")
-    @classmethod
-    def _listify_targets(cls, v: Any) -> Any:
-        return v if isinstance(v, list) else [v]
-
     @field_validator("name")
     @classmethod
-    def _known_attack(cls, v: str) -> str:
-        from robustlab.attacks import ATTACKS
+    def _known_dataset(cls, v: str) -> str:
+        from robustlab.data import DATASETS
 
-        _lookup(ATTACKS.get, v)
-        return v.lower()
-
-    @field_validator("norm")
-    @classmethod
-    def _known_norm(cls, v: str | None) -> str | None:
-        from robustlab.attacks import NORMS
-
-        if v is not None:
-            _lookup(NORMS.get, v)
-        return v.lower() if v else v
-
-    @field_validator("eps")
-    @classmethod
-    def _valid_eps(cls, v: list[float | str | None]) -> list[float | None]:
-        from robustlab.attacks import parse_eps
-
-        return [parse_eps(e) for e in v]
-
-    @field_validator("params")
-    @classmethod
-    def _no_shadowing(cls, v: dict[str, Any]) -> dict[str, Any]:
-        clash = sorted(set(v) & {"norm", "eps", "steps", "target", "targets", "minimal", "seed", "batch_size"})
-        if clash:
-            raise ValueError(f"{', '.join(clash)} belong(s) at the attack's top level, not under params")
-        runner = sorted(set(v) & {"keep_adversarials", "progress"})
-        if runner:
-            raise ValueError(
-                f"{', '.join(runner)} are set by the runner (transfer: true keeps adversarials), not params"
-            )
-        return v
-
-    @field_validator("steps")
-    @classmethod
-    def _positive_steps(cls, v: list[int | None]) -> list[int | None]:
-        if any(s is not None and s <= 0 for s in v):
-            raise ValueError(f"steps must be positive, got {v}")
+        scheme, sep, rest = v.partition(":")
+        if not sep:
+            lookup(DATASETS.get, v)
+            return v
+        if scheme.lower() not in ("npz", "folder"):
+            raise ValueError(f"unknown dataset scheme {scheme!r}: use a dataset name, npz:PATH or folder:PATH")
+        path = Path(rest).expanduser()
+        if not (path.is_file() if scheme.lower() == "npz" else path.is_dir()):
+            raise ValueError(f"{v}: {path.absolute()} does not exist")
         return v
 
 
-class CleverSection(_Strict):
-    """CLEVER scores on the first ``n`` images of the subset."""
-
-    norm: Literal["l1", "l2", "linf"] = "l2"
-    target: TargetMode = "untargeted"
-    n: int = Field(default=10, gt=0)
-    batches: int = Field(default=10, ge=2, description="At least 2: the extreme-value fit needs several maxima.")
-    samples: int = Field(default=32, gt=0)
-    radius: float = Field(default=2.0, gt=0)
-
-
-class CorruptionSection(_Strict):
-    """Common corruptions on the first ``n`` images of the subset (all of them by default)."""
-
-    names: list[str] | None = Field(None, description="Corruptions (default: the 15 benchmark corruptions).")
-    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5])
-    n: int | None = Field(default=None, gt=0)
-    seed: int = 0
-    baseline: str | None = Field(None, description="Model that normalises CE (ImageNet-C used AlexNet).")
-
-    @field_validator("names")
-    @classmethod
-    def _known(cls, v: list[str] | None) -> list[str] | None:
-        from robustlab.data.corruptions import CORRUPTIONS
-
-        for name in v or []:
-            _lookup(CORRUPTIONS.get, name)
-        return v
-
-    @field_validator("severities")
-    @classmethod
-    def _range(cls, v: list[int]) -> list[int]:
-        if not v or any(not 1 <= s <= 5 for s in v):
-            raise ValueError(f"severities must be a non-empty list of values in 1..5, got {v}")
-        return sorted(set(v))
-
-
-class StudySpec(_Strict):
-    """A whole robustness study."""
+class StudySpec(SpecSection):
+    """A whole robustness study: the common fields. Parse with :func:`parse_spec` (or :func:`spec_model`),
+    which adds the job kinds' sections."""
 
     version: int = SPEC_VERSION
     name: str = "study"
     output: str = "runs/study"
     models: list[str] = Field(min_length=1)
     dataset: DatasetSection = DatasetSection()  # frozen: safe to share
-    attacks: list[AttackSection] = Field(default_factory=list)
-    clever: CleverSection | None = None
-    corruptions: CorruptionSection | None = None
     seed: int = 0
     batch_size: int = Field(default=128, gt=0)
 
@@ -188,10 +126,14 @@ class StudySpec(_Strict):
 
         errors = []
         for name in v:
+            problem = _user_model_problem(name) if ":" in name or name.endswith(".safetensors") else None
+            if problem:
+                errors.append(problem)
+                continue
             if ":" in name or name.endswith(".safetensors"):
                 continue
             try:
-                _lookup(MODELS.get, name)
+                lookup(MODELS.get, name)
             except ValueError as exc:
                 errors.append(str(exc))
         if errors:
@@ -201,11 +143,15 @@ class StudySpec(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _baseline_is_a_model(self) -> StudySpec:
-        c = self.corruptions
-        if c is not None and c.baseline is not None and c.baseline not in self.models:
-            raise ValueError(f"corruptions.baseline {c.baseline!r} must be one of the study's models")
+    def _kinds_agree(self) -> StudySpec:
+        problems = [p for k in job_kinds() if k.field is None or hasattr(self, k.field) for p in k.check(self)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def section(self, field: str) -> Any:
+        """The section a job kind reads (``None`` when the kind is not part of this spec class)."""
+        return getattr(self, field, None)
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data with defaults filled in (what the run's identity is computed from)."""
@@ -214,6 +160,36 @@ class StudySpec(_Strict):
     def digest(self) -> str:
         """sha256 of the canonical spec."""
         return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
+
+
+def _user_model_problem(ref: str) -> str | None:
+    """Why a user model reference cannot load (a missing file or module), or ``None``."""
+    if ref.endswith(".safetensors"):
+        return None if Path(ref).is_file() else f"model file {ref} does not exist"
+    target, _, attr = ref.rpartition(":")
+    if not target or not attr:
+        return f"model {ref!r}: use path/to/file.py:factory or package.module:factory"
+    if target.endswith(".py"):
+        return None if Path(target).is_file() else f"model {ref}: factory file {target} does not exist"
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        found = None
+    return None if found is not None else f"model {ref}: module {target!r} cannot be imported"
+
+
+_SPEC_MODELS: dict[tuple[str, ...], type[StudySpec]] = {}
+
+
+def spec_model() -> type[StudySpec]:
+    """:class:`StudySpec` with a field per registered job kind that has a section (built once per set of
+    kinds)."""
+    kinds = [k for k in job_kinds() if k.field is not None]
+    key = tuple(k.name for k in kinds)
+    if key not in _SPEC_MODELS:
+        fields: dict[str, Any] = {k.field: (k.section, k.default) for k in kinds if k.field is not None}
+        _SPEC_MODELS[key] = create_model("StudySpec", __base__=StudySpec, __module__=__name__, **fields)
+    return _SPEC_MODELS[key]
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
@@ -234,7 +210,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec") -> StudySpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a study spec must be a mapping, got {type(data).__name__}")
     try:
-        return StudySpec.model_validate(data)
+        return spec_model().model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from None
 

@@ -1,139 +1,51 @@
-"""Figures of a study, each built twice from the same data: plotly (interactive, inlined in the HTML report)
-and matplotlib (static PNG for papers and slides)."""
+"""Figure builders shared by the job kinds' report sections: plotly figures (interactive, inlined in the HTML
+report) and their matplotlib rendering (static PNG for papers and slides). Each kind draws its own figures
+(:meth:`robustlab.store.kinds.JobKind.report`) with these."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
 from robustlab.analysis.classwise import ClasswiseAnalysis
-from robustlab.analysis.study import ParetoAnalysis, StudyAnalysis
-from robustlab.analysis.transfer import TransferMatrix
 
 
-def _short(name: str) -> str:
-    """Axis label of a model: published checkpoints get a star, user factories lose their directory."""
+def short(name: str, source: str | None = None) -> str:
+    """Axis label of a model: user factories lose their directory; a published checkpoint (``source``, as
+    recorded by the run) gets a star."""
     if ":" in name:
         path, _, factory = name.rpartition(":")
         name = f"{path.rsplit('/', 1)[-1]}:{factory}"
-    return name.replace("-akamaster", "*")
+    return f"{name}*" if source == "published" else name
 
 
-def transfer_figure(t: TransferMatrix) -> go.Figure:
-    labels = [_short(m) for m in t.models]
-    what = "error rate" if t.target_mode == "untargeted" else "target match rate"
-    return _heatmap(t.rates, labels, labels, f"Transfer: {t.key}", what, "target model", "source model", digits=3)
+def labels(models: list[str], sources: dict[str, str] | None = None) -> list[str]:
+    """:func:`short` labels of ``models``."""
+    return [short(m, (sources or {}).get(m)) for m in models]
 
 
-def pareto_figure(p: ParetoAnalysis) -> go.Figure:
+def bar_figure(
+    series: dict[str, dict[str, float | None]],
+    models: list[str],
+    sources: dict[str, str] | None,
+    title: str,
+    yaxis: str,
+    yrange: list[float] | None = None,
+) -> go.Figure:
+    """Grouped bars: one trace per series name, one bar per model (missing values left empty)."""
     fig = go.Figure()
-    families = sorted({pt.family for pt in p.points})
-    for fam in families:
-        pts = [pt for pt in p.points if pt.family == fam]
-        fig.add_trace(
-            go.Scatter(
-                x=[pt.error for pt in pts],
-                y=[pt.distortion for pt in pts],
-                mode="markers+text",
-                name=fam,
-                text=[_short(pt.model) for pt in pts],
-                textposition="top center",
-                marker={"size": 10},
-            )
-        )
-    front = p.frontier
-    fig.add_trace(
-        go.Scatter(
-            x=[pt.error for pt in front],
-            y=[pt.distortion for pt in front],
-            mode="lines",
-            name="Pareto frontier",
-            line={"dash": "dot", "color": "black"},
-        )
-    )
-    fit = p.fit_all
-    if fit is not None:
-        xs = np.geomspace(min(pt.error for pt in p.points), max(pt.error for pt in p.points), 50)
-        fig.add_trace(
-            go.Scatter(
-                x=xs,
-                y=fit.a + fit.b * np.log(xs),
-                mode="lines",
-                name=(f"fit: {fit.a:.3g} + {fit.b:.3g}·ln(error), R²={fit.r2:.2f}"),
-                line={"color": "firebrick"},
-            )
-        )
-    fig.update_layout(
-        title=f"Accuracy vs robustness: {p.key}",
-        xaxis_title="top-1 error (log)",
-        yaxis_title=f"mean minimal {p.norm} distortion",
-        xaxis_type="log",
-        height=500,
-    )
+    for name, by in series.items():
+        fig.add_trace(go.Bar(name=name, x=labels(models, sources), y=[by.get(m) for m in models]))
+    fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, height=450)
+    if yrange is not None:
+        fig.update_layout(yaxis_range=yrange)
     return fig
 
 
-def success_figure(attacks: list[dict[str, Any]]) -> go.Figure:
-    keys = sorted({r["key"] for r in attacks})
-    models = sorted({r["model"] for r in attacks})
-    fig = go.Figure()
-    for key in keys:
-        by = {r["model"]: r["success_rate"] for r in attacks if r["key"] == key}
-        fig.add_trace(go.Bar(name=key, x=[_short(m) for m in models], y=[by.get(m) for m in models]))
-    fig.update_layout(
-        barmode="group",
-        title="Attack success rate (over initially correct inputs)",
-        yaxis_title="success rate",
-        yaxis_range=[0, 1.05],
-        height=450,
-    )
-    return fig
-
-
-def distortion_figure(attacks: list[dict[str, Any]]) -> go.Figure:
-    fig = go.Figure()
-    keys = sorted({r["key"] for r in attacks if r["minimal"] or r["attack"] in ("cw", "ead")})
-    models = sorted({r["model"] for r in attacks})
-    for key in keys:
-        by = {r["model"]: r.get(f"median_{r['norm']}") for r in attacks if r["key"] == key}
-        fig.add_trace(go.Bar(name=key, x=[_short(m) for m in models], y=[by.get(m) for m in models]))
-    fig.update_layout(
-        barmode="group", title="Median minimal distortion (in each attack's norm)", yaxis_title="distortion", height=450
-    )
-    return fig
-
-
-def clever_figure(rows: list[dict[str, Any]]) -> go.Figure:
-    fig = go.Figure()
-    for model in sorted({r["model"] for r in rows}):
-        pts = [r for r in rows if r["model"] == model]
-        fig.add_trace(
-            go.Scatter(
-                x=[r["attack_distortion"] for r in pts], y=[r["score"] for r in pts], mode="markers", name=_short(model)
-            )
-        )
-    if rows:
-        hi = max(max(r["attack_distortion"] for r in rows), max(r["score"] for r in rows))
-        fig.add_trace(
-            go.Scatter(
-                x=[0, hi], y=[0, hi], mode="lines", name="CLEVER = attack", line={"dash": "dash", "color": "grey"}
-            )
-        )
-    fig.update_layout(
-        title="CLEVER score vs smallest distortion found by an attack (points above the line: "
-        "estimate exceeds a real adversarial example)",
-        xaxis_title="attack distortion",
-        yaxis_title="CLEVER score",
-        height=500,
-    )
-    return fig
-
-
-def _heatmap(
+def heatmap(
     z: list[list[float | None]],
     x: list[str],
     y: list[str],
@@ -168,15 +80,15 @@ def _heatmap(
     return fig
 
 
-def classwise_figure(c: ClasswiseAnalysis) -> go.Figure:
+def classwise_figure(c: ClasswiseAnalysis, sources: dict[str, str] | None = None) -> go.Figure:
     """Model × class robust accuracy under one perturbation."""
     models = list(c.results)
     classes = list(next(iter(c.results.values())).classes)
     z = [list(c.results[m].robust_accuracy) for m in models]
-    return _heatmap(
+    return heatmap(
         z,
         classes,
-        [_short(m) for m in models],
+        labels(models, sources),
         f"Per-class robust accuracy: {c.perturbation}",
         "robust accuracy",
         "true class",
@@ -193,7 +105,7 @@ def confusion_figure(c: ClasswiseAnalysis) -> go.Figure:
         total += np.array(r.confusion, dtype=float)
     rows = total.sum(1, keepdims=True)
     z = np.divide(total, rows, out=np.zeros_like(total), where=rows > 0).tolist()
-    return _heatmap(
+    return heatmap(
         z,
         list(first.classes),
         list(first.classes),
@@ -202,39 +114,6 @@ def confusion_figure(c: ClasswiseAnalysis) -> go.Figure:
         "predicted class",
         "true class",
     )
-
-
-def corruption_figure(accs: dict[str, Any]) -> go.Figure:
-    """Model × corruption error, averaged over severities."""
-    models = sorted(accs)
-    names = list(accs[models[0]].corruptions)
-    z: list[list[float | None]] = [
-        [float(np.mean([1 - accs[m].accuracy[c][s] for s in accs[m].severities])) for c in names] for m in models
-    ]
-    return _heatmap(
-        z, names, [_short(m) for m in models], "Corruption error (mean over severities)", "error", "corruption", "model"
-    )
-
-
-def all_figures(a: StudyAnalysis) -> list[tuple[str, str, go.Figure]]:
-    """(section, name, figure) for every plot of the report."""
-    figs: list[tuple[str, str, go.Figure]] = []
-    if a.attacks:
-        figs.append(("attacks", "success", success_figure(a.attacks)))
-        if any(r["minimal"] or r["attack"] in ("cw", "ead") for r in a.attacks):
-            figs.append(("attacks", "distortion", distortion_figure(a.attacks)))
-    for i, t in enumerate(a.transfer):
-        figs.append(("transfer", f"transfer_{i}", transfer_figure(t)))
-    for i, p in enumerate(a.pareto):
-        figs.append(("pareto", f"pareto_{i}", pareto_figure(p)))
-    if a.clever_vs_attack:
-        figs.append(("clever", "clever_vs_attack", clever_figure(a.clever_vs_attack)))
-    for i, c in enumerate(a.classwise):
-        figs.append(("classwise", f"classwise_{i}", classwise_figure(c)))
-        figs.append(("classwise", f"confusion_{i}", confusion_figure(c)))
-    if a.corruption_accuracy:
-        figs.append(("corruption", "corruption_errors", corruption_figure(a.corruption_accuracy)))
-    return figs
 
 
 def save_png(fig: go.Figure, path: Path) -> None:

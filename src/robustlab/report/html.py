@@ -1,20 +1,29 @@
-"""``robustlab report RUN``: one self-contained HTML file (plots inline, no network), PNG figures, CSV tables."""
+"""``robustlab report RUN``: one self-contained HTML file (plots inline, no network), PNG figures, CSV tables.
+
+The report is assembled from the job kinds (:mod:`robustlab.store.kinds`): each kind returns its
+:class:`Section` objects (title, nav id, text, figures, tables, summary cells); this module lays them out,
+adds the summary table they contribute to and the class-wise section of every kind that has class-wise
+results, and writes the files.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from robustlab._io import atomic_write_text
 from robustlab.analysis import analyse_run
-from robustlab.report.figures import all_figures, save_png
+from robustlab.analysis.study import StudyAnalysis
+from robustlab.report.figures import classwise_figure, confusion_figure, save_png
+from robustlab.store.kinds import job_kinds
 
 
 @dataclass(frozen=True)
@@ -35,15 +44,84 @@ class ReportResult:
         }
 
 
-def _fmt(v: Any) -> str:
+@dataclass
+class Section:
+    """One section of the report, as a job kind describes it.
+
+    Attributes:
+        id: Anchor and navigation id (unique in the report).
+        title: Heading (and navigation text).
+        html: Text and tables shown before the figures, already rendered (see :func:`render`).
+        figures: ``(file name, figure)``; each is inlined and written as ``figures/<name>.png``.
+        tables: ``(file name, rows)``; each is written as ``tables/<name>.csv``.
+        summary: Cells the kind adds to the summary table: model → column → text.
+        in_nav: Whether the section is listed in the navigation (when it shows anything).
+    """
+
+    id: str
+    title: str
+    html: list[Any] = field(default_factory=list)
+    figures: list[tuple[str, go.Figure]] = field(default_factory=list)
+    tables: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    summary: dict[str, dict[str, str]] = field(default_factory=dict)
+    in_nav: bool = True
+
+    @property
+    def shown(self) -> bool:
+        return bool(self.html or self.figures)
+
+
+def fmt(v: Any) -> str:
+    """A number for a table cell: 4 significant digits, ``–`` for none."""
     if v is None:
         return "–"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("robustlab.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+)
+_ENV.globals["fmt"] = fmt
+
+
+def render(template: str, **context: Any) -> Any:
+    """Render a kind's HTML fragment (autoescaped, ``fmt`` available) as markup for :attr:`Section.html`."""
+    return jinja2.filters.Markup(_ENV.from_string(template).render(**context))
+
+
+_CLASSWISE = """<p>CFPS(c) = |{i : f(x<sub>i</sub>) = c, y<sub>i</sub> ≠ c}| / |{i : f(x<sub>i</sub>) = y<sub>i</sub>}|
+under the perturbation (Medi, Grabinski &amp; Keuper 2024, as transcribed from a secondary source): how often a
+class <em>receives</em> wrong answers. Correlation with per-class robust error is pooled over models × classes.</p>
+{% for c in classwise %}<h3>{{ c.perturbation }}</h3>
+{% if c.correlation %}<p>CFPS vs robust error: Spearman {{ "%.3f"|format(c.correlation.spearman) }}
+(p = {{ "%.3g"|format(c.correlation.spearman_p) }}), Pearson {{ "%.3f"|format(c.correlation.pearson) }}
+over {{ c.correlation.n_points }} (model, class) points.</p>{% endif %}
+{% set first = (c.models.values()|list)[0] %}
+<table><tr><th class="l">CFPS</th>{% for k in first.classes %}<th>{{ k }}</th>{% endfor %}<th>worst class</th></tr>
+{% for m, r in c.models.items() %}<tr><td class="l">{{ m }}</td>{% for v in r.cfps %}<td>{{ fmt(v) }}</td>{% endfor %}
+<td>{{ r.classes[r.worst_class] }} ({{ fmt(r.worst_class_accuracy) }})</td></tr>{% endfor %}
+</table>{% endfor %}"""
+
+
+def _classwise_section(a: StudyAnalysis, sources: dict[str, str]) -> Section:
+    figures: list[tuple[str, go.Figure]] = []
+    for i, c in enumerate(a.classwise):
+        figures += [(f"classwise_{i}", classwise_figure(c, sources)), (f"confusion_{i}", confusion_figure(c))]
+    html = [render(_CLASSWISE, classwise=[c.to_dict() for c in a.classwise])] if a.classwise else []
+    return Section("classwise", "Class-wise", html=html, figures=figures)
+
+
+def sources_of(a: StudyAnalysis) -> dict[str, str]:
+    """Each model's source (``zoo``, ``published``, ``user``) as the run recorded it."""
+    recorded = {m: c.get("source", "user") for m, c in (a.context.get("models") or {}).items()}
+    for kind in a.kinds.values():
+        recorded.update(getattr(kind, "sources", None) or {})
+    return recorded
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -60,106 +138,54 @@ def write_report(
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
 
-    figs = all_figures(a)
-    sections: dict[str, list[str]] = {
-        k: [] for k in ("attacks", "transfer", "pareto", "clever", "classwise", "corruption")
-    }
-    pngs = []
-    for section, name, fig in figs:
-        sections[section].append(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False}))
-        if png:
-            path = out / "figures" / f"{name}.png"
-            save_png(fig, path)
-            pngs.append(path)
-
-    keys = sorted({r["key"] for r in a.attacks})
-    summary = []
-    for c in a.clean:
-        cells = {}
-        for r in a.attacks:
-            if r["model"] == c["model"]:
-                d = r.get(f"median_{r['norm']}")
-                cells[r["key"]] = f"{_fmt(r['success_rate'])} / {_fmt(d)}"
-        summary.append(
-            {
-                "model": c["model"],
-                "family": c["family"],
-                "accuracy": c["accuracy"],
-                "error": a.errors.get(c["model"], float("nan")),
-                "cells": cells,
-            }
-        )
-    per_model = [{"model": c["model"], "rows": [r for r in a.attacks if r["model"] == c["model"]]} for c in a.clean]
-    nav = (
-        [("summary", "Summary")]
-        + [
-            (s, t)
-            for s, t in (
-                ("attacks", "Attacks"),
-                ("transfer", "Transfer"),
-                ("pareto", "Pareto frontier"),
-                ("clever", "CLEVER"),
-                ("classwise", "Class-wise"),
-                ("corruption", "Corruptions"),
+    sections = [s for kind in job_kinds() for s in kind.report(a)]
+    sections.append(_classwise_section(a, sources_of(a)))
+    columns: list[str] = []
+    summary: dict[str, dict[str, str]] = {}
+    for s in sections:
+        for model, cells in s.summary.items():
+            summary.setdefault(model, {}).update(cells)
+            columns += [c for c in cells if c not in columns]
+    pngs, n_plots, rendered = [], 0, []
+    for s in sections:
+        plots = []
+        for name, fig in s.figures:
+            plots.append(
+                jinja2.filters.Markup(
+                    fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+                )
             )
-            if sections[s]
-        ]
-        + [("models", "Per model")]
-    )
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("robustlab.report", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
-    )
-    html = env.get_template("report.html.j2").render(
-        name=a.manifest["spec"]["name"],
+            n_plots += 1
+            if png:
+                path = out / "figures" / f"{name}.png"
+                save_png(fig, path)
+                pngs.append(path)
+        if s.shown:
+            rendered.append({"id": s.id, "title": s.title, "html": s.html, "plots": plots})
+    nav = [("summary", "Summary")] + [(s.id, s.title) for s in sections if s.shown and s.in_nav]
+    plan = Path(run_dir) / "plan.json"
+    html = _ENV.get_template("report.html.j2").render(
+        name=a.spec["name"],
         plotly_js=jinja2.filters.Markup(get_plotlyjs()),
-        n_models=len(a.clean),
-        n_images=len(json.loads((Path(run_dir) / "plan.json").read_text())["subset"])
-        if (Path(run_dir) / "plan.json").is_file()
-        else "?",
-        dataset=a.manifest["spec"]["dataset"]["name"],
+        n_models=len(a.spec["models"]),
+        n_images=len(json.loads(plan.read_text())["subset"] or []) if plan.is_file() else "?",
+        dataset=a.spec["dataset"]["name"],
         versions=a.manifest["versions"],
         run_dir=str(run_dir),
         nav=nav,
-        summary=summary,
-        summary_keys=keys,
-        figures={k: [jinja2.filters.Markup(v) for v in vs] for k, vs in sections.items()},
-        pareto=[p.to_dict() for p in a.pareto],
-        clever=a.clever,
-        n_flags=sum(bool(r["flag"]) for r in a.clever_vs_attack),
-        per_model=per_model,
-        fmt=_fmt,
-        classwise=[c.to_dict() for c in a.classwise],
-        corruption=[{"model": m, **e.to_dict()} for m, e in sorted(a.corruption.items())],
+        columns=columns,
+        summary=[{"model": m, "cells": summary.get(m, {})} for m in a.spec["models"] if m in summary],
+        sections=rendered,
     )
     html_path = out / "report.html"
     atomic_write_text(html_path, html)
 
     tables = []
-    for name, rows in (
-        ("clean", a.clean),
-        ("attacks", a.attacks),
-        ("clever", a.clever),
-        ("clever_vs_attack", a.clever_vs_attack),
-        (
-            "pareto",
-            [{"key": p.key, **pt.__dict__, "on_frontier": pt in p.frontier} for p in a.pareto for pt in p.points],
-        ),
-    ):
-        if rows:
-            path = out / "tables" / f"{name}.csv"
-            _write_csv(path, rows)
-            tables.append(path)
-    for i, t in enumerate(a.transfer):
-        path = out / "tables" / f"transfer_{i}_{t.key}.csv"
-        _write_csv(
-            path,
-            [
-                {"source": m, **{tm: r for tm, r in zip(t.models, row, strict=True)}}
-                for m, row in zip(t.models, t.rates, strict=True)
-            ],
-        )
-        tables.append(path)
+    for s in sections:
+        for name, rows in s.tables:
+            if rows:
+                path = out / "tables" / f"{name}.csv"
+                _write_csv(path, rows)
+                tables.append(path)
     atomic_write_text(out / "analysis.json", json.dumps(a.to_dict(), indent=1, default=str) + "\n")
-    return ReportResult(html_path, pngs, tables, len(figs))
+    return ReportResult(html_path, pngs, tables, n_plots)

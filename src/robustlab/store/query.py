@@ -1,25 +1,30 @@
-"""DuckDB over the store: one view per record kind (``clean``, ``attack``, ``clever``, ``corruption``,
-``transfer``)."""
+"""DuckDB over the store: one view per record kind present in the run (``records/<kind>/*.parquet``)."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import duckdb
 
+from robustlab.store.kinds import present_kinds
 from robustlab.store.records import record_files
 
-KINDS = ("clean", "attack", "clever", "corruption", "transfer")
+_IDENT = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def connect(run: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with a view per record kind present in ``run``."""
+    """An in-memory DuckDB connection with a view per record kind that has records in ``run``.
+
+    The kinds are those found on disk, not a list kept here: a new job kind's records get their view
+    without an edit to the store.
+    """
     con = duckdb.connect(":memory:")
-    for kind in KINDS:
-        if record_files(run, kind):
+    for kind in present_kinds(run):
+        if _IDENT.fullmatch(kind) and record_files(run, kind):
             pattern = str(Path(run) / "records" / kind / "*.parquet").replace("'", "''")
-            con.execute(f"CREATE VIEW {kind} AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
+            con.execute(f'CREATE VIEW "{kind}" AS SELECT * FROM read_parquet(\'{pattern}\', union_by_name = true)')
     return con
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robustlab._io import atomic_path
+from robustlab.store.kinds import schema_of
 
 
 def records_path(run: str | os.PathLike[str], kind: str, job_id: str) -> Path:
@@ -45,14 +46,27 @@ def write_records(
     columns: dict[str, list[Any]],
     constants: dict[str, Any] | None = None,
 ) -> Path:
-    """Write one job's per-sample columns (plus constant columns such as the job id) atomically.
+    """Write one job's per-sample columns (plus constant columns such as the model) atomically.
+
+    The columns must be exactly those of the kind's :class:`~robustlab.store.schema.RecordSchema` (the
+    job id is added here); the file carries the kind and its schema version in its metadata.
 
     Returns:
         The path of the Parquet file.
+
+    Raises:
+        SchemaError: a column is missing or unknown, or does not fit its type; nothing is written.
+        ValueError: the per-sample columns differ in length.
     """
-    n = len(next(iter(columns.values()))) if columns else 0
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise ValueError(f"{kind} columns of job {job_id} differ in length: {sorted(lengths)}")
+    n = lengths.pop() if lengths else 0
+    clash = sorted(set(columns) & set(constants or {}))
+    if clash:
+        raise ValueError(f"{kind} columns given both per sample and as constants: {', '.join(clash)}")
     data = {"job_id": [job_id] * n, **{k: [v] * n for k, v in (constants or {}).items()}, **columns}
-    table = pa.table(data)
+    table = schema_of(kind).table(data)
     final = records_path(run, kind, job_id)
     with atomic_path(final) as tmp:
         pq.write_table(table, tmp, compression="zstd")
