@@ -111,3 +111,25 @@ def test_corrupt_cli_json_and_errors(data_dir: Path) -> None:
     assert bad.exit_code == 2 and "Did you mean: gaussian_noise" in " ".join(bad.stderr.split())
     bad = runner.invoke(app, [*args[:7], "--severities", "1,x"])
     assert bad.exit_code == 2 and "comma-separated integers" in bad.stderr
+
+
+def test_predict_classes_converts_uint8_one_batch_at_a_time_through_the_one_conversion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import robustlab.metrics.accuracy as accuracy
+    from robustlab.data import to_float_images
+
+    model = _toy(0, "toy")
+    pixels = torch.randint(0, 256, (10, 3, 32, 32), dtype=torch.uint8)
+    seen: list[tuple[int, ...]] = []
+
+    def spy(x: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return to_float_images(x)
+
+    monkeypatch.setattr(accuracy, "to_float_images", spy)
+    pred = accuracy.predict_classes(model, pixels, batch_size=4)
+    assert [s[0] for s in seen] == [4, 4, 2]  # never the whole set as float
+    with torch.no_grad():
+        assert torch.equal(pred, model(pixels.float() / 255).argmax(1))
+    assert pred.device.type == "cpu" and pred.dtype == torch.int64

@@ -8,27 +8,24 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from robustlab.models.adapter import ModelAdapter, eval_mode, model_device
+from robustlab.data import to_float_images
+from robustlab.models.adapter import ModelAdapter, predict_logits
+from robustlab.models.classes import check_dataset_fits
 
 if TYPE_CHECKING:
     from robustlab.data import Dataset
 
 
-@torch.no_grad()
 def predict_classes(model: ModelAdapter, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Predicted classes in eval mode (the caller's mode restored), for uint8 or [0, 1] float images.
+
+    Each batch is converted on its own (:func:`~robustlab.data.to_float_images`), so uint8 images are never
+    held as float all at once.
 
     Shape:
         x: (N, C, H, W) → (N,) int64 on the CPU.
     """
-    device = model_device(model)
-    preds = []
-    with eval_mode(model):
-        for i in range(0, len(x), batch_size):
-            xb = x[i : i + batch_size]
-            xb = xb.float().div_(255) if xb.dtype == torch.uint8 else xb.float()
-            preds.append(model(xb.to(device)).argmax(1).cpu())
-    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.int64)
+    return predict_logits(model, x, batch_size, prepare=to_float_images).argmax(1).cpu()
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,12 @@ class AccuracyResult:
 
 
 def evaluate(model: ModelAdapter, dataset: Dataset, batch_size: int = 256) -> AccuracyResult:
-    """Top-1 accuracy of ``model`` on ``dataset`` in eval mode."""
+    """Top-1 accuracy of ``model`` on ``dataset`` in eval mode.
+
+    Raises:
+        ConfigError: if the dataset's labels or class names do not fit the model's classes.
+    """
+    check_dataset_fits(model, dataset.y, dataset.classes, dataset=f"{dataset.name}/{dataset.split}")
     t0 = time.perf_counter()
     pred = predict_classes(model, dataset.x, batch_size)
     correct = int((pred == dataset.y).sum())

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from robustlab.data import to_float_images
 from robustlab.data.corruptions import (
     BENCHMARK_CORRUPTIONS,
     MAX_SEVERITY,
@@ -37,6 +38,7 @@ from robustlab.data.corruptions import (
 from robustlab.errors import ConfigError
 from robustlab.metrics.accuracy import predict_classes
 from robustlab.models.adapter import model_device
+from robustlab.models.classes import check_dataset_fits
 
 if TYPE_CHECKING:
     from robustlab.data import Dataset
@@ -174,9 +176,11 @@ def corruption_accuracy(
         progress: Called as ``progress(corruption, done, total)`` after each corruption × severity.
 
     Raises:
-        ConfigError: unknown or repeated corruptions, bad severities.
+        ConfigError: unknown or repeated corruptions, bad severities, labels or class names that do not fit
+            the model.
     """
     names, sev = _check_request(corruptions, severities)
+    check_dataset_fits(model, dataset.y, dataset.classes, dataset=f"{dataset.name}/{dataset.split}")
     t0 = time.perf_counter()
     device = model_device(model)
     labels = dataset.y.clone()
@@ -190,9 +194,9 @@ def corruption_accuracy(
         for s in sev:
             out = []
             for chunk, start in enumerate(range(0, len(dataset), CHUNK_SIZE)):
-                xb = _chunk(dataset, start)
+                xb = to_float_images(dataset.x[start : start + CHUNK_SIZE].to(device))  # (B, C, H, W) in [0, 1]
                 g = torch.Generator().manual_seed(chunk_seed(seed, name, s, chunk))
-                xc = corrupt(xb.to(device), name, s, generator=g, constants=cset)  # type: ignore[arg-type]
+                xc = corrupt(xb, name, s, generator=g, constants=cset)  # type: ignore[arg-type]
                 out.append(predict_classes(model, xc, batch_size))
             p = torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
             preds[name][s] = p
@@ -221,11 +225,6 @@ def corruption_accuracy(
         clean_predictions=clean_pred,
         predictions=preds,
     )
-
-
-def _chunk(dataset: Dataset, start: int) -> torch.Tensor:
-    x = dataset.x[start : start + CHUNK_SIZE]
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
 
 
 @dataclass(frozen=True)
