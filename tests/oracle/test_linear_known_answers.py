@@ -215,7 +215,7 @@ def test_minimal_search_reattacks_only_unresolved_images_and_counts_the_passes_s
 def test_minimal_search_reuses_the_clean_gradient_for_the_same_answer(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import robustlab.attacks as rla
+    import robustlab.attacks._run as rla
     from robustlab.attacks._gradient import StartGradients
 
     torch.manual_seed(0)
