@@ -44,6 +44,17 @@ def test_attack_json_holds_the_summary(data_dir: Path, tmp_path: Path) -> None:
     assert load_file(str(out_file))["adversarials"].shape == (6, 3, 32, 32)
 
 
+def test_saved_adversarials_carry_the_dataset_rows_of_the_subset(data_dir: Path, tmp_path: Path) -> None:
+    from robustlab.data import load_dataset
+
+    out_file = tmp_path / "adv.safetensors"
+    result = runner.invoke(app, [*BASE, "--attack", "fgsm", "--seed", "3", "--save-adversarials", str(out_file)])
+    assert result.exit_code == 0, result.output
+    rows = load_dataset("cifar10", "test", data_dir).subset(6, 3).indices
+    assert rows.tolist() != list(range(6))  # a seeded subset: positions and rows differ
+    assert load_file(str(out_file))["index"].tolist() == rows.tolist()
+
+
 def test_attack_table_output(data_dir: Path) -> None:
     result = runner.invoke(app, [*BASE, "--attack", "pgd", "--steps", "2", "--target", "top2", "-p", "restarts=1"])
     assert result.exit_code == 0, result.output

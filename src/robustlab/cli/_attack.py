@@ -133,6 +133,7 @@ def register(app: typer.Typer) -> None:
                     attack_name,
                     **settings,
                     progress=bar,
+                    index=ds.indices,  # the dataset rows, recorded and saved with the adversarial examples
                     **params,
                 )
             saved = str(result.save_adversarials(save_adversarials)) if save_adversarials is not None else None
