@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 import robustlab
+from robustlab.analysis.classwise import cfps_vulnerability_correlation
 from robustlab.data.corruptions import BENCHMARK_CORRUPTIONS
-from robustlab.metrics import cfps_vulnerability_correlation, classwise_metrics, corruption_accuracy
+from robustlab.metrics import classwise_metrics, corruption_accuracy
 
 log = logging.getLogger("classwise_findings")
 

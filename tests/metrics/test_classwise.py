@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from robustlab.analysis.classwise import cfps_vulnerability_correlation
 from robustlab.errors import ConfigError
-from robustlab.metrics import cfps_vulnerability_correlation, classwise_from_records, classwise_metrics
+from robustlab.metrics import classwise_from_records, classwise_metrics
 
 # Hand-made example, 3 classes, 9 samples. Perturbed predictions (true → predicted):
 #   class 0: 0, 0, 1      class 1: 1, 2, 2      class 2: 2, 2, 0
@@ -92,8 +93,78 @@ def test_correlation_pools_models_and_classes() -> None:
         cfps_vulnerability_correlation({})
 
 
-def test_spearman_uses_average_ranks_for_ties() -> None:
-    from robustlab.metrics.classwise import _spearman
+# The textbook formulas the scipy-based implementation replaced, kept as the reference it must agree with.
+def _ref_ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="mergesort")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=np.float64)
+    for value in np.unique(v):  # ties get their average rank
+        tied = v == value
+        if tied.sum() > 1:
+            ranks[tied] = ranks[tied].mean()
+    return ranks
 
-    assert _spearman(np.array([1.0, 2, 2, 3]), np.array([1.0, 2, 2, 3])) == pytest.approx(1.0)
-    assert _spearman(np.array([1.0, 2, 3, 4]), np.array([4.0, 3, 2, 1])) == pytest.approx(-1.0)
+
+def _ref_pearson(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else math.nan
+
+
+def _ref_correlation(a: np.ndarray, b: np.ndarray, permutations: int, seed: int) -> tuple[float, ...]:
+    pearson, spearman = _ref_pearson(a, b), _ref_pearson(_ref_ranks(a), _ref_ranks(b))
+    rng = np.random.default_rng(seed)
+    ra, rb = _ref_ranks(a), _ref_ranks(b)
+    hits_p = hits_s = 0
+    for _ in range(permutations):
+        perm = rng.permutation(len(b))
+        hits_p += abs(_ref_pearson(a, b[perm])) >= abs(pearson) - 1e-12
+        hits_s += abs(_ref_pearson(ra, rb[perm])) >= abs(spearman) - 1e-12
+    return pearson, spearman, (hits_p + 1) / (permutations + 1), (hits_s + 1) / (permutations + 1)
+
+
+def _random_results(seed: int) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for m in "ABC":
+        y = torch.randint(0, 10, (400,), generator=g)
+        clean = torch.where(torch.rand(400, generator=g) < 0.8, y, torch.randint(0, 10, (400,), generator=g))
+        adv = torch.where(torch.rand(400, generator=g) < 0.4, clean, torch.randint(0, 3, (400,), generator=g))
+        out[m] = classwise_metrics(y, clean, adv)
+    return out
+
+
+@pytest.mark.parametrize("cfps", ["cfps", "clean_cfps"])
+@pytest.mark.parametrize("vulnerability", ["robust_error", "accuracy_drop"])
+def test_correlation_gives_the_numbers_of_the_textbook_formulas(cfps: str, vulnerability: str) -> None:
+    results = _random_results(5)
+    corr = cfps_vulnerability_correlation(
+        results,
+        cfps=cfps,  # type: ignore[arg-type]
+        vulnerability=vulnerability,  # type: ignore[arg-type]
+        permutations=300,
+        seed=3,
+    )
+    a = np.array([p["cfps"] for p in corr.points])
+    b = np.array([p["vulnerability"] for p in corr.points])
+    pearson, spearman, pearson_p, spearman_p = _ref_correlation(a, b, 300, 3)
+    assert corr.pearson == pytest.approx(pearson, abs=1e-12)
+    assert corr.spearman == pytest.approx(spearman, abs=1e-12)
+    assert (corr.pearson_p, corr.spearman_p) == (pearson_p, spearman_p)
+    for model, r in corr.per_model.items():
+        xs = np.array([p["cfps"] for p in corr.points if p["model"] == model])
+        ys = np.array([p["vulnerability"] for p in corr.points if p["model"] == model])
+        assert r["pearson"] == pytest.approx(_ref_pearson(xs, ys), abs=1e-12)
+        assert r["spearman"] == pytest.approx(_ref_pearson(_ref_ranks(xs), _ref_ranks(ys)), abs=1e-12)
+    # the numbers the home-made implementation gave on this input before it was replaced
+    if (cfps, vulnerability) == ("cfps", "robust_error"):
+        assert corr.pearson == pytest.approx(-0.7155631975196054, abs=1e-12)
+        assert corr.spearman == pytest.approx(-0.582489019232965, abs=1e-12)
+
+
+def test_correlation_of_a_constant_side_is_nan_without_warnings() -> None:
+    flat = classwise_metrics(LABELS, LABELS, LABELS)  # nothing changes: every vulnerability is 0
+    corr = cfps_vulnerability_correlation({"A": flat}, permutations=10)
+    assert math.isnan(corr.pearson) and math.isnan(corr.spearman) and math.isnan(corr.pearson_p)
+    assert set(corr.per_model["A"]) == {"pearson", "spearman"}
+    assert all(math.isnan(v) for v in corr.per_model["A"].values())

@@ -1,14 +1,9 @@
-"""Metrics: accuracy (more to come: success rates, distortions, CLEVER, class-wise metrics)."""
+"""Metrics: clean accuracy, CLEVER (and its comparison with attacks), class-wise metrics and corruption errors."""
 
+from robustlab.metrics._clever_compare import CleverComparison, compare_with_attack
 from robustlab.metrics.accuracy import AccuracyResult, evaluate, predict_classes
-from robustlab.metrics.classwise import (
-    CFPSCorrelation,
-    ClasswiseResult,
-    cfps_vulnerability_correlation,
-    classwise_from_records,
-    classwise_metrics,
-)
-from robustlab.metrics.clever import CleverComparison, CleverResult, clever, compare_with_attack
+from robustlab.metrics.classwise import ClasswiseResult, classwise_from_records, classwise_metrics
+from robustlab.metrics.clever import CleverResult, clever
 from robustlab.metrics.corruption import (
     CorruptionAccuracy,
     CorruptionErrors,
@@ -20,14 +15,12 @@ from robustlab.metrics.corruption import (
 
 __all__ = [
     "AccuracyResult",
-    "CFPSCorrelation",
     "ClasswiseResult",
     "CleverComparison",
     "CleverResult",
     "CorruptionAccuracy",
     "CorruptionErrors",
     "CorruptionReport",
-    "cfps_vulnerability_correlation",
     "classwise_from_records",
     "classwise_metrics",
     "clever",

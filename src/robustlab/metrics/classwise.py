@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,9 +34,7 @@ from robustlab.errors import ConfigError
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CFPSCorrelation",
     "ClasswiseResult",
-    "cfps_vulnerability_correlation",
     "classwise_from_records",
     "classwise_metrics",
 ]
@@ -262,134 +260,4 @@ def classwise_from_records(
         raise ConfigError(f"records need the per-sample fields label, clean_pred, adv_pred; missing {missing}")
     return classwise_metrics(
         records.label, records.clean_pred, records.adv_pred, classes=classes, num_classes=num_classes
-    )
-
-
-# ------------------------------------------------------------------------------------------- correlation
-
-
-def _ranks(v: np.ndarray) -> np.ndarray:
-    order = np.argsort(v, kind="mergesort")
-    ranks = np.empty(len(v))
-    ranks[order] = np.arange(len(v), dtype=np.float64)
-    for value in np.unique(v):  # ties get their average rank
-        tied = v == value
-        if tied.sum() > 1:
-            ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a - a.mean(), b - b.mean()
-    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else math.nan
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return _pearson(_ranks(a), _ranks(b))
-
-
-@dataclass(frozen=True)
-class CFPSCorrelation:
-    """Correlation between CFPS and per-class vulnerability, pooled over (model, class) points.
-
-    Attributes:
-        models: The models pooled.
-        cfps: Which score: ``"cfps"`` (under perturbation) or ``"clean_cfps"``.
-        vulnerability: ``"robust_error"`` (1 − robust accuracy) or ``"accuracy_drop"`` (clean − robust).
-        n_points: Number of (model, class) points.
-        pearson / spearman: Pooled correlation coefficients.
-        pearson_p / spearman_p: Two-sided permutation p-values (``permutations`` shuffles, fixed seed).
-        per_model: Per-model Pearson and Spearman coefficients over the classes.
-        points: The pooled points ``{"model", "class", "cfps", "vulnerability"}``.
-    """
-
-    models: tuple[str, ...]
-    cfps: str
-    vulnerability: str
-    n_points: int
-    pearson: float
-    spearman: float
-    pearson_p: float
-    spearman_p: float
-    permutations: int
-    per_model: dict[str, dict[str, float]]
-    points: list[dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def cfps_vulnerability_correlation(
-    results: Mapping[str, ClasswiseResult],
-    *,
-    cfps: Literal["cfps", "clean_cfps"] = "cfps",
-    vulnerability: Literal["robust_error", "accuracy_drop"] = "robust_error",
-    permutations: int = 10_000,
-    seed: int = 0,
-) -> CFPSCorrelation:
-    """Does a class's CFPS track its vulnerability? Pearson and Spearman over models × classes.
-
-    Args:
-        results: Class-wise results by model name (the same classes for each).
-        cfps: Score on the perturbed (``"cfps"``) or clean (``"clean_cfps"``) predictions.
-        vulnerability: ``"robust_error"`` = 1 − robust accuracy, ``"accuracy_drop"`` = clean − robust.
-        permutations: Shuffles for the permutation p-values (0 skips them: p = nan).
-        seed: Seed of the shuffles.
-
-    Raises:
-        ConfigError: no results, different classes, or an unknown score name.
-
-    References:
-        Medi, Grabinski & Keuper, "Towards Class-wise Robustness Analysis", arXiv:2411.19853, 2024.
-    """
-    if not results:
-        raise ConfigError("need class-wise results of at least one model")
-    if cfps not in ("cfps", "clean_cfps") or vulnerability not in ("robust_error", "accuracy_drop"):
-        raise ConfigError(f"unknown score: cfps={cfps!r}, vulnerability={vulnerability!r}")
-    class_sets = {r.classes for r in results.values()}
-    if len(class_sets) != 1:
-        raise ConfigError("all class-wise results must have the same classes")
-    points: list[dict[str, Any]] = []
-    per_model: dict[str, dict[str, float]] = {}
-    for model, r in results.items():
-        xs, ys = [], []
-        for c, name in enumerate(r.classes):
-            score = getattr(r, cfps)[c]
-            robust, clean = r.robust_accuracy[c], r.clean_accuracy[c]
-            if score is None or robust is None or clean is None:
-                continue
-            vul = 1 - robust if vulnerability == "robust_error" else clean - robust
-            xs.append(score)
-            ys.append(vul)
-            points.append({"model": model, "class": name, "cfps": score, "vulnerability": vul})
-        a, b = np.asarray(xs), np.asarray(ys)
-        per_model[model] = {"pearson": _pearson(a, b), "spearman": _spearman(a, b)} if len(a) > 1 else {}
-    a = np.asarray([p["cfps"] for p in points], dtype=np.float64)
-    b = np.asarray([p["vulnerability"] for p in points], dtype=np.float64)
-    pearson, spearman = _pearson(a, b), _spearman(a, b)
-    pearson_p = spearman_p = math.nan
-    if permutations > 0 and len(a) > 2 and not math.isnan(pearson):
-        rng = np.random.default_rng(seed)
-        ra, rb = _ranks(a), _ranks(b)
-        hits_p = hits_s = 0
-        for _ in range(permutations):
-            perm = rng.permutation(len(b))
-            hits_p += abs(_pearson(a, b[perm])) >= abs(pearson) - 1e-12
-            hits_s += abs(_pearson(ra, rb[perm])) >= abs(spearman) - 1e-12
-        pearson_p = (hits_p + 1) / (permutations + 1)
-        spearman_p = (hits_s + 1) / (permutations + 1)
-    return CFPSCorrelation(
-        models=tuple(results),
-        cfps=cfps,
-        vulnerability=vulnerability,
-        n_points=len(points),
-        pearson=pearson,
-        spearman=spearman,
-        pearson_p=pearson_p,
-        spearman_p=spearman_p,
-        permutations=permutations,
-        per_model=per_model,
-        points=points,
     )
