@@ -212,7 +212,6 @@ class _PlainProgress:
         self.t0 = self.last = time.monotonic()
         self.done, self.total = 0, 0
         self.extra = ""
-        self.printed: tuple[int, int] | None = None
 
     def update(self, done: int, total: int | None, description: str | None = None, extra: str = "") -> None:
         self.done, self.total = int(done), int(total or 0)
@@ -239,10 +238,10 @@ class _PlainProgress:
         if self.extra:
             text += f", {self.extra}"
         notice(text)
-        self.printed = (self.done, self.total)
 
     def close(self) -> None:
-        if self.printed != (self.done, self.total) and (self.done or self.total):
+        """The final line (``done in ...``), unless nothing was ever reported."""
+        if self.done or self.total:
             self.line(final=True)
 
 
@@ -255,11 +254,10 @@ def _duration(seconds: float) -> str:
 
 @contextmanager
 def _plain_lines(description: str, unit: str) -> Iterator[_PlainProgress]:
+    """Plain progress lines; the final one only when the work finished (an error has its own line)."""
     plain = _PlainProgress(description, unit)
-    try:
-        yield plain
-    finally:
-        plain.close()
+    yield plain
+    plain.close()
 
 
 def _bar(*fields: str, transient: bool) -> Any:
