@@ -43,7 +43,8 @@ def _one_error_line(result, fragment: str) -> None:  # type: ignore[no-untyped-d
 def _factory(tmp_path: Path, body: str, name: str = "net.py") -> str:
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("import torch\nfrom torch import nn\nfrom robustlab import ModelAdapter\n\n" + textwrap.dedent(body))
+    header = "import torch\nfrom torch import nn\nfrom robustlab import ModelAdapter\n\n"
+    path.write_text(header + textwrap.dedent(body))
     return str(path)
 
 
@@ -270,7 +271,7 @@ def test_user_weights_whose_sha256_differs_from_the_sidecar_are_refused(tmp_path
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))  # same keys, other weights
-    with pytest.raises(ModelError, match="is not the file its sidecar toy.json describes"):
+    with pytest.raises(ModelError, match=r"is not the file its sidecar toy\.json describes"):
         load_model(str(path))
     result = runner.invoke(app, ["eval", "--model", str(path), "--dataset", "mnist"])
     _one_error_line(result, "is not the file its sidecar")
