@@ -17,7 +17,7 @@ from robustlab.attacks._cw import CarliniWagnerL2, ElasticNet, InnerOptimizer, S
 from robustlab.attacks._evaluator import PassCounter
 from robustlab.attacks._gradient import GradientConfig, StartGradients, gradient_attack
 from robustlab.errors import ConfigError
-from robustlab.threat import LOSSES, Norm, make_loss
+from robustlab.threat import LOSSES, NORMS, Norm, make_loss
 
 
 @dataclass
@@ -153,7 +153,11 @@ class GradientMethod(AttackMethod):
     """FGSM / I-FGSM / PGD / MI-FGSM: presets of :func:`~._gradient.gradient_attack`."""
 
     fixed_budget = True
-    norms = ("linf", "l2", "l1")
+
+    @property
+    def norms(self) -> tuple[str, ...]:  # type: ignore[override]
+        """Every registered norm (the loop only asks the norm for its start, step and projection); L∞ first."""
+        return ("linf", *(name for name in NORMS.names() if name != "linf"))
 
     def __init__(self, name: str, defaults: GradientConfig, one_step: bool = False) -> None:
         self.name, self.defaults, self.one_step = name, defaults, one_step
