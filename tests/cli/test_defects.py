@@ -105,6 +105,30 @@ def test_evaluate_itself_refuses_labels_outside_the_models_classes(tmp_path: Pat
         check_dataset_fits(net, torch.tensor([0, 4, 7]))
 
 
+def test_a_study_job_refuses_a_model_whose_classes_do_not_fit(tmp_path: Path, data_dir: Path) -> None:
+    import yaml
+
+    ref = _factory(
+        tmp_path,
+        """
+        def make():
+            net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5))
+            return ModelAdapter(net, num_classes=5, input_shape=(3, 32, 32), name="five")
+        """,
+    )
+    spec = {
+        "name": "five",
+        "output": "out",
+        "models": [f"{ref}:make"],
+        "dataset": {"name": "cifar10", "n": 4, "seed": 0, "subset": "random"},
+        "attacks": [{"name": "fgsm", "eps": "8/255"}],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    result = runner.invoke(app, ["run", str(tmp_path / "spec.yaml"), "--no-report"])
+    _one_error_line(result, "cifar10/test has 10 classes but model five has 5")
+    assert not list((tmp_path / "out").glob("records/**/*.parquet"))
+
+
 def test_a_folder_whose_class_names_are_not_the_models_is_refused(tmp_path: Path, data_dir: Path) -> None:
     folder = _image_folder(tmp_path / "pets", ["cat", "dog"])
     result = runner.invoke(app, ["eval", "--model", "resnet20-akamaster", "--dataset", f"folder:{folder}"])

@@ -22,6 +22,7 @@ from robustlab.bench.plan import Job
 from robustlab.data import Dataset, load_dataset
 from robustlab.errors import RobustlabError
 from robustlab.models import ModelAdapter, load_model
+from robustlab.models.classes import check_dataset_fits
 from robustlab.store.kinds import get_kind
 from robustlab.store.lock import unwritable
 
@@ -47,8 +48,13 @@ class JobContext:
         return self._model[1]
 
     def images(self, job: Job) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The job's images (float in [0, 1]), labels and row indices. Shape: (N, C, H, W), (N,), (N,)."""
+        """The job's images (float in [0, 1]), labels and row indices. Shape: (N, C, H, W), (N,), (N,).
+
+        Raises:
+            ConfigError: the labels or class names do not fit the job's model.
+        """
         ds = self.dataset(job.params["dataset"], job.params["split"]).take(torch.tensor(job.indices))
+        check_dataset_fits(self.model(job.model), ds.y, ds.classes, dataset=f"{ds.name}/{ds.split}")
         return ds.images().to(self.device), ds.y.to(self.device), ds.indices
 
 
