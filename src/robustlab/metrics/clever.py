@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from robustlab.errors import ConfigError, InputContractError, ModelError
-from robustlab.metrics._clever_compare import CleverComparison, compare_with_attack
+from robustlab.errors import ConfigError, ModelError
 from robustlab.metrics._weibull import FIT_SHAPES, POOR_STATUSES, STATUS_FALLBACK, WeibullFit, fit_reverse_weibull
-from robustlab.models.adapter import eval_mode, trusted_inputs
+from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
+from robustlab.stats import median
 from robustlab.threat import Norm, check_labels, get_norm, resolve_targets
 
-__all__ = ["FIT_METHODS", "CleverComparison", "CleverResult", "clever", "compare_with_attack"]
+__all__ = ["FIT_METHODS", "CleverResult", "clever"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,9 +149,9 @@ class CleverResult:
 
     @property
     def median(self) -> float | None:
-        """Median score (the lower median for an even count) over inputs with a finite score."""
-        v = self.score[torch.isfinite(self.score)]
-        return float(v.median()) if v.numel() else None
+        """Median score over inputs with a finite score (the average of the two middle values for an even count,
+        as numpy and DuckDB; ``None`` if there are none)."""
+        return median(self.score[torch.isfinite(self.score)])
 
     def summary(self) -> dict[str, Any]:
         """Aggregate numbers, JSON-serialisable (``None`` where undefined)."""
@@ -299,17 +299,16 @@ def clever(
     norm_obj = get_norm(norm)
     r = norm_obj.clever_radius if radius is None else radius
     _check_config(r, batches, samples, fit, fit_shapes, batch_size)
-    _check_inputs(x)
+    check_images(x, name="clever")
     x = x.detach()
     n = x.shape[0]
+    if n == 0:
+        raise ConfigError("x holds no inputs: pass at least one image")
     device = x.device
     generator = torch.Generator(device=device).manual_seed(seed)
 
     with eval_mode(model):
-        with torch.no_grad():
-            clean = torch.cat([model(x[i : i + batch_size]) for i in range(0, n, batch_size)]) if n else None
-        if clean is None:
-            raise ConfigError("x holds no inputs: pass at least one image")
+        clean = predict_logits(model, x, batch_size)
         if clean.dim() != 2 or clean.shape[1] < 2:
             raise ModelError(
                 f"CLEVER needs a classifier with at least 2 outputs (logits of shape (N, K), K >= 2); the model "
@@ -519,19 +518,6 @@ def _check_config(
         raise ConfigError(f"unknown fit method {fit!r}; choose one of {', '.join(FIT_METHODS)}")
     if len(shapes) == 0 or not all(isinstance(c, int | float) and math.isfinite(c) and c > 0 for c in shapes):
         raise ConfigError(f"fit_shapes must be a non-empty sequence of finite numbers > 0, got {tuple(shapes)!r}")
-
-
-def _check_inputs(x: Tensor) -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() != 4:
-        what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
-        raise InputContractError(f"x must be a float tensor of shape (N, C, H, W) in [0, 1], got a {what}")
-    if x.numel() and not bool(torch.isfinite(x).all()):
-        raise InputContractError("x contains NaN or infinite values")
-    if x.numel() and (float(x.min()) < 0 or float(x.max()) > 1):
-        raise InputContractError(
-            f"x spans [{float(x.min()):.3g}, {float(x.max()):.3g}]; inputs must lie in [0, 1] (normalisation "
-            "belongs inside the model)"
-        )
 
 
 def _jsonable(values: Any) -> Any:
