@@ -30,7 +30,7 @@ from robustlab.errors import ConfigError
 #: that is not here is spelled ``--<name>``.
 _OPTION_NAMES = {"keep_adversarials": "--save-adversarials"}
 #: Settings the command passes that no option sets.
-_NOT_OPTIONS = {"progress"}
+_NOT_OPTIONS = {"progress", "index"}
 
 
 def _parse_params(items: list[str], own: set[str]) -> dict[str, Any]:
@@ -166,7 +166,9 @@ def register(app: typer.Typer) -> None:
             "gradient_passes_saved",
             "seconds",
         ):
-            table.add_row(key, fmt(summary.get(key)))
+            r = summary.get("rates", {}).get(key)
+            interval = "" if r is None else f" (95 % {fmt(r['low'])}–{fmt(r['high'])}, {r['k']}/{r['n']})"
+            table.add_row(key, fmt(summary.get(key)) + interval)
         if saved:
             table.add_row("adversarials", saved)
         out_console.print(table)
