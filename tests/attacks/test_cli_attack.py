@@ -82,6 +82,7 @@ def test_attack_table_names_the_search_the_target_and_the_passes_saved(data_dir:
         (["--attack", "pgd", "-p", "restarts"], "--param expects KEY=VALUE"),
         (["--attack", "pgd", "-p", "seed=3"], "--param seed: use the command's own option --seed"),
         (["--attack", "pgd", "-p", "progress=1"], "--param progress: not an attack setting"),
+        (["--attack", "pgd", "-p", "index=3"], "--param index: not an attack setting"),
     ],
 )
 def test_attack_errors_exit_2_with_a_message(data_dir: Path, args: list[str], fragment: str) -> None:
