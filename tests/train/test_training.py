@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustlab import ConfigError, ModelAdapter, TrainConfig, train_model
+from robustlab.data import Dataset
+from robustlab.models import ModelSpec
 from robustlab.train import random_crop_flip
 
 
@@ -98,3 +100,44 @@ def test_resuming_with_another_config_is_refused(tmp_path: Path) -> None:
 def test_bad_config(kwargs: dict, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         TrainConfig(**kwargs)
+
+
+def _dataset(x: torch.Tensor, y: torch.Tensor, name: str) -> Dataset:
+    return Dataset(name, "train", x, y, ("a", "b", "c", "d"), torch.arange(len(y)))
+
+
+def _toy_spec() -> ModelSpec:
+    return ModelSpec("toy", "mlp", "mlp", 4, (3, 8, 8), (0.5,) * 3, (0.25,) * 3, "toy", {"image_size": 8})
+
+
+def test_without_a_held_out_split_only_the_training_accuracy_is_recorded_and_named_so(tmp_path: Path) -> None:
+    from robustlab.train.standalone import fit_and_export
+
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05)
+    train = _dataset(x, y, "npz:/toy.npz")
+    spec = fit_and_export(_toy_spec(), train, None, cfg, tmp_path / "run", tmp_path / "m.safetensors")
+    assert "test_accuracy" not in spec.metrics and "test_images" not in spec.metrics
+    assert 0.0 <= spec.metrics["train_accuracy"] <= 1.0 and spec.metrics["train_images"] == 200
+    sidecar = json.loads((tmp_path / "m.json").read_text())
+    assert sidecar["metrics"]["train_accuracy"] == spec.metrics["train_accuracy"]
+
+
+def test_with_a_held_out_split_the_test_accuracy_is_recorded(tmp_path: Path) -> None:
+    from robustlab.train.standalone import fit_and_export
+
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, batch_size=50, lr=0.05)
+    train, test = _dataset(x[:150], y[:150], "toy"), _dataset(x[150:], y[150:], "toy")
+    spec = fit_and_export(_toy_spec(), train, test, cfg, tmp_path / "run", tmp_path / "m.safetensors")
+    assert spec.metrics["test_images"] == 50 and "train_accuracy" not in spec.metrics
+    assert spec.metrics["test_accuracy"] * 50 == round(spec.metrics["test_accuracy"] * 50)
+
+
+def test_build_zoo_refuses_an_unknown_recipe_before_training_anything(tmp_path: Path) -> None:
+    from robustlab.errors import UnknownNameError
+    from robustlab.train.zoo import build_zoo
+
+    with pytest.raises(UnknownNameError, match="Did you mean: resnet20"):
+        build_zoo(["resnet8", "resnet2O"], tmp_path / "runs", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
