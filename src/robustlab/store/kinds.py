@@ -1,6 +1,6 @@
 """Study job kinds as plugins: the :class:`JobKind` protocol, its registry and the phase order.
 
-A job kind (``clean``, ``attack``, ``clever``, ``corruption``, ``transfer``, or a new one) is ONE module that
+A job kind (``clean``, ``attack``, ``transfer``, the others in :mod:`robustlab.kinds`, or a new one) is ONE module that
 subclasses :class:`JobKind` and registers an instance with :func:`register_kind`. The instance owns everything
 about its kind:
 
