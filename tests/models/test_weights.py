@@ -45,8 +45,14 @@ def test_truncated_safetensors_is_refused(tmp_path: Path) -> None:
     save_weights(net, _spec(), tmp_path / "tiny.safetensors")
     path = tmp_path / "tiny.safetensors"
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ModelError, match=r"is not the file its sidecar tiny\.json describes"):
+        load_model(str(path))  # the sidecar's sha256 catches it first
+    sidecar = tmp_path / "tiny.json"
+    side = json.loads(sidecar.read_text())
+    side["weights"]["sha256"] = ""  # an older sidecar that records none
+    sidecar.write_text(json.dumps(side))
     with pytest.raises(ModelError, match="truncated or corrupt"):
-        load_model(str(path))
+        load_model(str(path))  # without a recorded sha256, reading the file finds it
 
 
 class _Evil:
