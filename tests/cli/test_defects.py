@@ -314,6 +314,14 @@ def test_error_messages_keep_square_brackets(tmp_path: Path) -> None:
     assert "[draft]" in result.stderr
 
 
+def test_tables_keep_square_brackets_in_model_names(tmp_path: Path, data_dir: Path) -> None:
+    body = "def make():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))\n"
+    ref = _factory(tmp_path, body, "[draft]/x.py")
+    result = runner.invoke(app, ["eval", "--model", f"{ref}:make", "--n", "4"])
+    assert result.exit_code == 0, result.output
+    assert "[draft]/x.py" in "".join(result.stdout.split())  # the table may wrap the long name
+
+
 def test_a_message_with_markup_like_text_is_printed_as_is(capsys: pytest.CaptureFixture[str]) -> None:
     common.error_line("pip install 'robustlab[ray]' [bold]x[/bold] models/[draft]/x.py")
     assert capsys.readouterr().err == "error: pip install 'robustlab[ray]' [bold]x[/bold] models/[draft]/x.py\n"

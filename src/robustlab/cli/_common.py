@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(width=None if sys.stdout.isatty() else 160)  # no truncated names in pipes
+# No markup anywhere: model names, paths and messages print as they are, square brackets included.
+err_console = Console(stderr=True, highlight=False, markup=False)
+out_console = Console(width=None if sys.stdout.isatty() else 160, markup=False)  # no truncated names in pipes
 
 #: Seconds between two plain progress lines when stderr is not a terminal.
 PROGRESS_SECONDS = 10.0

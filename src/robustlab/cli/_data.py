@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from robustlab.cli._common import DataOpt, JsonOpt, emit_json, out_console, user_errors
 
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
             table = Table("dataset", "file", "status", "algorithm", title=f"data directory {root}")
             for c in checks:
                 colour = {"ok": "green", "missing": "yellow"}.get(c.status, "red")
-                table.add_row(c.dataset, c.file, f"[{colour}]{c.status}[/]", c.algorithm or "")
+                table.add_row(c.dataset, c.file, Text(c.status, style=colour), c.algorithm or "")
             out_console.print(table)
         if bad:
             raise typer.Exit(1)
