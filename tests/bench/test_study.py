@@ -200,3 +200,17 @@ def test_output_escaping_its_root_is_refused(output: str, tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="escapes its root"):
         resolve_output(spec, tmp_path)
     assert resolve_output(parse_spec(spec_dict(output="runs/x")), tmp_path) == (tmp_path / "runs" / "x").resolve()
+
+
+def test_saved_adversarials_of_a_study_carry_dataset_rows(four_model_run: tuple[Path, Any]) -> None:
+    from safetensors.torch import load_file
+
+    run, _ = four_model_run
+    con = connect(run)
+    rows = con.execute("SELECT job_id, list(index ORDER BY index) FROM attack GROUP BY job_id").fetchall()
+    saved = {job: sorted(idx) for job, idx in rows if (run / "artifacts" / f"{job}.safetensors").is_file()}
+    assert saved, "the spec keeps adversarials for transfer"
+    for job, idx in saved.items():
+        stored = load_file(str(run / "artifacts" / f"{job}.safetensors"))["index"].tolist()
+        assert sorted(stored) == idx  # the dataset rows of the records, not positions 0..n-1
+        assert sorted(stored) != list(range(len(stored)))

@@ -121,6 +121,8 @@ def register(app: typer.Typer) -> None:
                 "keep_adversarials": save_adversarials is not None,
             }
             params = _parse_params(param or [], {*settings, *_NOT_OPTIONS})
+            if batch_size is None:
+                del settings["batch_size"]  # the library's bounded default, not "all images at once"
             if save_adversarials is not None:
                 check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
             inputs = load_inputs(model, dataset, "test", n, seed, data, device)

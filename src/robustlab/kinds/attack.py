@@ -21,14 +21,14 @@ from pydantic import Field, field_validator, model_validator
 
 from robustlab.analysis.classwise import ClasswiseAnalysis, classwise_analysis
 from robustlab.analysis.pareto import ParetoAnalysis, pareto_analysis, points_from_summary
-from robustlab.analysis.summary import attack_summary
+from robustlab.analysis.summary import attack_summary, rate_of
 from robustlab.attacks import AttackResult
 from robustlab.bench.jobs import JobContext, record_constants
 from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import NormName, SpecSection, StudySpec, TargetMode, lookup
 from robustlab.errors import RobustlabError
-from robustlab.report.figures import bar_figure, labels
-from robustlab.report.html import Section, fmt, render, sources_of
+from robustlab.report.figures import bar_figure, labels, rate_bar_figure, short
+from robustlab.report.html import Section, render, sources_of
 from robustlab.store import artifact_path, has_view, write_records
 from robustlab.store.kinds import JobKind, register_kind
 from robustlab.store.schema import RecordSchema
@@ -110,38 +110,63 @@ class AttackSection(SpecSection):
 
 def attack_configs(spec: StudySpec) -> list[dict[str, Any]]:
     """Every attack configuration of the grid, as the canonical params of its jobs."""
+    return _expand([a.model_dump() for a in spec.section("attacks") or []], spec.seed)
+
+
+def _expand(sections: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """The configurations of attack sections given as plain data (parsed, or from a run's canonical spec)."""
     out = []
-    for a in spec.section("attacks") or []:
-        for eps, steps, target in itertools.product(a.eps, a.steps, a.targets):
+    for a in sections:
+        for eps, steps, target in itertools.product(a["eps"], a["steps"], a["targets"]):
             out.append(
                 {
-                    "attack": a.name,
-                    "norm": a.norm,
+                    "attack": a["name"],
+                    "norm": a["norm"],
                     "eps": eps,
                     "steps": steps,
                     "target": target,
-                    "minimal": a.minimal,
-                    "transfer": a.transfer,
-                    "params": dict(sorted(a.params.items())),
-                    "seed": spec.seed,
+                    "minimal": a["minimal"],
+                    "transfer": a["transfer"],
+                    "params": dict(sorted(a["params"].items())),
+                    "seed": seed,
                 }
             )
     return out
 
 
 def config_key(cfg: dict[str, Any]) -> str:
-    """A short readable name of an attack configuration, e.g. ``ifgsm-linf-eps0.0314-s10-untargeted``."""
+    """A short name of an attack configuration, e.g. ``ifgsm-linf-eps0.0314-s10-untargeted``; extra params
+    add a hash of the params dict (``cw-l2-s20-untargeted-4f2a1c``), shown to readers as :func:`config_label`."""
+    return "-".join(_key_parts(cfg, hashed=True))
+
+
+def config_label(cfg: dict[str, Any]) -> str:
+    """The name readers see: the key with its params spelled out instead of their hash, e.g.
+    ``cw-l2-s20-untargeted (search_steps=3)``."""
+    extra = ", ".join(f"{k}={v}" for k, v in cfg["params"].items())
+    return "-".join(_key_parts(cfg, hashed=False)) + (f" ({extra})" if extra else "")
+
+
+def key_labels(spec: dict[str, Any]) -> dict[str, str]:
+    """Each configuration key of a run's canonical spec (its manifest's ``spec``) → :func:`config_label`."""
+    return {config_key(c): config_label(c) for c in _expand(spec.get("attacks") or [], spec.get("seed", 0))}
+
+
+def _key_parts(cfg: dict[str, Any], *, hashed: bool) -> list[str]:
     parts = [cfg["attack"], cfg["norm"] or "default"]
-    if cfg["eps"] is not None:
-        parts.append(f"eps{cfg['eps']:.4g}")
+    eps = cfg["eps"]
+    if eps is not None:
+        in_255 = eps * 255
+        readable = not hashed and eps > 0 and abs(in_255 - round(in_255)) < 1e-6
+        parts.append(f"eps{round(in_255)}/255" if readable else f"eps{eps:.4g}")
     if cfg["steps"] is not None:
         parts.append(f"s{cfg['steps']}")
     parts.append(cfg["target"])
     if cfg["minimal"]:
         parts.append("minimal")
-    if cfg["params"]:
+    if cfg["params"] and hashed:
         parts.append(hashlib.sha256(json.dumps(cfg["params"], sort_keys=True).encode()).hexdigest()[:6])
-    return "-".join(parts)
+    return parts
 
 
 def write_attack_records(run: Path, job: Job, result: AttackResult, model: Any, index: list[int]) -> Path:
@@ -166,12 +191,17 @@ def write_attack_records(run: Path, job: Job, result: AttackResult, model: Any, 
 
 @dataclasses.dataclass
 class AttackAnalysis:
-    """``rows``: :func:`robustlab.analysis.attack_summary` (with the counts behind each rate); ``pareto``: one
-    frontier per minimal-distortion configuration; ``classwise``: one per untargeted configuration."""
+    """``rows``: :func:`robustlab.analysis.attack_summary` (every rate with its interval and counts) plus each
+    configuration's readable ``label``; ``pareto``: one frontier per minimal-distortion configuration (each
+    model at its median distortion); ``classwise``: one per untargeted configuration."""
 
     rows: list[dict[str, Any]]
     pareto: list[ParetoAnalysis]
     classwise: list[ClasswiseAnalysis]
+
+    def label(self, key: str) -> str:
+        """The readable name of configuration ``key``."""
+        return next((r["label"] for r in self.rows if r["key"] == key), key)
 
     def distortion_keys(self) -> list[str]:
         """Configurations whose distortions are minimal: a minimal search, or a minimal-distortion attack."""
@@ -181,7 +211,11 @@ class AttackAnalysis:
         return {"rows": self.rows, "pareto": [p.to_dict() for p in self.pareto]}
 
 
-def _pareto_figure(p: ParetoAnalysis, sources: dict[str, str]) -> go.Figure:
+#: How norms are written for readers.
+NORM_NAMES = {"l0": "L0", "l1": "L1", "l2": "L2", "linf": "L∞"}
+
+
+def _pareto_figure(p: ParetoAnalysis, label: str, sources: dict[str, str]) -> go.Figure:
     import numpy as np
 
     fig = go.Figure()
@@ -220,16 +254,18 @@ def _pareto_figure(p: ParetoAnalysis, sources: dict[str, str]) -> go.Figure:
             )
         )
     fig.update_layout(
-        title=f"Accuracy vs robustness: {p.key}",
+        title=f"Accuracy vs robustness: {label}",
         xaxis_title="top-1 error (log)",
-        yaxis_title=f"mean minimal {p.norm} distortion",
+        yaxis_title=f"median minimal {NORM_NAMES.get(p.norm, p.norm)} distortion",
         xaxis_type="log",
         height=500,
     )
     return fig
 
 
-_PARETO = """{% for p in pareto %}<h3>{{ p.key }}</h3>
+_PARETO = """<p>Each model sits at its top-1 error and its MEDIAN minimal distortion over successful inputs (the
+mean would follow single outliers).</p>
+{% for p in pareto %}<h3>{{ p.label }}</h3>
 <p>Frontier: {{ p.frontier|join(", ") }}.
 {% if p.fit_all %}Fit over all models:
 distortion = {{ "%.4g"|format(p.fit_all.a) }} + {{ "%.4g"|format(p.fit_all.b) }}·ln(error),
@@ -237,18 +273,25 @@ R² = {{ "%.3f"|format(p.fit_all.r2) }}, {{ (p.fit_all.confidence*100)|round|int
 [{{ "%.4g"|format(p.fit_all.b_ci[0]) }}, {{ "%.4g"|format(p.fit_all.b_ci[1]) }}] (n = {{ p.fit_all.n }}).{% endif %}
 {% if p.fit_frontier %} On the frontier: b = {{ "%.4g"|format(p.fit_frontier.b) }},
 R² = {{ "%.3f"|format(p.fit_frontier.r2) }}.{% endif %}
-Family means: {% for f, v in p.family_means.items() %}{{ f }} {{ "%.4g"|format(v) }}{% if not loop.last %},
+Family medians: {% for f, v in p.family_medians.items() %}{{ f }} {{ "%.4g"|format(v) }}{% if not loop.last %},
 {% endif %}{% endfor %}.</p>
 {% endfor %}"""
 
-_PER_MODEL = """{% for m in per_model %}<h3 id="m-{{ loop.index }}">{{ m.model }}</h3>
-<table><tr><th class="l">attack</th><th>n</th><th>success rate</th><th>robust accuracy</th><th>median L1</th>
-<th>median L2</th><th>median L∞</th><th>gradient passes</th></tr>
-{% for r in m.rows %}<tr><td class="l">{{ r.key }}</td><td>{{ r.n }}</td><td>{{ fmt(r.success_rate) }}</td>
-<td>{{ fmt(r.robust_accuracy) }}</td>
+_PER_MODEL = """<p>Success rate: over the inputs the model classifies correctly when clean; robust accuracy: over all
+inputs. Medians over successful inputs.</p>
+{% for m in per_model %}<h3 id="m-{{ loop.index }}">{{ m.model }}</h3>
+<div class="wide"><table><tr><th class="l">attack</th><th>success rate</th><th>robust accuracy</th>
+<th>median L1</th><th>median L2</th><th>median L∞</th><th>gradient passes</th></tr>
+{% for r in m.rows %}<tr><td class="l">{{ r.label }}</td><td>{{ rate(r, "success_rate") }}</td>
+<td>{{ rate(r, "robust_accuracy") }}</td>
 <td>{{ fmt(r.median_l1) }}</td><td>{{ fmt(r.median_l2) }}</td><td>{{ fmt(r.median_linf) }}</td>
 <td>{{ r.gradient_passes }}</td></tr>{% endfor %}
-</table>{% endfor %}"""
+</table></div>{% endfor %}"""
+
+_LEGEND = """<dl class="legend">{% for abbr, r in legend %}<dt>{{ abbr }}</dt><dd>{{ r.label }}: success rate /
+median {{ norm_names.get(r.norm, r.norm) }} distortion over successes{% if r.key != r.label %} (stored as
+<code>{{ r.key }}</code>{% if " (" in r.label %}; its last part is a hash of the params{% endif %}){% endif %}</dd>
+{% endfor %}</dl>"""
 
 
 class Attack(JobKind):
@@ -320,6 +363,7 @@ class Attack(JobKind):
             seed=p["seed"],
             batch_size=p["batch_size"],
             keep_adversarials=p["transfer"],
+            index=idx,  # dataset rows: the saved adversarials carry them, not positions in the subset
             **p["params"],
         )
         if p["transfer"]:
@@ -331,7 +375,8 @@ class Attack(JobKind):
     def analyse(self, con: Any, study: Any) -> AttackAnalysis | None:
         if not has_view(con, "attack"):
             return None
-        rows = attack_summary(con)
+        names = key_labels(study.spec)
+        rows = [{**r, "label": names.get(r["key"], r["key"])} for r in attack_summary(con)]
         clean = study["clean"]
         errors = clean.errors if clean is not None else {}
         a = AttackAnalysis(rows, [], [])
@@ -347,7 +392,7 @@ class Attack(JobKind):
                 "list(adv_pred ORDER BY index) FROM attack WHERE key = ? GROUP BY model ORDER BY model",
                 [key],
             ).fetchall()
-            a.classwise.append(classwise_analysis(key, per_model, study.classes))
+            a.classwise.append(classwise_analysis(key, per_model, study.classes, title=a.label(key)))
         return a
 
     def report(self, study: Any) -> list[Section]:
@@ -357,30 +402,49 @@ class Attack(JobKind):
         sources = sources_of(study)
         models = sorted({r["model"] for r in a.rows})
         keys = sorted({r["key"] for r in a.rows})
-        success = {k: {r["model"]: r["success_rate"] for r in a.rows if r["key"] == k} for k in keys}
+        success = {
+            a.label(k): {r["model"]: rate_of(r, "success_rate") for r in a.rows if r["key"] == k} for k in keys
+        }
         figures = [
-            ("success", bar_figure(success, models, sources, "Attack success rate (over initially correct inputs)",
-                                   "success rate", [0, 1.05]))
+            ("success", rate_bar_figure(success, models, sources,
+                                        "Attack success rate (over initially correct inputs), 95 % intervals",
+                                        "success rate"))
         ]
-        if a.distortion_keys():
-            dist = {k: {r["model"]: r.get(f"median_{r['norm']}") for r in a.rows if r["key"] == k}
-                    for k in a.distortion_keys()}
-            title = "Median minimal distortion (in each attack's norm)"
-            figures.append(("distortion", bar_figure(dist, models, sources, title, "distortion")))
-        summary: dict[str, dict[str, str]] = {}
+        norms = sorted({r["norm"] for r in a.rows if r["key"] in a.distortion_keys()})
+        for norm in norms:  # one figure per norm: L2 and L∞ distortions never share an axis
+            dist = {a.label(k): {r["model"]: r.get(f"median_{norm}") for r in a.rows if r["key"] == k}
+                    for k in a.distortion_keys() if any(r["key"] == k and r["norm"] == norm for r in a.rows)}
+            name = NORM_NAMES.get(norm, norm)
+            title = f"Median minimal {name} distortion over successes"
+            figures.append((f"distortion_{norm}", bar_figure(dist, models, sources, title, f"{name} distortion")))
+        abbr = {k: f"A{i}" for i, k in enumerate(keys, 1)}
+        summary: dict[str, dict[str, Any]] = {}
         for r in a.rows:
             d = r.get(f"median_{r['norm']}")
-            summary.setdefault(r["model"], {})[r["key"]] = f"{fmt(r['success_rate'])} / {fmt(d)}"
-        pareto_rows = [{"key": p.key, **dataclasses.asdict(pt), "on_frontier": pt in p.frontier}
-                       for p in a.pareto for pt in p.points]
-        per_model = [{"model": m, "rows": [r for r in a.rows if r["model"] == m]} for m in models]
+            summary.setdefault(r["model"], {})[abbr[r["key"]]] = render(
+                "{{ rate(r, 'success_rate') }} / {{ fmt(d) }}", r=r, d=d
+            )
+        legend = [(abbr[k], next(r for r in a.rows if r["key"] == k)) for k in keys]
+        notes = [render(_LEGEND, legend=legend, norm_names=NORM_NAMES)]
+        pareto_rows = [
+            {"key": p.key, "label": a.label(p.key), **dataclasses.asdict(pt), "on_frontier": pt in p.frontier}
+            for p in a.pareto
+            for pt in p.points
+        ]
+        pareto = [
+            {**p.to_dict(), "label": a.label(p.key), "frontier": labels([q.model for q in p.frontier], sources)}
+            for p in a.pareto
+        ]
+        per_model = [{"model": short(m, sources.get(m)), "rows": [r for r in a.rows if r["model"] == m]}
+                     for m in models]
         return [
-            Section("attacks", "Attacks", figures=figures, tables=[("attacks", a.rows)], summary=summary),
+            Section("attacks", "Attacks", figures=figures, tables=[("attacks", a.rows)], summary=summary,
+                    notes=notes),
             Section(
                 "pareto",
                 "Pareto frontier",
-                html=[render(_PARETO, pareto=[p.to_dict() for p in a.pareto])] if a.pareto else [],
-                figures=[(f"pareto_{i}", _pareto_figure(p, sources)) for i, p in enumerate(a.pareto)],
+                html=[render(_PARETO, pareto=pareto)] if a.pareto else [],
+                figures=[(f"pareto_{i}", _pareto_figure(p, a.label(p.key), sources)) for i, p in enumerate(a.pareto)],
                 tables=[("pareto", pareto_rows)],
             ),
             Section("models", "Per model", html=[render(_PER_MODEL, per_model=per_model)]),
