@@ -165,7 +165,7 @@ class GradientMethod(AttackMethod):
     def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> GradientConfig:
         if self.one_step and steps not in (None, 1):
             raise ConfigError(f"{self.name} takes exactly one step (got steps={steps}); use 'ifgsm' or 'pgd'")
-        cfg = _apply_params(self.defaults, params, self.name)
+        cfg: GradientConfig = _apply_params(self.defaults, params, self.name)
         if steps is not None:
             cfg = dataclasses.replace(cfg, steps=steps)
         if step_size is not None:
@@ -231,7 +231,7 @@ class ConstSearchMethod(AttackMethod):
     def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> SearchConfig:
         if step_size is not None:
             raise ConfigError(f"{self.name} has no step size; set its learning rate with lr=...")
-        cfg = _apply_params(self.defaults, params, self.name)
+        cfg: SearchConfig = _apply_params(self.defaults, params, self.name)
         if steps is not None:
             cfg = dataclasses.replace(cfg, steps=steps)
         if cfg.search_steps < 1:

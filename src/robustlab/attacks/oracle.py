@@ -54,7 +54,8 @@ def pairwise_distances(model: LinearClassifier, x: Tensor, y: Tensor, norm: str 
         dual = nrm.dual(diff.reshape(-1, w.shape[1])).reshape(diff.shape[:2])  # (N, K)
         gap = z.gather(1, y[:, None]) - z  # (N, K)
         out = gap / dual
-        return out.masked_fill(torch.nn.functional.one_hot(y, w.shape[0]).bool(), float("inf"))
+        result: Tensor = out.masked_fill(torch.nn.functional.one_hot(y, w.shape[0]).bool(), float("inf"))
+        return result
 
 
 def minimal_distortion(model: LinearClassifier, x: Tensor, y: Tensor, norm: str | Norm) -> Tensor:

@@ -155,7 +155,8 @@ class StudySpec(SpecSection):
 
     def canonical(self) -> dict[str, Any]:
         """The spec as plain JSON data with defaults filled in (what the run's identity is computed from)."""
-        return json.loads(self.model_dump_json())
+        result: dict[str, Any] = json.loads(self.model_dump_json())
+        return result
 
     def digest(self) -> str:
         """sha256 of the canonical spec."""

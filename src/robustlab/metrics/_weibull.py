@@ -203,7 +203,7 @@ def _nnlf(theta: Array, data: Array, scale_reg: float = 0.0) -> Array:
     total = np.where(good, logpdf, 0.0).sum(axis=1)
     b = data.shape[1]
     n_bad = b - good.sum(axis=1)  # a ufunc reduction: np.count_nonzero's Python wrapper costs more here
-    out = -total + _penalty(b)[n_bad] + b * np.log(scale[:, 0])
+    out: Array = -total + _penalty(b)[n_bad] + b * np.log(scale[:, 0])
     out[~((c[:, 0] > 0) & (scale[:, 0] > 0))] = np.inf  # _argcheck and scale > 0
     if scale_reg:
         out += scale_reg * theta[:, 2] * theta[:, 2]
@@ -215,7 +215,8 @@ def _xlogy() -> np.ufunc:
     """``scipy.special.xlogy``, imported on first use (an import statement per call costs more than the call)."""
     from scipy.special import xlogy
 
-    return xlogy
+    result: np.ufunc = xlogy
+    return result
 
 
 @functools.cache
@@ -361,7 +362,8 @@ def _ks_statistic(data: Array, c: Array, loc: Array, scale: Array) -> Array:
         cdf = stats.weibull_max.cdf(x, c[:, None], loc=loc[:, None], scale=scale[:, None])
         d_plus = (np.arange(1.0, n + 1) / n - cdf).max(axis=1)
         d_minus = (cdf - np.arange(0.0, n) / n).max(axis=1)
-    return np.where(d_plus > d_minus, d_plus, d_minus)
+    result: Array = np.where(d_plus > d_minus, d_plus, d_minus)
+    return result
 
 
 def _best_pvalues(d: Array, n: int) -> Array:

@@ -270,7 +270,7 @@ class ModelAdapter(nn.Module):
         if self.check_inputs:
             self.validate_input(x)
         z = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)  # (N, C, H, W) normalised
-        logits = self.net(z)  # (N, K)
+        logits: torch.Tensor = self.net(z)  # (N, K)
         self._validate_logits(logits)
         return logits
 

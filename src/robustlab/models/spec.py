@@ -110,7 +110,8 @@ class ModelSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the sidecar format)."""
-        return json.loads(json.dumps(asdict(self)))
+        result: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return result
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:

@@ -43,7 +43,8 @@ def _lp(flat: Tensor, p: float) -> Tensor:
         return flat.abs().amax(1)
     if p == 1:
         return flat.abs().sum(1)
-    return torch.linalg.vector_norm(flat, ord=p, dim=1)
+    result: Tensor = torch.linalg.vector_norm(flat, ord=p, dim=1)
+    return result
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -75,7 +76,8 @@ class Norm(ABC):
             return float(d)
         if self.p == 2:
             return math.sqrt(d)
-        return float(d) ** (1.0 / self.p)
+        result: float = float(d) ** (1.0 / self.p)
+        return result
 
     def distance(self, delta: Tensor) -> Tensor:
         """Per-sample norm of ``delta``.

@@ -114,7 +114,8 @@ def filter2d(x: Tensor, kernel: Tensor, mode: str = "reflect") -> Tensor:
     ph, pw = xp.shape[-2:]
     spectrum = torch.fft.rfft2(xp, s=(ph, pw)) * torch.fft.rfft2(k.flip(0, 1), s=(ph, pw))
     full = torch.fft.irfft2(spectrum, s=(ph, pw))  # circular convolution; the valid part is exact
-    return full[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w].contiguous()
+    result: Tensor = full[..., kh - 1 : kh - 1 + h, kw - 1 : kw - 1 + w].contiguous()
+    return result
 
 
 @lru_cache(maxsize=128)

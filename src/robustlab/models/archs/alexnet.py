@@ -57,7 +57,8 @@ class AlexNetCifar(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))  # (B, num_classes)
+        result: torch.Tensor = self.classifier(self.features(x))  # (B, num_classes)
+        return result
 
 
 ARCHITECTURES.register("alexnet_cifar", AlexNetCifar)

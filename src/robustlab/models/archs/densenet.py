@@ -64,7 +64,8 @@ class DenseNetBC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, c, H/4, W/4)
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        result: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return result
 
 
 ARCHITECTURES.register("densenet_bc", DenseNetBC)

@@ -79,7 +79,8 @@ class InceptionCifar(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, c, 7, 7) for 32×32 input
-        return self.fc(nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+        result: torch.Tensor = self.fc(nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+        return result
 
 
 ARCHITECTURES.register("inception_cifar", InceptionCifar)

@@ -43,7 +43,8 @@ class LeNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        result: torch.Tensor = self.classifier(self.features(x))
+        return result
 
 
 class MLP(nn.Module):
@@ -69,7 +70,8 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        result: torch.Tensor = self.net(x)
+        return result
 
 
 ARCHITECTURES.register("lenet", LeNet)

@@ -43,7 +43,8 @@ class _InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
-        return x + out if self.use_skip else out
+        result: torch.Tensor = x + out if self.use_skip else out
+        return result
 
 
 class MobileNetV2Cifar(nn.Module):
@@ -86,7 +87,8 @@ class MobileNetV2Cifar(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, last, H', W')
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        result: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return result
 
 
 ARCHITECTURES.register("mobilenetv2_cifar", MobileNetV2Cifar)
@@ -135,7 +137,8 @@ class MobileNetV1Cifar(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, c, H/8, W/8)
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        result: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return result
 
 
 ARCHITECTURES.register("mobilenetv1_cifar", MobileNetV1Cifar)

@@ -77,7 +77,8 @@ class ResNetCifar(nn.Module):
         out = F.relu(self.bn1(self.conv1(x)))  # (B, w, H, W)
         out = self.layer3(self.layer2(self.layer1(out)))  # (B, 4w, H/4, W/4)
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # (B, 4w)
-        return self.linear(out)
+        result: torch.Tensor = self.linear(out)
+        return result
 
 
 ARCHITECTURES.register("resnet_cifar", ResNetCifar)

@@ -49,7 +49,8 @@ class VGG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.features(x)  # (B, c, 1, 1) for 32×32 inputs
-        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        result: torch.Tensor = self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+        return result
 
 
 ARCHITECTURES.register("vgg", VGG)

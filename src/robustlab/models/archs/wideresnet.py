@@ -29,7 +29,8 @@ class _WideBlock(nn.Module):
         skip = x if self.shortcut is None else self.shortcut(o)
         out = self.conv1(o)
         out = self.conv2(F.relu(self.bn2(out)))
-        return out + skip
+        result: torch.Tensor = out + skip
+        return result
 
 
 class WideResNet(nn.Module):
@@ -58,7 +59,8 @@ class WideResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.blocks(self.conv1(x))))  # (B, 64k, H/4, W/4)
-        return self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        result: torch.Tensor = self.fc(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return result
 
 
 ARCHITECTURES.register("wideresnet", WideResNet)
