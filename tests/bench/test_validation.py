@@ -113,3 +113,18 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_record(
     with pytest.raises(ConfigError, match=r"^cannot write to the output folder .*: No space left on device \(free"):
         run_study(parse_spec(_small()), tmp_path, data_dir=data_dir)
     assert not list(tmp_path.glob("records/*/*")) and not (tmp_path / ".lock").exists()
+
+
+def test_a_model_that_does_not_fit_the_dataset_is_refused_before_any_write(tmp_path: Path) -> None:
+    five = f"{Path(__file__).parent / 'tiny_models.py'}:make_five_classes"
+    spec = parse_spec(_small(models=[spec_dict()["models"][0], five]))
+    with pytest.raises(ConfigError, match=r"model .*make_five_classes: cifar10/test has 10 classes but .* has 5"):
+        run_study(spec, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # no manifest, no lock, no records
+
+
+def test_a_study_accepts_a_factory_returning_a_plain_module(tmp_path: Path) -> None:
+    plain = f"{Path(__file__).parent / 'tiny_models.py'}:make_plain"
+    summary = run_study(parse_spec(_small(models=[plain])), tmp_path / "run")
+    assert summary.executed == summary.jobs == 2  # clean + fgsm
+    assert len(list((tmp_path / "run" / "records" / "attack").glob("*.parquet"))) == 1

@@ -50,3 +50,13 @@ def make_c() -> ModelAdapter:
 
 def make_d() -> ModelAdapter:
     return _make(8)
+
+
+def make_plain() -> nn.Module:
+    """A plain ``nn.Module`` (no adapter): robustlab probes its classes and assumes [0, 1] inputs."""
+    return Template(4)
+
+
+def make_five_classes() -> ModelAdapter:
+    """A 5-class model: it does not fit CIFAR-10's ten labels."""
+    return ModelAdapter(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 5)), num_classes=5, input_shape=(3, 32, 32))

@@ -35,6 +35,8 @@ class JobContext:
     device: str = field(default_factory=lambda: "cuda" if torch.cuda.is_available() else "cpu")
     _datasets: dict[tuple[str, str], Dataset] = field(default_factory=dict)
     _model: tuple[str, ModelAdapter] | None = None
+    #: (C, H, W) of the current job's images: lets a user factory return a plain ``nn.Module``.
+    input_shape: tuple[int, ...] | None = None
 
     def dataset(self, name: str, split: str) -> Dataset:
         key = (name, split)
@@ -44,7 +46,10 @@ class JobContext:
 
     def model(self, ref: str) -> ModelAdapter:
         if self._model is None or self._model[0] != ref:
-            self._model = (ref, load_model(ref, data_dir=self.data_dir, download=False, device=self.device))
+            model = load_model(
+                ref, data_dir=self.data_dir, download=False, device=self.device, input_shape=self.input_shape
+            )
+            self._model = (ref, model)
         return self._model[1]
 
     def images(self, job: Job) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -88,6 +93,8 @@ def run_job(job_dict: dict[str, Any], run: str, ctx: JobContext | None = None) -
     ctx = ctx or _process_context()
     t0 = time.perf_counter()
     try:
+        if "dataset" in job.params:  # every built-in kind's jobs name their dataset
+            ctx.input_shape = tuple(ctx.dataset(job.params["dataset"], job.params["split"]).x.shape[1:])
         summary = get_kind(job.kind).run(job, Path(run), ctx)
     except RobustlabError as exc:
         raise RobustlabError(f"job {job.id} ({job.label}) failed: {exc}") from exc

@@ -20,7 +20,8 @@ from robustlab._io import atomic_write_text
 from robustlab.bench.executors import Executor, LocalExecutor
 from robustlab.bench.plan import Job, PlanState
 from robustlab.bench.spec import StudySpec
-from robustlab.data import load_dataset
+from robustlab.data import Dataset, load_dataset
+from robustlab.errors import ConfigError, RobustlabError
 from robustlab.store import is_done, open_run
 from robustlab.store.kinds import phases
 from robustlab.store.lock import run_lock, unwritable
@@ -77,8 +78,31 @@ def _models_context(models: list[str]) -> dict[str, dict[str, Any]]:
             "family": spec.family if spec else "user",
             "source": spec.source if spec else "user",
             "test_accuracy": spec.metrics.get("test_accuracy") if spec else None,
+            "test_images": spec.metrics.get("test_images") if spec else None,  # the accuracy's denominator
         }
     return out
+
+
+def _check_models(models: list[str], full: Dataset, data_dir: str | os.PathLike[str] | None) -> None:
+    """Load every model once and check it fits the dataset, before anything is written.
+
+    A model that cannot be built, or whose classes do not fit the dataset's labels or class names, would
+    otherwise fail its first job after the manifest is written. Only one model is held at a time.
+
+    Raises:
+        ConfigError: the first model that does not load or fit, named, with the reason.
+    """
+    from robustlab.models import load_model
+    from robustlab.models.classes import check_dataset_fits
+
+    shape = tuple(full.x.shape[1:])
+    for ref in models:
+        try:
+            model = load_model(ref, data_dir=data_dir, download=False, input_shape=shape)
+            check_dataset_fits(model, full.y, full.classes, dataset=f"{full.name}/{full.split}")
+        except RobustlabError as exc:
+            raise ConfigError(f"model {ref}: {exc}") from exc
+        del model
 
 
 def run_study(
@@ -103,6 +127,7 @@ def run_study(
     full = load_dataset(d.name, d.split, data_dir)
     pool = d.n if d.subset == "random" else (d.pool or 4 * d.n)
     candidates = full.subset(pool, d.seed).indices.tolist()
+    _check_models(spec.models, full, data_dir)
     context = {"classes": list(full.classes), "models": _models_context(spec.models)}
     with run_lock(run):
         open_run(run, spec.canonical(), spec.digest(), context)

@@ -151,7 +151,7 @@ def check_device(device: str | torch.device) -> None:
     except (RuntimeError, TypeError) as exc:
         raise ConfigError(f"unknown device {str(device)!r}: use cpu, cuda or cuda:N ({exc})") from exc
     if dev.type == "cuda":
-        if not torch.backends.cuda.is_built():
+        if not torch.backends.cuda.is_built():  # type: ignore[no-untyped-call]
             raise ConfigError("CUDA is not available in this PyTorch build; use --device cpu")
         if not torch.cuda.is_available():
             raise ConfigError("CUDA is not available on this machine (no usable GPU or driver); use --device cpu")
