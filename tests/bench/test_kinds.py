@@ -133,8 +133,9 @@ def test_write_records_refuses_missing_and_unknown_columns(tmp_path: Path) -> No
     cols = {"index": [1, 2], "label": [0, 1], "pred": [0, 0], "correct": [True, False], "margin": [0.5, 0.1]}
     const = {"model": "m", "family": "f", "source": "zoo"}
     with pytest.raises(SchemaError, match=r"missing margin; unknown colour"):
-        write_records(tmp_path, "clean", "j1", {**{k: v for k, v in cols.items() if k != "margin"},
-                                                "colour": ["r", "g"]}, const)
+        write_records(
+            tmp_path, "clean", "j1", {**{k: v for k, v in cols.items() if k != "margin"}, "colour": ["r", "g"]}, const
+        )
     with pytest.raises(SchemaError, match="do not fit their schema"):
         write_records(tmp_path, "clean", "j1", {**cols, "label": ["a", "b"]}, const)
     assert not list(tmp_path.rglob("*"))  # nothing written, not even a temporary file or a folder

@@ -33,19 +33,13 @@ DEFAULT_MODELS = (
 )
 
 
-def available_models(
-    data_dir: str | os.PathLike[str] | None = None, names: tuple[str, ...] | None = None
-) -> list[str]:
+def available_models(data_dir: str | os.PathLike[str] | None = None, names: tuple[str, ...] | None = None) -> list[str]:
     """Models of ``names`` (default: the zoo, then every published checkpoint) that can load without a download:
     zoo models always, published checkpoints when their weights are on disk."""
     from robustlab.models import MODELS, list_models
     from robustlab.models.loading import weights_path
 
-    specs = (
-        [MODELS.get(n) for n in names]
-        if names is not None
-        else [*list_models("zoo"), *list_models("published")]
-    )
+    specs = [MODELS.get(n) for n in names] if names is not None else [*list_models("zoo"), *list_models("published")]
     out = []
     for spec in specs:
         if spec.source != "published":

@@ -20,9 +20,7 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in-process).")] = 1,
         backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
         address: Annotated[str | None, typer.Option(help="Ray cluster address (backend ray).")] = None,
-        num_gpus: Annotated[
-            float, typer.Option(min=0.0, help="GPUs per job (backend ray; fractions allowed).")
-        ] = 0.0,
+        num_gpus: Annotated[float, typer.Option(min=0.0, help="GPUs per job (backend ray; fractions allowed).")] = 0.0,
         report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
         data: DataOpt = None,
         json_out: JsonOpt = False,

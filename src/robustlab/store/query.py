@@ -24,7 +24,7 @@ def connect(run: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     for kind in present_kinds(run):
         if _IDENT.fullmatch(kind) and record_files(run, kind):
             pattern = str(Path(run) / "records" / kind / "*.parquet").replace("'", "''")
-            con.execute(f'CREATE VIEW "{kind}" AS SELECT * FROM read_parquet(\'{pattern}\', union_by_name = true)')
+            con.execute(f"CREATE VIEW \"{kind}\" AS SELECT * FROM read_parquet('{pattern}', union_by_name = true)")
     return con
 
 
