@@ -13,7 +13,7 @@ from robustlab.analysis.pareto import (
     points_from_summary,
 )
 from robustlab.analysis.study import StudyAnalysis, analyse_run
-from robustlab.analysis.summary import attack_summary, query_rows
+from robustlab.analysis.summary import add_rate, attack_summary, query_rows, rate_of
 from robustlab.analysis.transfer import TransferMatrix, transfer_matrices
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ParetoAnalysis",
     "StudyAnalysis",
     "TransferMatrix",
+    "add_rate",
     "analyse_run",
     "attack_summary",
     "fit_log_error",
@@ -29,5 +30,6 @@ __all__ = [
     "pareto_frontier",
     "points_from_summary",
     "query_rows",
+    "rate_of",
     "transfer_matrices",
 ]

@@ -16,20 +16,82 @@ from scipy import stats
 
 from robustlab.errors import ConfigError
 from robustlab.metrics.classwise import ClasswiseResult, classwise_metrics
+from robustlab.stats import Rate
+
+#: A class with fewer images than this gets a warning: its rates' 95 % intervals are wider than about ±0.2.
+MIN_CLASS_IMAGES = 20
+
+
+def class_rates(r: ClasswiseResult, which: Literal["clean", "robust"] = "robust") -> list[Rate]:
+    """Per-class clean or robust accuracy of ``r`` as rates (correct of the class's images)."""
+    correct = r.robust_correct if which == "robust" else r.clean_correct
+    return [Rate(int(k), int(n)) for k, n in zip(correct, r.support, strict=True)]
+
+
+def worst_class(r: ClasswiseResult) -> tuple[str, Rate] | None:
+    """The class with the lowest robust accuracy and its rate; ``None`` when no class has an image."""
+    return None if r.worst_class < 0 else (r.classes[r.worst_class], class_rates(r)[r.worst_class])
 
 
 @dataclass
 class ClasswiseAnalysis:
-    """Class-wise results under one perturbation (e.g. an untargeted attack configuration)."""
+    """Class-wise results under one perturbation (e.g. an untargeted attack configuration).
+
+    Attributes:
+        perturbation: Its name (an attack configuration key, ``corruptions``).
+        results: Per model.
+        correlation: CFPS against per-class vulnerability, pooled over models (``None``: nothing to pool).
+        title: The name shown to readers (default: ``perturbation``).
+    """
 
     perturbation: str
     results: dict[str, ClasswiseResult]
     correlation: CFPSCorrelation | None
+    title: str | None = None
+
+    @property
+    def small_classes(self) -> dict[str, int]:
+        """Classes with fewer than :data:`MIN_CLASS_IMAGES` images (for any model) and their fewest images."""
+        out: dict[str, int] = {}
+        for r in self.results.values():
+            for name, n in zip(r.classes, r.support, strict=True):
+                if n < MIN_CLASS_IMAGES:
+                    out[name] = min(n, out.get(name, n))
+        return out
+
+    @property
+    def warning(self) -> str | None:
+        """A sentence naming the classes with fewer than :data:`MIN_CLASS_IMAGES` images, or ``None``."""
+        small = self.small_classes
+        if not small:
+            return None
+        listed = ", ".join(f"{c} ({n})" for c, n in small.items())
+        return (
+            f"{len(small)} class(es) have fewer than {MIN_CLASS_IMAGES} images: {listed}. Their per-class rates "
+            "have wide intervals; compare classes with care."
+        )
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON form: each model's class-wise results with per-class rates (``rates``: clean and robust accuracy
+        with intervals), ``worst`` (class and rate, ``None`` when nothing was measured), and the class-size
+        ``warning``."""
+        models = {}
+        for m, r in self.results.items():
+            d = r.to_dict()
+            w = worst_class(r)
+            if w is None:
+                d["worst_class"] = d["worst_class_accuracy"] = None
+            d["worst"] = None if w is None else {"class": w[0], **w[1].to_dict()}
+            d["rates"] = {
+                f"{which}_accuracy": [x.to_dict() for x in class_rates(r, which)] for which in ("clean", "robust")
+            }
+            models[m] = d
         return {
             "perturbation": self.perturbation,
-            "models": {m: r.to_dict() for m, r in self.results.items()},
+            "title": self.title or self.perturbation,
+            "models": models,
+            "small_classes": self.small_classes,
+            "warning": self.warning,
             "correlation": None
             if self.correlation is None
             else {k: v for k, v in self.correlation.to_dict().items() if k != "points"},
@@ -42,7 +104,7 @@ def _correlate(results: dict[str, ClasswiseResult]) -> CFPSCorrelation | None:
 
 
 def classwise_analysis(
-    perturbation: str, rows: list[tuple[Any, ...]], classes: tuple[str, ...] | None
+    perturbation: str, rows: list[tuple[Any, ...]], classes: tuple[str, ...] | None, title: str | None = None
 ) -> ClasswiseAnalysis:
     """Class-wise metrics of every model under one perturbation.
 
@@ -51,9 +113,10 @@ def classwise_analysis(
         rows: ``(model, labels, clean predictions, perturbed predictions)`` per model, e.g. from a DuckDB
             ``SELECT model, list(label), list(clean_pred), list(pred) ... GROUP BY model``.
         classes: Class names (``None``: the labels' indices).
+        title: The name shown to readers (default: ``perturbation``).
     """
     results = {m: classwise_metrics(y, c, p, classes=classes) for m, y, c, p in rows}
-    return ClasswiseAnalysis(perturbation, results, _correlate(results))
+    return ClasswiseAnalysis(perturbation, results, _correlate(results), title)
 
 
 # ------------------------------------------------------------------------------------------- correlation

@@ -12,7 +12,31 @@ from typing import Any
 
 import duckdb
 
+from robustlab.stats import Rate
 from robustlab.store import has_view
+
+#: The rates of an attack summary row: name → (column of its count k, column of its denominator n).
+ATTACK_RATES = {
+    "clean_accuracy": ("n_correct", "n"),
+    "robust_accuracy": ("n_robust", "n"),
+    "success_rate": ("n_success", "n_correct"),
+}
+
+
+def add_rate(row: dict[str, Any], name: str, k: int | None, n: int | None) -> dict[str, Any]:
+    """Put the rate ``name`` = ``k`` / ``n`` into ``row`` with its 95 % Wilson interval and its counts:
+    ``name`` (``None`` when ``n`` is 0), ``name_low``, ``name_high``, ``name_k`` and ``name_n``
+    (:class:`robustlab.stats.Rate`). Returns ``row``."""
+    d = Rate(int(k or 0), int(n or 0)).to_dict()
+    row[name] = d["value"]
+    for part in ("low", "high", "k", "n"):
+        row[f"{name}_{part}"] = d[part]
+    return row
+
+
+def rate_of(row: dict[str, Any], name: str) -> Rate:
+    """The :class:`~robustlab.stats.Rate` that :func:`add_rate` put into ``row`` under ``name``."""
+    return Rate(int(row[f"{name}_k"]), int(row[f"{name}_n"]))
 
 
 def query_rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
@@ -29,10 +53,13 @@ def attack_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     neither correct nor robust); ``clean_accuracy`` = ``n_correct`` / ``n``; ``robust_accuracy`` =
     ``n_robust`` / ``n``; distortions are over successes on clean-correct inputs. ``fixed_budget`` is false
     for minimal-distortion attacks (C&W, EAD), whose distortions are minimal without a search.
+
+    Each rate comes with its 95 % Wilson interval and counts (:func:`add_rate`): ``success_rate_low``,
+    ``success_rate_high``, ``success_rate_k``, ``success_rate_n`` and the same for the two accuracies.
     """
     if not has_view(con, "attack"):
         return []
-    return query_rows(
+    rows = query_rows(
         con,
         """
         SELECT model, family, key, attack, norm, target_mode, minimal, fixed_budget,
@@ -48,3 +75,7 @@ def attack_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
                sum((status = 'numerical_error')::INT) AS n_numerical_error
         FROM attack GROUP BY ALL ORDER BY key, model""",
     )
+    for row in rows:
+        for name, (k, n) in ATTACK_RATES.items():
+            add_rate(row, name, row[k], row[n])
+    return rows

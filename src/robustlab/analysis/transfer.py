@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 
+from robustlab.stats import Rate
 from robustlab.store import has_view
 
 
@@ -16,7 +17,8 @@ class TransferMatrix:
 
     Untargeted: error rate of the target; targeted: rate at which the target predicts the source's target
     class. Over inputs both models classify correctly when clean, so the diagonal equals the white-box
-    success rate.
+    success rate. ``hits[i][j]`` of ``counts[i][j]`` inputs count; a pair with no such input has rate
+    ``None`` and count 0.
     """
 
     key: str
@@ -24,13 +26,39 @@ class TransferMatrix:
     models: list[str]
     rates: list[list[float | None]]
     counts: list[list[int]]
+    hits: list[list[int]]
+
+    def rate(self, i: int, j: int) -> Rate:
+        """Source ``models[i]`` on target ``models[j]`` with its 95 % Wilson interval."""
+        return Rate(self.hits[i][j], self.counts[i][j])
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The matrix in long form, one row per (source, target) pair: ``rate`` with its interval and counts
+        (``rate_low``, ``rate_high``, ``rate_k``, ``rate_n``)."""
+        n = len(self.models)
+        return [
+            {
+                "key": self.key,
+                "target_mode": self.target_mode,
+                "source": self.models[i],
+                "target": self.models[j],
+                **{f"rate{'' if p == 'value' else '_' + p}": v for p, v in self.rate(i, j).to_dict().items()},
+            }
+            for i in range(n)
+            for j in range(n)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
+        n = range(len(self.models))
+        cells = [[self.rate(i, j).to_dict() for j in n] for i in n]
         return {
             "key": self.key,
             "target_mode": self.target_mode,
             "models": self.models,
             "rates": self.rates,
+            "rates_low": [[c["low"] for c in row] for row in cells],
+            "rates_high": [[c["high"] for c in row] for row in cells],
+            "hits": self.hits,
             "counts": self.counts,
         }
 
@@ -49,15 +77,17 @@ def transfer_matrices(con: duckdb.DuckDBPyConnection) -> list[TransferMatrix]:
             JOIN (SELECT DISTINCT model, index, correct FROM clean) ct
               ON ct.model = t.model AND ct.index = t.index
             WHERE cs.correct AND ct.correct)
-        SELECT key, target_mode, source_model, target_model, avg(hit::INT), count(*)
+        SELECT key, target_mode, source_model, target_model, sum(hit::INT), count(*)
         FROM t GROUP BY ALL ORDER BY key, source_model, target_model""").fetchall()
     models = sorted({r[2] for r in rows} | {r[3] for r in rows})
     pos = {m: i for i, m in enumerate(models)}
     out: dict[str, TransferMatrix] = {}
-    for key, mode, src, tgt, rate, count in rows:
+    for key, mode, src, tgt, hits, count in rows:
         if key not in out:
             n = len(models)
-            out[key] = TransferMatrix(key, mode, models, [[None] * n for _ in range(n)], [[0] * n for _ in range(n)])
-        out[key].rates[pos[src]][pos[tgt]] = float(rate)
+            zeros = [[0] * n for _ in range(n)]
+            out[key] = TransferMatrix(key, mode, models, [[None] * n for _ in range(n)], zeros, [r[:] for r in zeros])
+        out[key].rates[pos[src]][pos[tgt]] = int(hits) / int(count)
         out[key].counts[pos[src]][pos[tgt]] = int(count)
+        out[key].hits[pos[src]][pos[tgt]] = int(hits)
     return list(out.values())

@@ -147,9 +147,14 @@ def config_label(cfg: dict[str, Any]) -> str:
     return "-".join(_key_parts(cfg, hashed=False)) + (f" ({extra})" if extra else "")
 
 
-def key_labels(spec: dict[str, Any]) -> dict[str, str]:
-    """Each configuration key of a run's canonical spec (its manifest's ``spec``) → :func:`config_label`."""
-    return {config_key(c): config_label(c) for c in _expand(spec.get("attacks") or [], spec.get("seed", 0))}
+def key_labels(spec: dict[str, Any], norms: dict[str, str] | None = None) -> dict[str, str]:
+    """Each configuration key of a run's canonical spec (its manifest's ``spec``) → :func:`config_label`, with
+    the norm an attack chose by default (``norms``: key → the norm its records carry) spelled out."""
+    out = {}
+    for c in _expand(spec.get("attacks") or [], spec.get("seed", 0)):
+        key = config_key(c)
+        out[key] = config_label({**c, "norm": c["norm"] or (norms or {}).get(key)})
+    return out
 
 
 def _key_parts(cfg: dict[str, Any], *, hashed: bool) -> list[str]:
@@ -375,8 +380,9 @@ class Attack(JobKind):
     def analyse(self, con: Any, study: Any) -> AttackAnalysis | None:
         if not has_view(con, "attack"):
             return None
-        names = key_labels(study.spec)
-        rows = [{**r, "label": names.get(r["key"], r["key"])} for r in attack_summary(con)]
+        rows = attack_summary(con)
+        names = key_labels(study.spec, {r["key"]: r["norm"] for r in rows})
+        rows = [{**r, "label": names.get(r["key"], r["key"])} for r in rows]
         clean = study["clean"]
         errors = clean.errors if clean is not None else {}
         a = AttackAnalysis(rows, [], [])

@@ -13,13 +13,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from robustlab.analysis.summary import query_rows
+from robustlab.analysis.summary import add_rate, query_rows
 from robustlab.bench.jobs import JobContext, model_source, record_constants
 from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import StudySpec
 from robustlab.errors import DataError
 from robustlab.models import predict_logits
-from robustlab.report.html import Section
+from robustlab.report.html import Section, rate_cell
+from robustlab.stats import Rate
 from robustlab.store import has_view, read_records, write_records
 from robustlab.store.kinds import JobKind, register_kind
 from robustlab.store.schema import RecordSchema
@@ -30,23 +31,38 @@ log = logging.getLogger(__name__)
 class CleanAnalysis:
     """Clean accuracy per model on the screened candidates, and the top-1 error each model is placed at.
 
-    ``rows``: ``model``, ``family``, ``source``, ``n``, ``correct`` (k of n) and ``accuracy``. ``errors``: the
-    recorded full-test-set error when the run recorded one (the manifest's context), else the candidates'.
+    ``rows``: ``model``, ``family``, ``source``, ``n``, ``correct`` (k of n) and ``accuracy`` with its interval
+    (``accuracy_low``, ``accuracy_high``, ``accuracy_k``, ``accuracy_n``). ``errors``: the recorded
+    full-test-set error when the run recorded one (the manifest's context), else the candidates'.
+    ``error_rates``: the same errors as rates with their intervals, ``None`` where the recorded accuracy
+    came without its number of images (then no interval can be given).
     """
 
     def __init__(self, rows: list[dict[str, Any]], recorded: dict[str, Any]) -> None:
-        self.rows = rows
+        self.rows = [add_rate(r, "accuracy", r["correct"], r["n"]) for r in rows]
         self.errors: dict[str, float] = {}
+        self.error_rates: dict[str, Rate | None] = {}
         for r in rows:
-            acc = (recorded.get(r["model"]) or {}).get("test_accuracy")
+            rec = recorded.get(r["model"]) or {}
+            acc, images = rec.get("test_accuracy"), rec.get("test_images")
             self.errors[r["model"]] = 1.0 - float(r["accuracy"] if acc is None else acc)
+            if acc is None:
+                self.error_rates[r["model"]] = Rate(int(r["n"]) - int(r["correct"]), int(r["n"]))
+            elif images:
+                self.error_rates[r["model"]] = Rate(round((1.0 - float(acc)) * int(images)), int(images))
+            else:
+                self.error_rates[r["model"]] = None
 
     @property
     def sources(self) -> dict[str, str]:
         return {r["model"]: r["source"] for r in self.rows}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "errors": self.errors}
+        return {
+            "rows": self.rows,
+            "errors": self.errors,
+            "error_rates": {m: None if r is None else r.to_dict() for m, r in self.error_rates.items()},
+        }
 
 
 class Clean(JobKind):
@@ -123,11 +139,15 @@ class Clean(JobKind):
         a: CleanAnalysis | None = study["clean"]
         if a is None:
             return []
+        def error(model: str) -> Any:
+            rate = a.error_rates[model]
+            return f"{a.errors[model]:.4f} (n not recorded)" if rate is None else rate_cell(rate)
+
         summary = {
             r["model"]: {
                 "family": r["family"],
-                "clean accuracy (screened)": f"{r['accuracy']:.3f}",
-                "top-1 error (test)": f"{a.errors[r['model']]:.4f}",
+                "clean accuracy (screened)": rate_cell(Rate(r["correct"], r["n"])),
+                "top-1 error (test)": error(r["model"]),
             }
             for r in a.rows
         }

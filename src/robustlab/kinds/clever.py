@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import pyarrow as pa
 from pydantic import Field
 
-from robustlab.analysis.summary import query_rows
+from robustlab.analysis.summary import add_rate, query_rows
 from robustlab.bench.jobs import JobContext, record_constants
 from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import NormName, SpecSection, StudySpec, TargetMode
@@ -97,11 +97,13 @@ def _figure(rows: list[dict[str, Any]], sources: dict[str, str]) -> go.Figure:
     return fig
 
 
-_TABLE = """<table><tr><th class="l">model</th><th>norm</th><th>n</th><th>mean score</th><th>median score</th></tr>
-{% for r in rows %}<tr><td class="l">{{ r.model }}</td><td>{{ r.norm }}</td><td>{{ r.n }}</td>
-<td>{{ fmt(r.mean_score) }}</td><td>{{ fmt(r.median_score) }}</td></tr>{% endfor %}</table>
-{% if n_flags %}<p class="flag">{{ n_flags }} input(s) have a CLEVER score above a distortion an attack
-actually found.</p>
+_TABLE = """<div class="wide"><table><tr><th class="l">model</th><th>norm</th><th>n</th><th>mean score</th>
+<th>median score</th><th>poor-fit rate</th></tr>
+{% for r in rows %}<tr><td class="l">{{ short(r.model) }}</td><td>{{ r.norm }}</td><td>{{ r.n }}</td>
+<td>{{ fmt(r.mean_score) }}</td><td>{{ fmt(r.median_score) }}</td><td>{{ rate(r, "poor_fit_rate") }}</td></tr>
+{% endfor %}</table></div>
+{% if n_flags %}<p class="flag">{{ n_flags }} of {{ n_compared }} input(s) have a CLEVER score above a distortion an
+attack actually found.</p>
 {% endif %}"""
 
 
@@ -178,6 +180,8 @@ class Clever(JobKind):
             "SELECT model, family, norm, count(*) AS n, avg(score) AS mean_score, median(score) AS median_score, "
             "sum(poor_fit::INT) AS poor_fits FROM clever WHERE clean_pred = label GROUP BY ALL ORDER BY model",
         )
+        for r in rows:
+            add_rate(r, "poor_fit_rate", r["poor_fits"], r["n"])
         return CleverAnalysis(rows, _versus_attack(con))
 
     def report(self, study: Any) -> list[Section]:
@@ -185,12 +189,21 @@ class Clever(JobKind):
         if a is None or not a.rows:
             return []
         n_flags = sum(bool(r["flag"]) for r in a.versus_attack)
-        figures = [("clever_vs_attack", _figure(a.versus_attack, sources_of(study)))] if a.versus_attack else []
+        sources = sources_of(study)
+        figures = [("clever_vs_attack", _figure(a.versus_attack, sources))] if a.versus_attack else []
         return [
             Section(
                 "clever",
                 "CLEVER",
-                html=[render(_TABLE, rows=a.rows, n_flags=n_flags)],
+                html=[
+                    render(
+                        _TABLE,
+                        rows=a.rows,
+                        n_flags=n_flags,
+                        n_compared=len(a.versus_attack),
+                        short=lambda m: short(m, sources.get(m)),
+                    )
+                ],
                 figures=figures,
                 tables=[("clever", a.rows), ("clever_vs_attack", a.versus_attack)],
             )

@@ -13,19 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 import pyarrow as pa
 import torch
 from pydantic import Field, field_validator
 
 from robustlab.analysis.classwise import ClasswiseAnalysis, classwise_analysis
+from robustlab.analysis.summary import add_rate
 from robustlab.bench.jobs import JobContext, record_constants
 from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import SpecSection, StudySpec, lookup
 from robustlab.metrics.corruption import CorruptionAccuracy, CorruptionErrors, corruption_errors
-from robustlab.report.figures import heatmap, labels
+from robustlab.report.figures import heatmap, labels, short
 from robustlab.report.html import Section, render, sources_of
+from robustlab.stats import Rate
 from robustlab.store import has_view, write_records
 from robustlab.store.kinds import JobKind, register_kind
 from robustlab.store.schema import RecordSchema
@@ -107,27 +108,65 @@ class CorruptionAnalysis:
     errors: dict[str, CorruptionErrors]
     classwise: list[ClasswiseAnalysis] = field(default_factory=list)
 
+    def error_rate(self, model: str, corruptions: tuple[str, ...] | None = None) -> Rate:
+        """Error of ``model`` pooled over every severity of ``corruptions`` (``None``: the clean images), i.e.
+        the mean error over them, as a rate. Its interval treats every (image, corruption, severity) as
+        independent, which the images reused across severities are not: read it as a lower bound on the
+        uncertainty."""
+        acc = self.accuracy[model]
+        if corruptions is None:
+            return Rate(acc.n - acc.clean_correct, acc.n)
+        wrong = sum(acc.n - acc.correct[c][s] for c in corruptions for s in acc.severities)
+        return Rate(wrong, acc.n * len(acc.severities) * len(corruptions))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per model, corruption (``clean`` for none) and severity (0 for clean): the accuracy with its
+        95 % Wilson interval and counts (``accuracy_low``, ``accuracy_high``, ``accuracy_k``, ``accuracy_n``)."""
+        out = []
+        for m, acc in sorted(self.accuracy.items()):
+            clean = {"model": m, "corruption": "clean", "severity": 0}
+            out.append(add_rate(clean, "accuracy", acc.clean_correct, acc.n))
+            for c in acc.corruptions:
+                for sev in acc.severities:
+                    row = {"model": m, "corruption": c, "severity": sev}
+                    out.append(add_rate(row, "accuracy", acc.correct[c][sev], acc.n))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        return {"errors": {m: e.to_dict() for m, e in sorted(self.errors.items())}}
+        return {"errors": {m: e.to_dict() for m, e in sorted(self.errors.items())}, "accuracy": self.rows()}
 
 
-def _figure(accs: dict[str, CorruptionAccuracy], sources: dict[str, str]) -> go.Figure:
-    """Model × corruption error, averaged over severities."""
-    models = sorted(accs)
-    names = list(accs[models[0]].corruptions)
-    z: list[list[float | None]] = [
-        [float(np.mean([1 - accs[m].accuracy[c][s] for s in accs[m].severities])) for c in names] for m in models
-    ]
+#: The class-wise analysis of the corruptions pools every corruption and severity.
+_CLASSWISE_TITLE = "all corruptions and severities (each image counted once per corruption and severity)"
+
+
+def _figure(a: CorruptionAnalysis, sources: dict[str, str]) -> go.Figure:
+    """Model × corruption error, averaged over severities (hover: pooled rate with its interval)."""
+    models = sorted(a.accuracy)
+    names = list(a.accuracy[models[0]].corruptions)
+    rates: list[list[Rate | None]] = [[a.error_rate(m, (c,)) for c in names] for m in models]
+    z: list[list[float | None]] = [[r.value if r is not None and r.n else None for r in row] for row in rates]
     return heatmap(
-        z, names, labels(models, sources), "Corruption error (mean over severities)", "error", "corruption", "model"
+        z,
+        names,
+        labels(models, sources),
+        "Corruption error (mean over severities)",
+        "error",
+        "corruption",
+        "model",
+        rates=rates,
     )
 
 
-_TABLE = """<table><tr><th class="l">model</th><th>clean error</th><th>mean corruption error</th>
+_TABLE = """<p>Errors with their 95 % Wilson intervals and counts. The mean corruption error pools every
+corruption and severity; its interval treats each (image, corruption, severity) as independent, which the reused
+images are not, so it is narrower than the true uncertainty. mCE and relative mCE are ratios of errors (to the
+baseline model's), not rates.</p>
+<div class="wide"><table><tr><th class="l">model</th><th>clean error</th><th>mean corruption error</th>
 <th>mCE (vs baseline)</th><th>relative mCE</th></tr>
-{% for r in rows %}<tr><td class="l">{{ r.model }}</td><td>{{ fmt(r.clean_error) }}</td>
-<td>{{ fmt(r.mean_corruption_error) }}</td>
-<td>{{ fmt(r.mce) }}</td><td>{{ fmt(r.relative_mce) }}</td></tr>{% endfor %}</table>"""
+{% for r in rows %}<tr><td class="l">{{ r.model }}</td><td>{{ rate_cell(r.clean) }}</td>
+<td>{{ rate_cell(r.corrupted) }}</td>
+<td>{{ fmt(r.mce) }}</td><td>{{ fmt(r.relative_mce) }}</td></tr>{% endfor %}</table></div>"""
 
 
 class Corruption(JobKind):
@@ -200,20 +239,31 @@ class Corruption(JobKind):
         return CorruptionAnalysis(
             accs,
             {m: corruption_errors(a, base) for m, a in accs.items()},
-            [classwise_analysis("corruptions", rows, study.classes)],
+            [classwise_analysis("corruptions", rows, study.classes, title=_CLASSWISE_TITLE)],
         )
 
     def report(self, study: Any) -> list[Section]:
         a: CorruptionAnalysis | None = study["corruption"]
         if a is None or not a.accuracy:
             return []
-        rows = [{"model": m, **e.to_dict()} for m, e in sorted(a.errors.items())]
+        sources = sources_of(study)
+        rows = [
+            {
+                "model": short(m, sources.get(m)),
+                "clean": a.error_rate(m),
+                "corrupted": a.error_rate(m, e.benchmark),
+                "mce": e.mce,
+                "relative_mce": e.relative_mce,
+            }
+            for m, e in sorted(a.errors.items())
+        ]
         return [
             Section(
                 "corruption",
                 "Corruptions",
                 html=[render(_TABLE, rows=rows)],
-                figures=[("corruption_errors", _figure(a.accuracy, sources_of(study)))],
+                figures=[("corruption_errors", _figure(a, sources))],
+                tables=[("corruption_accuracy", a.rows())],
             )
         ]
 

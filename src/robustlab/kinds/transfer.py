@@ -18,13 +18,21 @@ from robustlab.bench.spec import StudySpec
 from robustlab.models import predict_logits
 from robustlab.report.figures import heatmap, labels
 from robustlab.report.html import Section, render, sources_of
+from robustlab.stats import Rate
 from robustlab.store import artifact_path, read_records, write_records
 from robustlab.store.kinds import JobKind, register_kind
 from robustlab.store.schema import RecordSchema
 
 _TEXT = """<p>Rows: source model whose adversarial examples are evaluated; columns: target model. Untargeted: error
 rate of the target; targeted: rate at which the target predicts the intended class. Over inputs both models
-classify correctly, so the diagonal is the white-box success rate.</p>"""
+classify correctly, so the diagonal is the white-box success rate. The heatmaps' hover text and the tables give
+each rate's 95 % Wilson interval and counts; a blank cell had no input both models classify correctly.</p>"""
+
+_TABLE = """<details><summary>{{ title }}: table with intervals</summary>
+<div class="wide"><table><tr><th class="l">source (row) / target (column)</th>
+{% for m in names %}<th>{{ m }}</th>{% endfor %}</tr>
+{% for row in cells %}<tr><td class="l">{{ names[loop.index0] }}</td>{% for r in row %}<td>{{ rate_cell(r) }}</td>
+{% endfor %}</tr>{% endfor %}</table></div></details>"""
 
 _COLUMNS = ("source_job", "source_model", "key", "target_mode", "index", "label", "target", "source_success", "pred")
 
@@ -90,19 +98,22 @@ class Transfer(JobKind):
         if not matrices:
             return []
         sources = sources_of(study)
+        attacks = study["attack"]
         figures = []
         tables = []
+        html = [render(_TEXT)]
         for i, t in enumerate(matrices):
             names = labels(t.models, sources)
+            title = f"Transfer: {attacks.label(t.key) if attacks is not None else t.key}"
             what = "error rate" if t.target_mode == "untargeted" else "target match rate"
-            fig = heatmap(t.rates, names, names, f"Transfer: {t.key}", what, "target model", "source model", digits=3)
+            n = range(len(t.models))
+            cells: list[list[Rate | None]] = [[t.rate(a, b) for b in n] for a in n]
+            fig = heatmap(t.rates, names, names, title, what, "target model", "source model", digits=3, rates=cells,
+                          missing="no input both models classify correctly")
             figures.append((f"transfer_{i}", fig))
-            rows = [
-                {"source": m, **dict(zip(t.models, row, strict=True))}
-                for m, row in zip(t.models, t.rates, strict=True)
-            ]
-            tables.append((f"transfer_{i}_{t.key}", rows))
-        return [Section("transfer", "Transfer", html=[render(_TEXT)], figures=figures, tables=tables)]
+            html.append(render(_TABLE, title=title, names=names, cells=cells))
+            tables.append((f"transfer_{i}_{t.key}", t.rows()))
+        return [Section("transfer", "Transfer", html=html, figures=figures, tables=tables)]
 
 
 register_kind(Transfer())

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from robustlab.analysis.classwise import ClasswiseAnalysis
+from robustlab.analysis.classwise import ClasswiseAnalysis, class_rates
+from robustlab.stats import Rate
 
 
 def short(name: str, source: str | None = None) -> str:
@@ -45,6 +46,31 @@ def bar_figure(
     return fig
 
 
+def rate_bar_figure(
+    series: dict[str, dict[str, Rate]], models: list[str], sources: dict[str, str] | None, title: str, yaxis: str
+) -> go.Figure:
+    """Grouped bars of rates with their 95 % Wilson intervals as error bars and in the hover text (value,
+    interval, k/n); a model without a rate, or with nothing measured (n = 0), has no bar."""
+    fig = go.Figure()
+    for name, by in series.items():
+        rates = [by.get(m) for m in models]
+        value = [None if r is None or not r.n else r.value for r in rates]
+        low = [0.0 if v is None or r is None else v - r.interval[0] for v, r in zip(value, rates, strict=True)]
+        high = [0.0 if v is None or r is None else r.interval[1] - v for v, r in zip(value, rates, strict=True)]
+        fig.add_trace(
+            go.Bar(
+                name=name,
+                x=labels(models, sources),
+                y=value,
+                error_y={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
+                hovertext=["not measured" if r is None else str(r) for r in rates],
+                hovertemplate="%{x}<br>%{hovertext}<extra>%{fullData.name}</extra>",
+            )
+        )
+    fig.update_layout(barmode="group", title=title, yaxis_title=yaxis, height=450, yaxis_range=[0, 1.05])
+    return fig
+
+
 def heatmap(
     z: list[list[float | None]],
     x: list[str],
@@ -55,8 +81,23 @@ def heatmap(
     yaxis: str,
     zmax: float | None = 1.0,
     digits: int = 2,
+    rates: list[list[Rate | None]] | None = None,
+    missing: str = "not measured",
 ) -> go.Figure:
-    text = [[None if v is None else round(v, digits) for v in row] for row in z]
+    """A heatmap whose cells show their value; an empty cell (``None``) is blank, and its hover says why
+    (``missing``). With ``rates``, the hover shows each cell's rate with its 95 % interval and k/n.
+
+    Shape:
+        z, rates: (len(y), len(x)).
+    """
+    text = [["" if v is None else f"{v:.{digits}f}" for v in row] for row in z]
+    hover = [
+        [
+            f"{missing}" if v is None else (str(rates[i][j]) if rates is not None else f"{v:.{digits + 2}g}")
+            for j, v in enumerate(row)
+        ]
+        for i, row in enumerate(z)
+    ]
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -67,6 +108,8 @@ def heatmap(
             zmax=zmax,
             text=text,
             texttemplate="%{text}",
+            hovertext=hover,
+            hovertemplate=f"{yaxis}: %{{y}}<br>{xaxis}: %{{x}}<br>%{{hovertext}}<extra></extra>",
             colorbar={"title": colorbar},
         )
     )
@@ -85,14 +128,17 @@ def classwise_figure(c: ClasswiseAnalysis, sources: dict[str, str] | None = None
     models = list(c.results)
     classes = list(next(iter(c.results.values())).classes)
     z = [list(c.results[m].robust_accuracy) for m in models]
+    rates: list[list[Rate | None]] = [list(class_rates(c.results[m])) for m in models]
     return heatmap(
         z,
         classes,
         labels(models, sources),
-        f"Per-class robust accuracy: {c.perturbation}",
+        f"Per-class robust accuracy: {c.title or c.perturbation}",
         "robust accuracy",
         "true class",
         "model",
+        rates=rates,
+        missing="no image of this class",
     )
 
 
@@ -103,16 +149,22 @@ def confusion_figure(c: ClasswiseAnalysis) -> go.Figure:
     total = np.zeros((k, k))
     for r in c.results.values():
         total += np.array(r.confusion, dtype=float)
-    rows = total.sum(1, keepdims=True)
-    z = np.divide(total, rows, out=np.zeros_like(total), where=rows > 0).tolist()
+    rows = total.sum(1)
+    counts = total.astype(int).tolist()
+    z: list[list[float | None]] = [
+        [None if not rows[t] else counts[t][p] / rows[t] for p in range(k)] for t in range(k)
+    ]
+    rates: list[list[Rate | None]] = [[Rate(counts[t][p], int(rows[t])) for p in range(k)] for t in range(k)]
     return heatmap(
         z,
         list(first.classes),
         list(first.classes),
-        f"Confusion under {c.perturbation} (all models)",
+        f"Confusion under {c.title or c.perturbation} (all models)",
         "fraction of row",
         "predicted class",
         "true class",
+        rates=rates,
+        missing="no image of this class",
     )
 
 
@@ -141,10 +193,14 @@ def save_png(fig: go.Figure, path: Path) -> None:
             k = len([t for t in fig.data if t.type == "bar"])
             i = [t for t in fig.data if t.type == "bar"].index(trace)
             w = 0.8 / k
+            err = trace.error_y
+            yerr = None if err is None or err.array is None else [list(err.arrayminus), list(err.array)]
             ax.bar(
                 np.arange(len(xs)) + i * w - 0.4 + w / 2,
                 [np.nan if v is None else v for v in trace.y],
                 w,
+                yerr=yerr,
+                capsize=2 if yerr is not None else 0,
                 label=trace.name,
             )
             ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right", fontsize=7)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,11 @@ from plotly.offline import get_plotlyjs
 
 from robustlab._io import atomic_write_text
 from robustlab.analysis import analyse_run
+from robustlab.analysis.classwise import MIN_CLASS_IMAGES, class_rates, worst_class
 from robustlab.analysis.study import StudyAnalysis
-from robustlab.report.figures import classwise_figure, confusion_figure, save_png
+from robustlab.analysis.summary import rate_of
+from robustlab.report.figures import classwise_figure, confusion_figure, save_png, short
+from robustlab.stats import Rate
 from robustlab.store.kinds import job_kinds
 
 
@@ -54,7 +58,9 @@ class Section:
         html: Text and tables shown before the figures, already rendered (see :func:`render`).
         figures: ``(file name, figure)``; each is inlined and written as ``figures/<name>.png``.
         tables: ``(file name, rows)``; each is written as ``tables/<name>.csv``.
-        summary: Cells the kind adds to the summary table: model → column → text.
+        summary: Cells the kind adds to the summary table: model → column → text (or markup, e.g.
+            :func:`rate_cell`).
+        notes: Lines shown under the summary table (e.g. the legend of abbreviated column names).
         in_nav: Whether the section is listed in the navigation (when it shows anything).
     """
 
@@ -63,7 +69,8 @@ class Section:
     html: list[Any] = field(default_factory=list)
     figures: list[tuple[str, go.Figure]] = field(default_factory=list)
     tables: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
-    summary: dict[str, dict[str, str]] = field(default_factory=dict)
+    summary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[Any] = field(default_factory=list)
     in_nav: bool = True
 
     @property
@@ -72,10 +79,16 @@ class Section:
 
 
 def fmt(v: Any) -> str:
-    """A number for a table cell: 4 significant digits, ``–`` for none."""
-    if v is None:
+    """A number for a table cell: 4 significant digits, ``–`` for none (or nan)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def rate_cell(rate: Rate) -> Any:
+    """A rate as the report shows every rate: value, 95 % Wilson interval and k/n, e.g.
+    ``0.800 [0.490, 0.943] (8/10)`` (``– (0/0)`` when nothing was measured)."""
+    return jinja2.filters.Markup('<span class="rate">{}</span>').format(str(rate))
 
 
 _ENV = jinja2.Environment(
@@ -84,32 +97,63 @@ _ENV = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
 )
 _ENV.globals["fmt"] = fmt
+_ENV.globals["rate_cell"] = rate_cell
+_ENV.globals["rate"] = lambda row, name: rate_cell(rate_of(row, name))
+_ENV.globals["MIN_CLASS_IMAGES"] = MIN_CLASS_IMAGES
 
 
 def render(template: str, **context: Any) -> Any:
-    """Render a kind's HTML fragment (autoescaped, ``fmt`` available) as markup for :attr:`Section.html`."""
+    """Render a kind's HTML fragment (autoescaped; ``fmt``, ``rate_cell`` and ``rate(row, name)`` available) as
+    markup for :attr:`Section.html`."""
     return jinja2.filters.Markup(_ENV.from_string(template).render(**context))
 
 
-_CLASSWISE = """<p>CFPS(c) = |{i : f(x<sub>i</sub>) = c, y<sub>i</sub> ≠ c}| / |{i : f(x<sub>i</sub>) = y<sub>i</sub>}|
-under the perturbation (Medi, Grabinski &amp; Keuper 2024, as transcribed from a secondary source): how often a
-class <em>receives</em> wrong answers. Correlation with per-class robust error is pooled over models × classes.</p>
-{% for c in classwise %}<h3>{{ c.perturbation }}</h3>
-{% if c.correlation %}<p>CFPS vs robust error: Spearman {{ "%.3f"|format(c.correlation.spearman) }}
-(p = {{ "%.3g"|format(c.correlation.spearman_p) }}), Pearson {{ "%.3f"|format(c.correlation.pearson) }}
+_CLASSWISE = """<p>Per-class robust accuracy: the share of each class's images still classified correctly under
+the perturbation, with its 95 % Wilson interval and counts. Classes with fewer than {{ MIN_CLASS_IMAGES }} images
+are flagged: their intervals are wide. CFPS(c) = |{i : f(x<sub>i</sub>) = c, y<sub>i</sub> ≠ c}| /
+|{i : f(x<sub>i</sub>) = y<sub>i</sub>}| under the perturbation (Medi, Grabinski &amp; Keuper 2024, as transcribed
+from a secondary source): how often a class <em>receives</em> wrong answers (a score, not a rate). Its correlation
+with per-class robust error is pooled over models × classes.</p>
+{% for c in classwise %}<h3>{{ c.title }}</h3>
+{% if c.warning %}<p class="flag warn-small">{{ c.warning }}</p>{% endif %}
+{% if c.correlation %}<p>CFPS vs robust error: Spearman {{ fmt(c.correlation.spearman) }}
+(p = {{ fmt(c.correlation.spearman_p) }}), Pearson {{ fmt(c.correlation.pearson) }}
 over {{ c.correlation.n_points }} (model, class) points.</p>{% endif %}
-{% set first = (c.models.values()|list)[0] %}
-<table><tr><th class="l">CFPS</th>{% for k in first.classes %}<th>{{ k }}</th>{% endfor %}<th>worst class</th></tr>
-{% for m, r in c.models.items() %}<tr><td class="l">{{ m }}</td>{% for v in r.cfps %}<td>{{ fmt(v) }}</td>{% endfor %}
-<td>{{ r.classes[r.worst_class] }} ({{ fmt(r.worst_class_accuracy) }})</td></tr>{% endfor %}
-</table>{% endfor %}"""
+<div class="wide"><table><tr><th class="l">robust accuracy</th>{% for k in c.classes %}<th>{{ k }}</th>{% endfor %}
+<th>worst class (robust accuracy)</th></tr>
+{% for m in c.models %}<tr><td class="l">{{ m.model }}</td>{% for r in m.rates %}<td>{{ rate_cell(r) }}</td>{% endfor %}
+<td>{% if m.worst %}{{ m.worst[0] }}: {{ rate_cell(m.worst[1]) }}{% else %}– (nothing measured){% endif %}</td></tr>
+{% endfor %}</table></div>
+<div class="wide"><table><tr><th class="l">CFPS (score)</th>{% for k in c.classes %}<th>{{ k }}</th>{% endfor %}</tr>
+{% for m in c.models %}<tr><td class="l">{{ m.model }}</td>{% for v in m.cfps %}<td>{{ fmt(v) }}</td>{% endfor %}</tr>
+{% endfor %}</table></div>{% endfor %}"""
+
+
+def _classwise_rows(a: StudyAnalysis) -> list[dict[str, Any]]:
+    out = []
+    for c in a.classwise:
+        first = next(iter(c.results.values()))
+        models = [
+            {"model": m, "rates": class_rates(r), "worst": worst_class(r), "cfps": r.cfps}
+            for m, r in c.results.items()
+        ]
+        out.append(
+            {
+                "title": c.title or c.perturbation,
+                "warning": c.warning,
+                "classes": first.classes,
+                "models": models,
+                "correlation": c.correlation,
+            }
+        )
+    return out
 
 
 def _classwise_section(a: StudyAnalysis, sources: dict[str, str]) -> Section:
     figures: list[tuple[str, go.Figure]] = []
     for i, c in enumerate(a.classwise):
         figures += [(f"classwise_{i}", classwise_figure(c, sources)), (f"confusion_{i}", confusion_figure(c))]
-    html = [render(_CLASSWISE, classwise=[c.to_dict() for c in a.classwise])] if a.classwise else []
+    html = [render(_CLASSWISE, classwise=_classwise_rows(a))] if a.classwise else []
     return Section("classwise", "Class-wise", html=html, figures=figures)
 
 
@@ -139,9 +183,11 @@ def write_report(
     (out / "tables").mkdir(parents=True, exist_ok=True)
 
     sections = [s for kind in job_kinds() for s in kind.report(a)]
-    sections.append(_classwise_section(a, sources_of(a)))
+    sources = sources_of(a)
+    sections.append(_classwise_section(a, sources))
     columns: list[str] = []
-    summary: dict[str, dict[str, str]] = {}
+    summary: dict[str, dict[str, Any]] = {}
+    notes = [n for s in sections for n in s.notes]
     for s in sections:
         for model, cells in s.summary.items():
             summary.setdefault(model, {}).update(cells)
@@ -174,7 +220,10 @@ def write_report(
         run_dir=str(run_dir),
         nav=nav,
         columns=columns,
-        summary=[{"model": m, "cells": summary.get(m, {})} for m in a.spec["models"] if m in summary],
+        summary=[
+            {"model": short(m, sources.get(m)), "cells": summary.get(m, {})} for m in a.spec["models"] if m in summary
+        ],
+        notes=notes,
         sections=rendered,
     )
     html_path = out / "report.html"
