@@ -83,10 +83,16 @@ def _figure(rows: list[dict[str, Any]], sources: dict[str, str]) -> go.Figure:
                 name=short(model, sources.get(model)),
             )
         )
-    hi = max(max(r["attack_distortion"] for r in rows), max(r["score"] for r in rows))
+    values = [v for r in rows for v in (r["attack_distortion"], r["score"]) if v is not None]
+    lo, hi = min(values), max(values)
+    log = lo > 0  # distances spread over orders of magnitude: a log scale keeps the small ones readable
     fig.add_trace(
-        go.Scatter(x=[0, hi], y=[0, hi], mode="lines", name="CLEVER = attack", line={"dash": "dash", "color": "grey"})
+        go.Scatter(
+            x=[lo, hi], y=[lo, hi], mode="lines", name="CLEVER = attack", line={"dash": "dash", "color": "grey"}
+        )
     )
+    if log:
+        fig.update_layout(xaxis_type="log", yaxis_type="log")
     fig.update_layout(
         title="CLEVER score vs smallest distortion found by an attack (points above the line: "
         "estimate exceeds a real adversarial example)",

@@ -212,6 +212,8 @@ def save_png(fig: go.Figure, path: Path) -> None:
                     ax.annotate(t, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
     if layout.xaxis.type == "log":
         ax.set_xscale("log")
+    if layout.yaxis.type == "log":
+        ax.set_yscale("log")
     ax.set_title((layout.title.text or "")[:90], fontsize=9)
     ax.set_xlabel(layout.xaxis.title.text or "")
     ax.set_ylabel(layout.yaxis.title.text or "")
