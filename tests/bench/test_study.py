@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -214,3 +215,10 @@ def test_saved_adversarials_of_a_study_carry_dataset_rows(four_model_run: tuple[
         stored = load_file(str(run / "artifacts" / f"{job}.safetensors"))["index"].tolist()
         assert sorted(stored) == idx  # the dataset rows of the records, not positions 0..n-1
         assert sorted(stored) != list(range(len(stored)))
+
+
+def test_classwise_command_names_each_worst_class_with_its_interval(four_model_run: tuple[Path, Any]) -> None:
+    run, _ = four_model_run
+    result = CliRunner().invoke(app, ["classwise", str(run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\w+ 0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\] \(\d+/\d+\)", result.stdout), result.stdout

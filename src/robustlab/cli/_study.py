@@ -88,6 +88,7 @@ def register_classwise(app: typer.Typer) -> None:
         from rich.table import Table
 
         from robustlab.analysis import analyse_run
+        from robustlab.analysis.classwise import worst_class
         from robustlab.cli._common import out_console
 
         with user_errors():
@@ -99,10 +100,11 @@ def register_classwise(app: typer.Typer) -> None:
             first = next(iter(c.results.values()))
             table = Table("model", *first.classes, "worst", title=f"CFPS under {c.perturbation}")
             for model, r in c.results.items():
+                worst = worst_class(r)  # None when no class has an image: no "worst" to name
                 table.add_row(
                     model,
                     *("–" if v is None else f"{v:.3f}" for v in r.cfps),
-                    f"{r.classes[r.worst_class]} ({r.worst_class_accuracy:.2f})",
+                    "–" if worst is None else f"{worst[0]} {worst[1]}",
                 )
             out_console.print(table)
             if c.correlation is not None:

@@ -64,7 +64,7 @@ PUBLISHED: tuple[ModelSpec, ...] = tuple(
             license="BSD-2-Clause",
         ),
         source="published",
-        metrics={"test_accuracy": acc, "parameters": params, "flops": flops},
+        metrics={"test_accuracy": acc, "test_images": 10000, "parameters": params, "flops": flops},
         citation=_AKAMASTER_CITATION,
     )
     for depth, (file, sha, acc, params, flops) in _AKAMASTER.items()
