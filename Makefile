@@ -22,12 +22,13 @@ demo: setup
 	$(BIN)/robustlab zoo eval --n 1000
 	$(BIN)/robustlab run
 
-## make test: set up, lint, then the default test suite (slow and distributed tests excluded).
+## make test: set up, lint (ruff check, ruff format --check, mypy strict), then the default test suite (slow and distributed tests excluded).
 test: setup lint
 	$(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy src
 
 clean-venv:

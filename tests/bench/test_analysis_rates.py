@@ -19,8 +19,16 @@ from robustlab.stats import Rate
 from robustlab.store import write_records
 from robustlab.store.kinds import schema_of
 
-CW = {"name": "cw", "norm": "l2", "eps": [None], "steps": [20], "targets": ["untargeted"], "minimal": False,
-      "transfer": False, "params": {}}
+CW = {
+    "name": "cw",
+    "norm": "l2",
+    "eps": [None],
+    "steps": [20],
+    "targets": ["untargeted"],
+    "minimal": False,
+    "transfer": False,
+    "params": {},
+}
 
 
 def _write(run: Path, kind: str, job: str, n: int, **values: Any) -> None:
@@ -34,20 +42,53 @@ def _write(run: Path, kind: str, job: str, n: int, **values: Any) -> None:
 
 def _planted_run(run: Path, distortions: dict[str, list[float]], errors: dict[str, float]) -> None:
     """A run with clean and C&W-L2 records whose successful distortions are ``distortions`` per model."""
-    spec = {"name": "planted", "models": list(distortions), "attacks": [CW], "seed": 0,
-            "dataset": {"name": "cifar10", "split": "test"}}
-    context = {"models": {m: {"family": f"fam-{m}", "source": "zoo", "test_accuracy": 1 - e, "test_images": 10_000}
-                          for m, e in errors.items()}}
+    spec = {
+        "name": "planted",
+        "models": list(distortions),
+        "attacks": [CW],
+        "seed": 0,
+        "dataset": {"name": "cifar10", "split": "test"},
+    }
+    context = {
+        "models": {
+            m: {"family": f"fam-{m}", "source": "zoo", "test_accuracy": 1 - e, "test_images": 10_000}
+            for m, e in errors.items()
+        }
+    }
     run.mkdir(parents=True)
     (run / "manifest.json").write_text(json.dumps({"spec": spec, "versions": {}, "context": context}))
     for m, d in distortions.items():
         n = len(d)
-        _write(run, "clean", f"clean-{m}", n, model=m, family=f"fam-{m}", source="zoo", index=list(range(n)),
-               correct=True)
-        _write(run, "attack", f"cw-{m}", n, model=m, family=f"fam-{m}", key="cw-l2-s20-untargeted", attack="cw",
-               norm="l2", target_mode="untargeted", index=list(range(n)), correct=True, won=True, success=True,
-               robust=False, fixed_budget=False, l1=d, l2=d, linf=d, status="ok", params="{}",
-               label=0, target=-1, clean_pred=0, adv_pred=1)
+        _write(
+            run, "clean", f"clean-{m}", n, model=m, family=f"fam-{m}", source="zoo", index=list(range(n)), correct=True
+        )
+        _write(
+            run,
+            "attack",
+            f"cw-{m}",
+            n,
+            model=m,
+            family=f"fam-{m}",
+            key="cw-l2-s20-untargeted",
+            attack="cw",
+            norm="l2",
+            target_mode="untargeted",
+            index=list(range(n)),
+            correct=True,
+            won=True,
+            success=True,
+            robust=False,
+            fixed_budget=False,
+            l1=d,
+            l2=d,
+            linf=d,
+            status="ok",
+            params="{}",
+            label=0,
+            target=-1,
+            clean_pred=0,
+            adv_pred=1,
+        )
 
 
 def test_the_pareto_frontier_and_the_log_law_place_each_model_at_its_median_distortion(tmp_path: Path) -> None:
@@ -130,8 +171,17 @@ def test_no_worst_class_when_nothing_was_measured() -> None:
 
 
 def test_an_empty_heatmap_cell_is_blank_and_its_hover_says_why() -> None:
-    fig = heatmap([[0.5, None]], ["x1", "x2"], ["y"], "t", "c", "x", "y", rates=[[Rate(1, 2), None]],
-                  missing="no input both models classify correctly")
+    fig = heatmap(
+        [[0.5, None]],
+        ["x1", "x2"],
+        ["y"],
+        "t",
+        "c",
+        "x",
+        "y",
+        rates=[[Rate(1, 2), None]],
+        missing="no input both models classify correctly",
+    )
     trace = fig.data[0]
     assert [list(r) for r in trace.text] == [["0.50", ""]]
     hover = [list(r) for r in trace.hovertext]

@@ -55,9 +55,7 @@ def test_a_missing_dataset_file_or_folder_is_refused_with_its_path(tmp_path: Pat
         parse_spec(_small(dataset={"name": "zip:x"}))
 
 
-def test_a_run_folder_where_no_job_finished_is_replanned_with_a_corrected_spec(
-    tmp_path: Path, data_dir: Path
-) -> None:
+def test_a_run_folder_where_no_job_finished_is_replanned_with_a_corrected_spec(tmp_path: Path, data_dir: Path) -> None:
     first = parse_spec(_small(attacks=[{"name": "fgsm", "eps": 0.5}]))
     open_run(tmp_path, first.canonical(), first.digest())  # the manifest of a run that died before its first job
     corrected = parse_spec(_small())

@@ -343,8 +343,13 @@ class Attack(JobKind):
     def plan(self, spec: StudySpec, state: PlanState) -> list[Job]:
         subset = tuple(state.evaluation_subset())
         return [
-            Job("attack", model, {**data_params(spec), **cfg, "key": config_key(cfg)}, subset,
-                label=f"{config_key(cfg)} on {model}")
+            Job(
+                "attack",
+                model,
+                {**data_params(spec), **cfg, "key": config_key(cfg)},
+                subset,
+                label=f"{config_key(cfg)} on {model}",
+            )
             for model in spec.models
             for cfg in attack_configs(spec)
         ]
@@ -390,8 +395,12 @@ class Attack(JobKind):
             pts = points_from_summary(rows, errors, key)
             if pts:
                 a.pareto.append(pareto_analysis(key, next(r["norm"] for r in rows if r["key"] == key), pts))
-        keys = [r[0] for r in con.execute(
-            "SELECT DISTINCT key FROM attack WHERE target_mode = 'untargeted' ORDER BY key").fetchall()]
+        keys = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT key FROM attack WHERE target_mode = 'untargeted' ORDER BY key"
+            ).fetchall()
+        ]
         for key in keys:
             per_model = con.execute(
                 "SELECT model, list(label ORDER BY index), list(clean_pred ORDER BY index), "
@@ -408,18 +417,26 @@ class Attack(JobKind):
         sources = sources_of(study)
         models = sorted({r["model"] for r in a.rows})
         keys = sorted({r["key"] for r in a.rows})
-        success = {
-            a.label(k): {r["model"]: rate_of(r, "success_rate") for r in a.rows if r["key"] == k} for k in keys
-        }
+        success = {a.label(k): {r["model"]: rate_of(r, "success_rate") for r in a.rows if r["key"] == k} for k in keys}
         figures = [
-            ("success", rate_bar_figure(success, models, sources,
-                                        "Attack success rate (over initially correct inputs), 95 % intervals",
-                                        "success rate"))
+            (
+                "success",
+                rate_bar_figure(
+                    success,
+                    models,
+                    sources,
+                    "Attack success rate (over initially correct inputs), 95 % intervals",
+                    "success rate",
+                ),
+            )
         ]
         norms = sorted({r["norm"] for r in a.rows if r["key"] in a.distortion_keys()})
         for norm in norms:  # one figure per norm: L2 and L∞ distortions never share an axis
-            dist = {a.label(k): {r["model"]: r.get(f"median_{norm}") for r in a.rows if r["key"] == k}
-                    for k in a.distortion_keys() if any(r["key"] == k and r["norm"] == norm for r in a.rows)}
+            dist = {
+                a.label(k): {r["model"]: r.get(f"median_{norm}") for r in a.rows if r["key"] == k}
+                for k in a.distortion_keys()
+                if any(r["key"] == k and r["norm"] == norm for r in a.rows)
+            }
             name = NORM_NAMES.get(norm, norm)
             title = f"Median minimal {name} distortion over successes"
             figures.append((f"distortion_{norm}", bar_figure(dist, models, sources, title, f"{name} distortion")))
@@ -441,11 +458,11 @@ class Attack(JobKind):
             {**p.to_dict(), "label": a.label(p.key), "frontier": labels([q.model for q in p.frontier], sources)}
             for p in a.pareto
         ]
-        per_model = [{"model": short(m, sources.get(m)), "rows": [r for r in a.rows if r["model"] == m]}
-                     for m in models]
+        per_model = [
+            {"model": short(m, sources.get(m)), "rows": [r for r in a.rows if r["model"] == m]} for m in models
+        ]
         return [
-            Section("attacks", "Attacks", figures=figures, tables=[("attacks", a.rows)], summary=summary,
-                    notes=notes),
+            Section("attacks", "Attacks", figures=figures, tables=[("attacks", a.rows)], summary=summary, notes=notes),
             Section(
                 "pareto",
                 "Pareto frontier",

@@ -139,6 +139,7 @@ class Clean(JobKind):
         a: CleanAnalysis | None = study["clean"]
         if a is None:
             return []
+
         def error(model: str) -> Any:
             rate = a.error_rates[model]
             return f"{a.errors[model]:.4f} (n not recorded)" if rate is None else rate_cell(rate)

@@ -87,9 +87,7 @@ def _figure(rows: list[dict[str, Any]], sources: dict[str, str]) -> go.Figure:
     lo, hi = min(values), max(values)
     log = lo > 0  # distances spread over orders of magnitude: a log scale keeps the small ones readable
     fig.add_trace(
-        go.Scatter(
-            x=[lo, hi], y=[lo, hi], mode="lines", name="CLEVER = attack", line={"dash": "dash", "color": "grey"}
-        )
+        go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="CLEVER = attack", line={"dash": "dash", "color": "grey"})
     )
     if log:
         fig.update_layout(xaxis_type="log", yaxis_type="log")

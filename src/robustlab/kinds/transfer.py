@@ -65,8 +65,9 @@ class Transfer(JobKind):
             return []
         src = tuple(sorted(j.id for j in sources))
         params = data_params(spec)
-        return [Job("transfer", m, params, sources[0].indices, depends=src, label=f"transfer onto {m}")
-                for m in spec.models]
+        return [
+            Job("transfer", m, params, sources[0].indices, depends=src, label=f"transfer onto {m}") for m in spec.models
+        ]
 
     def run(self, job: Job, run: Path, ctx: JobContext) -> dict[str, Any]:
         from safetensors.torch import load_file
@@ -108,8 +109,18 @@ class Transfer(JobKind):
             what = "error rate" if t.target_mode == "untargeted" else "target match rate"
             n = range(len(t.models))
             cells: list[list[Rate | None]] = [[t.rate(a, b) for b in n] for a in n]
-            fig = heatmap(t.rates, names, names, title, what, "target model", "source model", digits=3, rates=cells,
-                          missing="no input both models classify correctly")
+            fig = heatmap(
+                t.rates,
+                names,
+                names,
+                title,
+                what,
+                "target model",
+                "source model",
+                digits=3,
+                rates=cells,
+                missing="no input both models classify correctly",
+            )
             figures.append((f"transfer_{i}", fig))
             html.append(render(_TABLE, title=title, names=names, cells=cells))
             tables.append((f"transfer_{i}_{t.key}", t.rows()))

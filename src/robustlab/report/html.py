@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 import plotly.graph_objects as go
+from markupsafe import Markup  # jinja2's own safe-string type
 from plotly.offline import get_plotlyjs
 
 from robustlab._io import atomic_write_text
@@ -88,7 +89,7 @@ def fmt(v: Any) -> str:
 def rate_cell(rate: Rate) -> Any:
     """A rate as the report shows every rate: value, 95 % Wilson interval and k/n, e.g.
     ``0.800 [0.490, 0.943] (8/10)`` (``– (0/0)`` when nothing was measured)."""
-    return jinja2.filters.Markup('<span class="rate">{}</span>').format(str(rate))
+    return Markup('<span class="rate">{}</span>').format(str(rate))
 
 
 _ENV = jinja2.Environment(
@@ -105,7 +106,7 @@ _ENV.globals["MIN_CLASS_IMAGES"] = MIN_CLASS_IMAGES
 def render(template: str, **context: Any) -> Any:
     """Render a kind's HTML fragment (autoescaped; ``fmt``, ``rate_cell`` and ``rate(row, name)`` available) as
     markup for :attr:`Section.html`."""
-    return jinja2.filters.Markup(_ENV.from_string(template).render(**context))
+    return Markup(_ENV.from_string(template).render(**context))
 
 
 _CLASSWISE = """<p>Per-class robust accuracy: the share of each class's images still classified correctly under
@@ -134,8 +135,7 @@ def _classwise_rows(a: StudyAnalysis) -> list[dict[str, Any]]:
     for c in a.classwise:
         first = next(iter(c.results.values()))
         models = [
-            {"model": m, "rates": class_rates(r), "worst": worst_class(r), "cfps": r.cfps}
-            for m, r in c.results.items()
+            {"model": m, "rates": class_rates(r), "worst": worst_class(r), "cfps": r.cfps} for m, r in c.results.items()
         ]
         out.append(
             {
@@ -196,11 +196,7 @@ def write_report(
     for s in sections:
         plots = []
         for name, fig in s.figures:
-            plots.append(
-                jinja2.filters.Markup(
-                    fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
-                )
-            )
+            plots.append(Markup(fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})))
             n_plots += 1
             if png:
                 path = out / "figures" / f"{name}.png"
@@ -212,7 +208,7 @@ def write_report(
     plan = Path(run_dir) / "plan.json"
     html = _ENV.get_template("report.html.j2").render(
         name=a.spec["name"],
-        plotly_js=jinja2.filters.Markup(get_plotlyjs()),
+        plotly_js=Markup(get_plotlyjs()),
         n_models=len(a.spec["models"]),
         n_images=len(json.loads(plan.read_text())["subset"] or []) if plan.is_file() else "?",
         dataset=a.spec["dataset"]["name"],
