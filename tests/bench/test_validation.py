@@ -126,3 +126,18 @@ def test_a_study_accepts_a_factory_returning_a_plain_module(tmp_path: Path) -> N
     summary = run_study(parse_spec(_small(models=[plain])), tmp_path / "run")
     assert summary.executed == summary.jobs == 2  # clean + fgsm
     assert len(list((tmp_path / "run" / "records" / "attack").glob("*.parquet"))) == 1
+
+
+def test_a_lock_whose_owner_has_not_written_its_pid_yet_is_respected_then_taken_over_when_old(tmp_path: Path) -> None:
+    from robustlab.store.lock import run_lock
+
+    lock = tmp_path / ".lock"
+    lock.write_text("")  # created with O_EXCL by another run, its pid not written yet
+    with pytest.raises(ConfigError, match="another run is starting in"), run_lock(tmp_path):
+        pass
+    assert lock.exists()
+    old = lock.stat().st_mtime - 60
+    os.utime(lock, (old, old))  # an empty lock a minute old: its creator died before writing
+    with run_lock(tmp_path):
+        assert lock.read_text() == f"{os.getpid()}\n"
+    assert not lock.exists()

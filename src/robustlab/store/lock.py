@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def _owner(path: Path) -> int:
         return 0
 
 
+def _age(path: Path) -> float:
+    """Seconds since ``path`` was last modified (infinite when it is gone)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
+
+
 def unwritable(run: Path, exc: OSError) -> ConfigError:
     """The one-line error for an output folder that cannot be written (read-only, full, not a folder)."""
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
@@ -62,6 +71,8 @@ def run_lock(run: str | os.PathLike[str]) -> Iterator[Path]:
                 break
             except FileExistsError:
                 pid = _owner(path)
+                if pid == 0 and _age(path) < 5.0:  # just created: its owner has not written its pid yet
+                    raise ConfigError(f"another run is starting in {run}: wait for it to finish or stop it") from None
                 if pid != os.getpid() and _alive(pid):
                     raise ConfigError(
                         f"another run (pid {pid}) holds {run}: wait for it to finish or stop it"
