@@ -28,7 +28,7 @@ def test_zoo_size_families_and_accuracy_floor() -> None:
 
 def _reproduction_params() -> list[object]:
     """One model per family (the default study's, the cheapest of each) in the default run; the rest are
-    ``slow`` (a full-test-set pass each: the DenseNet-BC-16s alone took 40 s apiece on 2 cores), run by CI."""
+    ``slow`` (a full-test-set pass each: the DenseNet-BC-16s alone took 40 s apiece on 2 cores): `pytest -m slow`."""
     from robustlab.bench.default import DEFAULT_MODELS
 
     return [
