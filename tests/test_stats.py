@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustlab.stats import Z95, Rate, median, wilson_interval
+from robustlab.stats import Z95, Rate, format_number, median, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,10 @@ def test_median_ignores_nan_and_is_none_for_no_values() -> None:
     assert median([1.0, float("nan"), 3.0]) == 2.0
     assert median([]) is None
     assert median(torch.tensor([1.0, 2.0])) != float(torch.tensor([1.0, 2.0]).median())  # torch's lower median
+
+
+def test_format_number_gives_four_digits_and_one_mark_for_nothing() -> None:
+    assert format_number(0.123456) == "0.1235"
+    assert format_number(7) == "7"
+    assert format_number(None) == format_number(float("nan")) == "–"
+    assert format_number(None, missing="-") == "-"

@@ -104,3 +104,13 @@ def median(values: torch.Tensor | Iterable[float]) -> float | None:
     s = t.sort().values
     mid = n // 2
     return float(s[mid]) if n % 2 else float((s[mid - 1] + s[mid]) / 2)
+
+
+def format_number(value: Any, missing: str = "–") -> str:
+    """A number for a table cell: 4 significant digits for floats, ``missing`` for none or nan, ``str`` otherwise.
+
+    The one formatter of the report's cells and the CLI's tables.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

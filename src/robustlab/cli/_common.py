@@ -71,12 +71,10 @@ def emit_json(obj: dict[str, Any]) -> None:
 
 
 def fmt(value: Any) -> str:
-    """A table cell: ``-`` for nothing, 4 significant digits for floats, ``str`` otherwise."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    """A table cell: ``-`` for nothing, 4 significant digits for floats (:func:`robustlab.stats.format_number`)."""
+    from robustlab.stats import format_number
+
+    return format_number(value, missing="-")
 
 
 def rate(k: int, n: int) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from robustlab.analysis.classwise import MIN_CLASS_IMAGES, class_rates, worst_cl
 from robustlab.analysis.study import StudyAnalysis
 from robustlab.analysis.summary import rate_of
 from robustlab.report.figures import classwise_figure, confusion_figure, save_png, short
-from robustlab.stats import Rate
+from robustlab.stats import Rate, format_number
 from robustlab.store.kinds import job_kinds
 
 
@@ -79,13 +78,6 @@ class Section:
         return bool(self.html or self.figures)
 
 
-def fmt(v: Any) -> str:
-    """A number for a table cell: 4 significant digits, ``–`` for none (or nan)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def rate_cell(rate: Rate) -> Any:
     """A rate as the report shows every rate: value, 95 % Wilson interval and k/n, e.g.
     ``0.800 [0.490, 0.943] (8/10)`` (``– (0/0)`` when nothing was measured)."""
@@ -97,7 +89,7 @@ _ENV = jinja2.Environment(
     autoescape=jinja2.select_autoescape(["html", "j2"], default_for_string=True),
     undefined=jinja2.StrictUndefined,
 )
-_ENV.globals["fmt"] = fmt
+_ENV.globals["fmt"] = format_number
 _ENV.globals["rate_cell"] = rate_cell
 _ENV.globals["rate"] = lambda row, name: rate_cell(rate_of(row, name))
 _ENV.globals["MIN_CLASS_IMAGES"] = MIN_CLASS_IMAGES
