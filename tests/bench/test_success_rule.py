@@ -50,10 +50,10 @@ def test_attack_summary_equals_the_duckdb_analysis_of_its_records(
 ) -> None:
     ds = load_dataset("cifar10", "test", data_dir).subset(48, seed=3)
     model = make_b()
-    result = attack(model, ds.images(), ds.y, name, seed=0, batch_size=16, **kwargs)
+    result = attack(model, ds.images(), ds.y, name, seed=0, batch_size=16, index=ds.indices, **kwargs)
     params = {"key": name, "attack": name, "target": result.target_mode, "minimal": result.minimal}
     job = Job("attack", "template2", params, tuple(ds.indices.tolist()))
-    write_attack_records(tmp_path, job, result, model, ds.indices.tolist())
+    write_attack_records(tmp_path, job, result, model)
 
     (row,) = attack_summary(connect(tmp_path))
     s = result.summary()

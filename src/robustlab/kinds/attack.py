@@ -174,12 +174,12 @@ def _key_parts(cfg: dict[str, Any], *, hashed: bool) -> list[str]:
     return parts
 
 
-def write_attack_records(run: Path, job: Job, result: AttackResult, model: Any, index: list[int]) -> Path:
+def write_attack_records(run: Path, job: Job, result: AttackResult, model: Any) -> Path:
     """Write an attack's records as the ``attack`` kind does: its columns (the success rule included, as
-    :meth:`AttackResult.to_columns` computes it), the dataset rows ``index`` and the job's constants."""
+    :meth:`AttackResult.to_columns` computes it; ``index`` holds the dataset rows given to ``attack()``) and the
+    job's constants."""
     p = job.params
     cols = result.to_columns()
-    cols["index"] = index  # dataset rows, not positions in the batch
     del cols["attack"], cols["norm"]
     constants = record_constants(
         job,
@@ -378,7 +378,7 @@ class Attack(JobKind):
         )
         if p["transfer"]:
             result.save_adversarials(artifact_path(run, job.id))  # before the records: they mark the job done
-        write_attack_records(run, job, result, model, idx.tolist())
+        write_attack_records(run, job, result, model)
         s = result.summary()
         return {"success_rate": s["success_rate"], "gradient_passes": s["gradient_passes"]}
 
