@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from robustlab.models.adapter import eval_mode
 from robustlab.models.loading import assemble
 from robustlab.models.spec import ModelSpec
 from robustlab.models.weights import save_weights
-from robustlab.train.loop import ProgressFn, TrainConfig, train_model
+from robustlab.train.loop import ProgressFn, StepReport, TrainConfig, train_model
 
 
 def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -38,6 +39,7 @@ def fit_and_export(
     run_dir: str | os.PathLike[str],
     weights_file: str | os.PathLike[str],
     progress: ProgressFn | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> ModelSpec:
     """Initialise ``spec``'s architecture (seeded), train it resumably, measure it and save it.
 
@@ -50,6 +52,7 @@ def fit_and_export(
         run_dir: Resumable training state.
         weights_file: Where the safetensors file (and its sidecar) go.
         progress: Per-step callback.
+        on_step: Per-step callback with the step's report (the inner maximiser's cost included).
 
     Returns:
         The spec with ``weights`` and ``metrics`` (``test_accuracy`` and ``test_images`` when ``test`` is given,
@@ -59,7 +62,8 @@ def fit_and_export(
         torch.manual_seed(cfg.seed)  # weight initialisation
         model = assemble(spec)
     net = model.net
-    train_model(model, train.x, train.y, cfg, run_dir, progress=progress)
+    monitor = (test.x, test.y) if test is not None else None  # its first cfg.monitor_n images
+    train_model(model, train.x, train.y, cfg, run_dir, monitor_data=monitor, progress=progress, on_step=on_step)
     if test is not None:
         acc = evaluate(model, test)
         measured = {"test_accuracy": acc.accuracy, "test_images": acc.n}
@@ -67,7 +71,7 @@ def fit_and_export(
         measured = {"train_accuracy": evaluate(model, train).accuracy}
     spec = dataclasses.replace(
         spec,
-        recipe={**dataclasses.asdict(cfg), "train_data": f"{train.name}/{train.split} ({len(train)} images)"},
+        recipe={**cfg.fingerprint(), "train_data": f"{train.name}/{train.split} ({len(train)} images)"},
         metrics={
             **measured,
             "train_images": len(train),

@@ -7,7 +7,17 @@ Normalisation is added by :class:`robustlab.models.ModelAdapter`, never here.
 
 from __future__ import annotations
 
-from robustlab.models.archs import alexnet, densenet, inception, lenet, mobilenet, resnet, vgg, wideresnet  # noqa: F401  (registration)
+from robustlab.models.archs import (  # noqa: F401  (registration)
+    alexnet,
+    densenet,
+    fast_mnist,
+    inception,
+    lenet,
+    mobilenet,
+    resnet,
+    vgg,
+    wideresnet,
+)
 from robustlab.models.archs._registry import ARCHITECTURES, build_architecture
 
 __all__ = ["ARCHITECTURES", "build_architecture"]

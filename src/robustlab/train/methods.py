@@ -1,0 +1,557 @@
+"""Training methods as registered objects: what one training step computes from a batch.
+
+A method owns its inner maximiser (the attack that builds the training points), its loss and what it logs;
+the loop (:func:`robustlab.train.train_model`) owns batching, augmentation, the optimiser, the schedule,
+checkpoints, metrics and resume. Methods are registered in :data:`TRAINING_METHODS`:
+
+- ``standard``: cross-entropy on the clean batch.
+- ``pgd-at``: cross-entropy on PGD points (Madry et al.): ``eps``, ``steps``, ``step_size``, ``random_start``.
+- ``fgsm-rs``: cross-entropy on one FGSM step of size ``alpha`` from a uniform random start (Wong et al.).
+- ``trades``: ``CE(f(x), y) + beta · KL(f(x) ‖ f(x'))`` with ``x'`` ascending the KL from ``x + 0.001·N(0, 1)``
+  (Zhang et al.).
+
+The inner maximiser runs with batch norm in eval mode (the default, as in TRADES and advertorch) or in train mode
+(``TrainConfig.attack_bn``); it never changes the parameters or their ``.grad``, and in eval mode it leaves the
+batch-norm running statistics alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import time
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustlab._registry import Registry
+from robustlab.errors import ConfigError
+from robustlab.models.adapter import eval_mode
+
+#: Batch-norm modes of the inner maximiser.
+ATTACK_BN_MODES = ("eval", "train")
+
+
+@dataclass
+class StepContext:
+    """What a method's step may use besides the batch: the model, randomness and the loop's settings.
+
+    It also runs the inner maximiser (:meth:`perturb`) in the recorded batch-norm mode and adds up its cost.
+
+    Random draws (random starts, TRADES' Gaussian start) are made for the whole global batch and sliced to this
+    process's rows, so a multi-process run draws exactly what one process draws.
+
+    Attributes:
+        model: The model being trained (in train mode; inputs [0, 1]); the inner maximiser attacks it.
+        generator: The run's generator (random starts).
+        label_smoothing: Label smoothing of the outer cross-entropy terms.
+        attack_bn: ``"eval"`` or ``"train"``: the batch-norm mode of the inner maximiser.
+        net: What the outer loss calls (the DistributedDataParallel wrapper of ``model`` in a multi-process run);
+            ``None``: ``model``.
+        batch_rows: This process's rows of the global batch (``None``: all of them).
+        batch_size: Rows of the global batch (0: the local batch is the global one).
+        inner_passes: Per-sample forward + input-gradient passes spent by the inner maximiser so far.
+        inner_seconds: Wall-clock seconds spent in the inner maximiser so far.
+    """
+
+    model: nn.Module
+    generator: torch.Generator
+    label_smoothing: float = 0.0
+    attack_bn: str = "eval"
+    net: nn.Module | None = None
+    batch_rows: slice | None = None
+    batch_size: int = 0
+    inner_passes: int = 0
+    inner_seconds: float = 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits of the outer loss (through the DDP wrapper when there is one). Shape: (B, C, H, W) → (B, K)."""
+        out: Tensor = (self.net or self.model)(x)
+        return out
+
+    def draw(self, x: Tensor, sample: Callable[[Tensor], Tensor]) -> Tensor:
+        """``sample`` applied to a tensor shaped like the global batch, sliced to this process's rows.
+
+        Shape:
+            x: (B, ...) → (B, ...)
+        """
+        whole = self.batch_rows is None or self.batch_size in (0, len(x))
+        like = torch.empty((len(x) if whole else self.batch_size, *x.shape[1:]), dtype=x.dtype)  # on the CPU
+        drawn = sample(like) if whole else sample(like)[self.batch_rows]
+        return drawn.to(x.device)
+
+    @contextmanager
+    def attack_mode(self) -> Iterator[None]:
+        """The inner maximiser's batch-norm mode for the block (the previous modes are restored after)."""
+        with eval_mode(self.model) if self.attack_bn == "eval" else nullcontext():
+            yield
+
+    def perturb(
+        self,
+        x: Tensor,
+        y: Tensor,
+        *,
+        eps: float,
+        steps: int,
+        step_size: float,
+        random_start: bool,
+        norm: str = "linf",
+        loss: str = "ce",
+        reference: Tensor | None = None,
+        init: Tensor | None = None,
+    ) -> Tensor:
+        """Points of the ``eps``-ball around ``x`` (and in [0, 1]) that ascend ``loss``; no judging, no early stop.
+
+        Args:
+            x: Clean inputs in [0, 1].
+            y: Labels.
+            eps: Budget in ``norm``.
+            steps: Gradient steps.
+            step_size: Absolute step length.
+            random_start: Start from a uniform point of the ball (ignored when ``init`` is given).
+            norm: Threat norm.
+            loss: ``"ce"`` or ``"kl"`` (KL(softmax(reference) ‖ softmax(f(x'))), TRADES).
+            reference: Clean logits for ``"kl"``.
+            init: Starting points (projected first).
+
+        Shape:
+            x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
+        """
+        t0 = time.perf_counter()
+        if init is None and random_start:
+            from robustlab.threat import get_norm
+
+            norm_obj = get_norm(norm)
+            init = x + self.draw(x, lambda t: norm_obj.random_init(t, eps, self.generator))
+        with self.attack_mode(), torch.enable_grad():
+            out = inner_maximise(
+                self.model,
+                x,
+                y,
+                eps=eps,
+                steps=steps,
+                step_size=step_size,
+                random_start=random_start,
+                generator=self.generator,
+                norm=norm,
+                loss=loss,
+                reference=reference,
+                init=init,
+            )
+        self.inner_passes += steps * len(x)
+        self.inner_seconds += time.perf_counter() - t0
+        return out.detach()
+
+    def ce(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The outer cross-entropy (mean over the batch) with the run's label smoothing."""
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+
+def kl_to_reference(logits: Tensor, reference: Tensor) -> Tensor:
+    """Per-sample ``KL(softmax(reference) ‖ softmax(logits))``, TRADES' robust term.
+
+    Shape:
+        logits, reference: (N, K) → (N,)
+    """
+    return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(reference, dim=1), reduction="none").sum(1)
+
+
+def inner_maximise(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    random_start: bool,
+    generator: torch.Generator,
+    norm: str = "linf",
+    loss: str = "ce",
+    reference: Tensor | None = None,
+    init: Tensor | None = None,
+) -> Tensor:
+    """The inner maximiser of adversarial training: the attack engine's gradient loop without judging.
+
+    An adapter over :func:`robustlab.attacks._gradient.gradient_attack` (early stop off: every point takes every
+    step, as in the published training recipes). The caller chooses the model's mode.
+
+    Shape:
+        x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
+    """
+    from robustlab.attacks._evaluator import PassCounter, constrain
+    from robustlab.attacks._gradient import GradientConfig, gradient_attack
+    from robustlab.models.adapter import trusted_inputs
+    from robustlab.threat import get_norm
+
+    norm_obj = get_norm(norm)
+    eps_t = torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)
+    with trusted_inputs(model):
+        if loss == "ce":
+            cfg = GradientConfig(steps=steps, step_size=step_size, random_start=random_start, early_stop=False)
+            index = torch.arange(len(x), device=x.device)
+            return gradient_attack(
+                model,
+                x,
+                y,
+                None,
+                eps_t,
+                norm=norm_obj,
+                config=cfg,
+                generator=generator,
+                counter=PassCounter(len(x)),
+                index=index,
+                init=init,
+            )
+        if loss != "kl" or reference is None:
+            raise ConfigError(f"the inner maximiser takes loss 'ce', or 'kl' with reference logits; got {loss!r}")
+        if init is not None:
+            cur = constrain(x, init, norm_obj, eps_t)
+        elif random_start:
+            cur = constrain(x, x + norm_obj.random_init(x, eps_t, generator), norm_obj, eps_t)
+        else:
+            cur = x.clone()
+        for _ in range(steps):
+            cur.requires_grad_(True)
+            (grad,) = torch.autograd.grad(kl_to_reference(model(cur), reference).sum(), cur)
+            cur = cur.detach()
+            cur = constrain(x, cur + norm_obj.steepest_step(torch.nan_to_num(grad), step_size, cur), norm_obj, eps_t)
+        return cur
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """What one training step returns to the loop.
+
+    Attributes:
+        loss: The scalar loss to minimise (with its graph).
+        logits: The logits the training accuracy is counted on (adversarial ones for PGD-AT and FGSM-RS).
+        logs: Per-batch numbers the method logs (batch means), averaged over the epoch by the loop.
+
+    Shape:
+        logits: (B, K)
+    """
+
+    loss: Tensor
+    logits: Tensor
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+class TrainingMethod(ABC):
+    """A registered training method: an inner maximiser, a loss and what it logs.
+
+    Attributes:
+        name: Registry name.
+        adversarial: Whether the method trains on adversarial points (then label smoothing defaults to 0).
+        settings: The frozen dataclass of settings this object runs with (the registered object holds defaults).
+    """
+
+    name: ClassVar[str]
+    adversarial: ClassVar[bool]
+    settings: Any
+
+    def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
+        """A validated copy running with ``params`` on top of the defaults.
+
+        Raises:
+            ConfigError: an unknown setting (close matches listed), a wrong type or an out-of-range value.
+        """
+        hints = typing.get_type_hints(type(self.settings))
+        values: dict[str, Any] = {}
+        for key, value in params.items():
+            if key not in hints:
+                close = difflib.get_close_matches(key, list(hints), n=3, cutoff=0.5)
+                hint = f" Did you mean: {', '.join(close)}?" if close else ""
+                known = ", ".join(hints) or "none"
+                raise ConfigError(f"{self.name} has no setting {key!r}.{hint} Its settings: {known}.")
+            values[key] = _coerce(self.name, key, value, hints[key])
+        copy = type(self)()
+        copy.settings = dataclasses.replace(self.settings, **values)
+        return copy
+
+    def params(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (recorded in the run's fingerprint)."""
+        return dataclasses.asdict(self.settings)
+
+    def inner_steps(self) -> int:
+        """Forward + input-gradient passes of the inner maximiser per sample and training step."""
+        return 0
+
+    def describe(self) -> str:
+        """One line for logs and progress: the method and its settings."""
+        p = self.params()
+        return self.name + ("" if not p else " " + " ".join(f"{k}={_short(v)}" for k, v in p.items()))
+
+    @abstractmethod
+    def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
+        """The loss of one batch (the model is in train mode; the loop does backward and the optimiser step).
+
+        Shape:
+            x: (B, C, H, W) in [0, 1]; y: (B,)
+        """
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _coerce(method: str, key: str, value: Any, hint: Any) -> Any:
+    """Check (and convert, e.g. ``"8/255"`` → float) one setting against its annotation."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    if float in allowed and isinstance(value, str) and key in ("eps", "alpha", "step_size"):
+        from robustlab.attacks._run import parse_eps
+
+        return parse_eps(value)
+    if float in allowed and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if bool in allowed and isinstance(value, bool):
+        return value
+    if str in allowed and isinstance(value, str):
+        return value
+    names = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    raise ConfigError(f"{method} setting {key} must be {names}, got {value!r}")
+
+
+def _check_budget(method: str, eps: float | None, steps: int | None = None) -> float:
+    if eps is None:
+        raise ConfigError(f"{method} needs eps (the training budget), e.g. --eps 8/255 or method_params={{'eps': 0.3}}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ConfigError(f"{method}: eps must be > 0, got {eps}")
+    if steps is not None and steps <= 0:
+        raise ConfigError(f"{method}: steps must be > 0, got {steps}")
+    return eps
+
+
+def _check_positive(method: str, name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{method}: {name} must be > 0, got {value}")
+
+
+@dataclass(frozen=True)
+class StandardSettings:
+    """``standard`` has no settings."""
+
+
+class Standard(TrainingMethod):
+    """Cross-entropy on the clean batch."""
+
+    name = "standard"
+    adversarial = False
+
+    def __init__(self) -> None:
+        self.settings = StandardSettings()
+
+    def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
+        logits = ctx.forward(x)  # (B, K)
+        return StepOutput(ctx.ce(logits, y), logits)
+
+
+@dataclass(frozen=True)
+class PGDSettings:
+    """Settings of ``pgd-at``.
+
+    Attributes:
+        eps: Training budget (required).
+        steps: PGD steps.
+        step_size: Absolute step; ``None``: ``2.5 · eps / steps``.
+        random_start: Start from a uniform point of the ball.
+        norm: Threat norm (``linf``, ``l2``, ``l1``).
+    """
+
+    eps: float | None = None
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    norm: str = "linf"
+
+
+class PGDAT(TrainingMethod):
+    """Madry et al.'s adversarial training: cross-entropy on PGD points only.
+
+    References:
+        Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018.
+    """
+
+    name = "pgd-at"
+    adversarial = True
+
+    def __init__(self) -> None:
+        self.settings = PGDSettings()
+
+    def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
+        copy = super().configure(params)
+        s = copy.settings
+        _check_budget(self.name, s.eps, s.steps)
+        _check_positive(self.name, "step_size", s.step_size)
+        _check_norm(self.name, s.norm)
+        return copy
+
+    def inner_steps(self) -> int:
+        return int(self.settings.steps)
+
+    def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
+        s = self.settings
+        step_size = s.step_size if s.step_size is not None else 2.5 * s.eps / s.steps
+        x_adv = ctx.perturb(
+            x, y, eps=s.eps, steps=s.steps, step_size=step_size, random_start=s.random_start, norm=s.norm
+        )
+        logits = ctx.forward(x_adv)  # (B, K)
+        return StepOutput(ctx.ce(logits, y), logits)
+
+
+@dataclass(frozen=True)
+class FGSMSettings:
+    """Settings of ``fgsm-rs``.
+
+    Attributes:
+        eps: Training budget (required).
+        alpha: Step length; ``None``: ``1.25 · eps`` (Wong et al.'s choice).
+        random_start: Start from a uniform point of the ball; ``False`` gives plain FGSM-AT, which collapses
+            (catastrophic overfitting) at large budgets.
+    """
+
+    eps: float | None = None
+    alpha: float | None = None
+    random_start: bool = True
+
+
+class FGSMRS(TrainingMethod):
+    """Fast adversarial training: one FGSM step of size ``alpha`` from a uniform random start.
+
+    References:
+        Wong, Rice, Kolter, "Fast is better than free: Revisiting adversarial training", ICLR 2020.
+    """
+
+    name = "fgsm-rs"
+    adversarial = True
+
+    def __init__(self) -> None:
+        self.settings = FGSMSettings()
+
+    def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
+        copy = super().configure(params)
+        _check_budget(self.name, copy.settings.eps)
+        _check_positive(self.name, "alpha", copy.settings.alpha)
+        return copy
+
+    def inner_steps(self) -> int:
+        return 1
+
+    def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
+        s = self.settings
+        alpha = s.alpha if s.alpha is not None else 1.25 * s.eps
+        x_adv = ctx.perturb(x, y, eps=s.eps, steps=1, step_size=alpha, random_start=s.random_start)
+        logits = ctx.forward(x_adv)  # (B, K)
+        return StepOutput(ctx.ce(logits, y), logits)
+
+
+@dataclass(frozen=True)
+class TRADESSettings:
+    """Settings of ``trades``.
+
+    Attributes:
+        eps: Training budget (required).
+        beta: Weight of the robust KL term.
+        steps: Inner ascent steps on the KL.
+        step_size: Absolute step; ``None``: ``2.5 · eps / steps``.
+        start_std: Standard deviation of the Gaussian start around ``x`` (0.001 in the reference code).
+    """
+
+    eps: float | None = None
+    beta: float = 6.0
+    steps: int = 10
+    step_size: float | None = None
+    start_std: float = 0.001
+
+
+class TRADES(TrainingMethod):
+    """TRADES: clean cross-entropy plus ``beta`` times the KL between clean and adversarial predictions.
+
+    The inner maximiser ascends ``KL(f(x) ‖ f(x'))`` from ``x + start_std · N(0, 1)`` with the clean logits
+    computed once in the attack's batch-norm mode; the outer loss recomputes both in train mode, as the
+    reference ``trades_loss`` does: ``CE(f(x), y) + beta · (1/B) Σ KL(f(x) ‖ f(x'))``.
+
+    References:
+        Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy", ICML 2019.
+    """
+
+    name = "trades"
+    adversarial = True
+
+    def __init__(self) -> None:
+        self.settings = TRADESSettings()
+
+    def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
+        copy = super().configure(params)
+        s = copy.settings
+        _check_budget(self.name, s.eps, s.steps)
+        _check_positive(self.name, "step_size", s.step_size)
+        if not (math.isfinite(s.beta) and s.beta >= 0):
+            raise ConfigError(f"trades: beta must be >= 0, got {s.beta}")
+        if not (math.isfinite(s.start_std) and s.start_std >= 0):
+            raise ConfigError(f"trades: start_std must be >= 0, got {s.start_std}")
+        return copy
+
+    def inner_steps(self) -> int:
+        return int(self.settings.steps)
+
+    def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
+        s = self.settings
+        step_size = s.step_size if s.step_size is not None else 2.5 * s.eps / s.steps
+        with ctx.attack_mode(), torch.no_grad():
+            reference = ctx.model(x)  # (B, K) clean logits, the KL's fixed side
+        noise = ctx.draw(x, lambda t: torch.randn(t.shape, generator=ctx.generator, dtype=t.dtype, device=t.device))
+        x_adv = ctx.perturb(
+            x,
+            y,
+            eps=s.eps,
+            steps=s.steps,
+            step_size=step_size,
+            random_start=False,
+            loss="kl",
+            reference=reference,
+            init=x + s.start_std * noise,
+        )
+        logits = ctx.forward(x)  # (B, K)
+        logits_adv = ctx.forward(x_adv)
+        natural = ctx.ce(logits, y)
+        robust = kl_to_reference(logits_adv, logits).mean()
+        return StepOutput(
+            natural + s.beta * robust, logits, {"natural_loss": natural.item(), "robust_kl": robust.item()}
+        )
+
+
+def _check_norm(method: str, norm: str) -> None:
+    from robustlab.threat import NORMS
+
+    if norm not in NORMS:
+        raise ConfigError(f"{method}: unknown norm {norm!r}; norms: {', '.join(NORMS.names())}")
+
+
+TRAINING_METHODS: Registry[TrainingMethod] = Registry("training method")
+TRAINING_METHODS.register("standard", Standard())
+TRAINING_METHODS.register("pgd-at", PGDAT())
+TRAINING_METHODS.register("fgsm-rs", FGSMRS())
+TRAINING_METHODS.register("trades", TRADES())
+
+
+def get_method(name: str, params: Mapping[str, Any] | None = None) -> TrainingMethod:
+    """The registered method ``name`` configured with ``params`` (validated).
+
+    Raises:
+        UnknownNameError: an unknown method (close matches listed).
+        ConfigError: a bad setting.
+    """
+    return TRAINING_METHODS.get(name).configure(params or {})
