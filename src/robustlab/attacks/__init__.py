@@ -1,13 +1,18 @@
 """Adversarial attacks judged by one evaluator.
 
 ``attack(model, x, y, "pgd", norm="linf", eps=8/255)`` runs a registered attack and returns an
-:class:`AttackResult` with per-sample records. Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
+:class:`AttackResult` with per-sample records. Under that façade, attacks are objects (:class:`AttackMethod`:
+``ATTACKS.get("pgd").configure(...)``, ``propose(ctx, batch)``) that cascades and training loops hold directly;
+:func:`perturb` is the light primitive for training (no judging, no records, no mode switch).
+
+Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
 loop), ``cw`` and ``ead`` (one binary search over the constant). Norms (``linf``, ``l2``, ``l1``), target modes
 (``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor) and losses are the threat
 primitives of :mod:`robustlab.threat`.
 """
 
-from robustlab.attacks._methods import ATTACKS
+from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
+from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
 from robustlab.attacks._run import attack, check_params, list_attacks, parse_eps
 from robustlab.threat import LOSSES, NORMS, TARGET_MODES
@@ -18,9 +23,14 @@ __all__ = [
     "NORMS",
     "RECORD_FIELDS",
     "TARGET_MODES",
+    "AttackMethod",
     "AttackResult",
+    "Batch",
+    "Cost",
+    "RunContext",
     "attack",
     "check_params",
     "list_attacks",
     "parse_eps",
+    "perturb",
 ]

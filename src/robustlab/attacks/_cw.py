@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import PassCounter, is_success
+from robustlab.attacks._state import ActiveRows
 from robustlab.threat import margin, per_sample
 
 
@@ -170,39 +171,39 @@ class CarliniWagnerL2(InnerOptimizer):
         best = x.clone()
         score = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         settled = torch.zeros(n, dtype=torch.bool, device=x.device)
-        alive = torch.arange(n, device=x.device)
         w = torch.atanh((2 * start - 1).clamp(-1 + 1e-6, 1 - 1e-6))  # (n, C, H, W)
-        m, v = torch.zeros_like(w), torch.zeros_like(w)
-        xa, ya, ta, ca = x, labels, targets, const
+        s = ActiveRows(w=w, m=torch.zeros_like(w), v=torch.zeros_like(w), x=x, labels=labels, targets=targets, c=const)
         stall = _Plateau(n, config, x, patience)
         for it in range(config.steps):
-            w.requires_grad_(True)
+            w = s["w"].requires_grad_(True)
             xp = (torch.tanh(w) + 1) / 2
-            logits, mrg, f = _objective_terms(model, xp, ya, ta, config.kappa)
-            dist = (xp - xa).pow(2).reshape(xp.shape[0], -1).sum(1)  # (n,)
-            obj = dist + ca * f
+            logits, mrg, f = _objective_terms(model, xp, s["labels"], s.get("targets"), config.kappa)
+            dist = (xp - s["x"]).pow(2).reshape(xp.shape[0], -1).sum(1)  # (n,)
+            obj = dist + s["c"] * f
             (grad,) = torch.autograd.grad(obj.sum(), w)
-            counter.add_gradient(index[alive])
+            counter.add_gradient(index[s.rows])
             with torch.no_grad():
                 w = w.detach()
-                won = _won(logits, mrg, ya, ta, config.kappa)
-                settled[alive] = won
-                better = won & (dist < score[alive])
+                won = _won(logits, mrg, s["labels"], s.get("targets"), config.kappa)
+                settled[s.rows] = won
+                better = won & (dist < score[s.rows])
                 if bool(better.any()):
-                    score[alive[better]] = dist[better]
-                    best[alive[better]] = xp[better]
+                    score[s.rows[better]] = dist[better]
+                    best[s.rows[better]] = xp[better]
                 t = it + 1
+                m, v = s["m"], s["v"]
                 grad = torch.nan_to_num_(grad)  # in place, like every Adam step below: one pass per operation
                 m.mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
                 v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
                 denom = torch.div(v, 1 - self.beta2**t).sqrt_().add_(self.adam_eps)
                 lr = config.lr * (0.5 * (1 + math.cos(math.pi * it / config.steps)) if config.lr_decay else 1.0)
-                w = w.sub_(torch.div(m, 1 - self.beta1**t).mul_(per_sample(stall.scale[alive] * lr, w)).div_(denom))
-                keep = stall.keep(it, obj.detach(), alive, torch.isfinite(score[alive]))
+                s["w"] = w.sub_(
+                    torch.div(m, 1 - self.beta1**t).mul_(per_sample(stall.scale[s.rows] * lr, w)).div_(denom)
+                )
+                keep = stall.keep(it, obj.detach(), s.rows, torch.isfinite(score[s.rows]))
                 if keep is not None:
-                    alive, w, m, v, xa, ya, ca = (t_[keep] for t_ in (alive, w, m, v, xa, ya, ca))
-                    ta = None if ta is None else ta[keep]
-                    if alive.numel() == 0:
+                    s.keep(keep)
+                    if len(s) == 0:
                         break
         return _Run(best=best, score=score, settled=settled)
 
@@ -253,15 +254,14 @@ class ElasticNet(InnerOptimizer):
         best = x.clone()
         score = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
         settled = torch.zeros(n, dtype=torch.bool, device=x.device)
-        alive = torch.arange(n, device=x.device)
-        xa, ya, ta, ca = x, labels, targets, const
-        xk, yk = start.clone(), start.clone()
+        s = ActiveRows(xk=start.clone(), yk=start.clone(), x=x, labels=labels, targets=targets, c=const)
         stall = _Plateau(n, config, x, patience)
         for it in range(config.steps):
-            lr = per_sample(stall.scale[alive] * config.lr * (1 - it / config.steps) ** 0.5, x[: alive.numel()])
-            yk.requires_grad_(True)
+            alive, xa, ya, ta = s.rows, s["x"], s["labels"], s.get("targets")
+            lr = per_sample(stall.scale[alive] * config.lr * (1 - it / config.steps) ** 0.5, xa)
+            yk = s["yk"].requires_grad_(True)
             logits, mrg, f = _objective_terms(model, yk, ya, ta, config.kappa)
-            smooth = (yk - xa).pow(2).reshape(yk.shape[0], -1).sum(1) + ca * f
+            smooth = (yk - xa).pow(2).reshape(yk.shape[0], -1).sum(1) + s["c"] * f
             (grad,) = torch.autograd.grad(smooth.sum(), yk)
             counter.add_gradient(index[alive])
             with torch.no_grad():
@@ -277,15 +277,14 @@ class ElasticNet(InnerOptimizer):
                     settled[alive] = self._keep_best(
                         logits_new, mrg_new, x_new, xa, ya, ta, alive, best, score, config.kappa
                     )
-                    yk = (x_new + it / (it + 3) * (x_new - xk)).clamp(0.0, 1.0)
+                    s["yk"] = (x_new + it / (it + 3) * (x_new - s["xk"])).clamp(0.0, 1.0)
                 else:
-                    yk = x_new
-                xk = x_new
+                    s["yk"] = x_new
+                s["xk"] = x_new
                 keep = stall.keep(it, obj, alive, torch.isfinite(score[alive]))
                 if keep is not None:
-                    alive, xk, yk, xa, ya, ca = (t_[keep] for t_ in (alive, xk, yk, xa, ya, ca))
-                    ta = None if ta is None else ta[keep]
-                    if alive.numel() == 0:
+                    s.keep(keep)
+                    if len(s) == 0:
                         break
         return _Run(best=best, score=score, settled=settled)
 

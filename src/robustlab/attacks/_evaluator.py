@@ -27,8 +27,8 @@ class PassCounter:
     """Per-sample counts of forward-only and forward+input-gradient passes.
 
     Attributes:
-        on_gradient: Called with the running total of per-sample gradient passes after each counted pass
-            (progress reporting); ``None`` for none.
+        on_call: Called with the running total of per-sample model calls (gradient passes and forward queries
+            counted by the attack) after each counted call (progress reporting); ``None`` for none.
 
     Shape:
         - forward, gradient: ``(N,)`` int64 on the CPU
@@ -37,19 +37,23 @@ class PassCounter:
     def __init__(self, n: int) -> None:
         self.forward = torch.zeros(n, dtype=torch.int64)
         self.gradient = torch.zeros(n, dtype=torch.int64)
-        self.gradient_total = 0
-        self.on_gradient: Callable[[int], None] | None = None
+        self.calls_total = 0
+        self.on_call: Callable[[int], None] | None = None
 
     def add_forward(self, idx: Tensor) -> None:
         """Count one forward pass for the samples at ``idx`` (global indices)."""
         self.forward[idx.cpu()] += 1
+        self._called(idx)
 
     def add_gradient(self, idx: Tensor) -> None:
         """Count one forward + input-gradient pass for the samples at ``idx`` (global indices)."""
         self.gradient[idx.cpu()] += 1
-        self.gradient_total += int(idx.numel())
-        if self.on_gradient is not None:
-            self.on_gradient(self.gradient_total)
+        self._called(idx)
+
+    def _called(self, idx: Tensor) -> None:
+        self.calls_total += int(idx.numel())
+        if self.on_call is not None:
+            self.on_call(self.calls_total)
 
 
 def is_success(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:

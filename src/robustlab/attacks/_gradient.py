@@ -1,5 +1,9 @@
 """The one gradient loop: FGSM, I-FGSM, PGD (random start, restarts) and MI-FGSM are configurations of it.
 
+The loop owns the mechanics (per-sample loss and input gradient, early stop, restarts, counting, the per-sample
+state in :class:`~._state.ActiveRows`); what changes between methods is the :class:`StepRule` that turns the
+gradient into the next iterate (a constant step, MI-FGSM's momentum, APGD's schedule).
+
 FGSM is one step of size eps without random start; I-FGSM is several smaller steps; PGD adds a random start
 and restarts; MI-FGSM accumulates an L1-normalised gradient with decay ``momentum``. The norm supplies the
 random start, the steepest-ascent step and the projection; the loss is any :class:`~robustlab.threat.Loss`.
@@ -10,13 +14,15 @@ success whatever happens next, so the answer is unchanged and the remaining grad
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import PassCounter, constrain, is_success
-from robustlab.threat import Norm, make_loss, per_sample
+from robustlab.attacks._state import ActiveRows
+from robustlab.threat import Loss, Norm, make_loss, per_sample
 
 
 class StartGradients:
@@ -70,6 +76,61 @@ class GradientConfig:
     early_stop: bool = True
 
 
+class StepRule(ABC):
+    """How one iteration of the gradient loop turns the input gradient into the next iterate.
+
+    The state ``s`` holds, per active row, ``x`` (the iterate), ``x0`` (the clean input), ``eps``, ``step`` (the
+    step length), ``labels``, ``targets`` and ``reference``; a rule keeps whatever else it needs (momentum, the
+    previous iterate, best points) in ``s`` under its own names, so that early stop compacts it with the rest.
+    """
+
+    def start(self, s: ActiveRows) -> None:  # noqa: B027 - optional hook
+        """Initialise the rule's own per-row tensors at the start of a run."""
+
+    @abstractmethod
+    def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
+        """The next iterate before projection.
+
+        Shape:
+            - grad: ``(n, C, H, W)``, finite (NaN replaced by 0); loss: ``(n,)``, at ``s["x"]``
+        """
+
+    def finish(self, s: ActiveRows) -> Tensor:
+        """The point a run returns for its still-active rows (the last iterate by default)."""
+        return s["x"]
+
+
+class ConstantStep(StepRule):
+    """FGSM / I-FGSM / PGD: a steepest-ascent step of length ``s["step"]`` in the threat norm."""
+
+    def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
+        return s["x"] + norm.steepest_step(grad, s["step"], s["x"])
+
+
+class Momentum(StepRule):
+    """MI-FGSM: ``g <- mu * g + grad / ||grad||_1``, then a steepest-ascent step along ``g``.
+
+    References:
+        Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018.
+    """
+
+    def __init__(self, mu: float) -> None:
+        self.mu = mu
+
+    def start(self, s: ActiveRows) -> None:
+        s["momentum"] = torch.zeros_like(s["x"])
+
+    def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
+        l1 = grad.abs().reshape(grad.shape[0], -1).sum(1).clamp_min(1e-12)
+        s["momentum"] = self.mu * s["momentum"] + grad / per_sample(l1, grad)
+        return s["x"] + norm.steepest_step(s["momentum"], s["step"], s["x"])
+
+
+def rule_for(config: GradientConfig) -> StepRule:
+    """The step rule a :class:`GradientConfig` asks for."""
+    return Momentum(config.momentum) if config.momentum else ConstantStep()
+
+
 def gradient_attack(
     model: nn.Module,
     x: Tensor,
@@ -84,8 +145,11 @@ def gradient_attack(
     index: Tensor,
     start_grads: StartGradients | None = None,
     init: Tensor | None = None,
+    reference: Tensor | None = None,
+    rule: StepRule | None = None,
+    loss: Loss | None = None,
 ) -> Tensor:
-    """Run the gradient loop on one batch; the model must already be in eval mode.
+    """Run the gradient loop on one batch; the model must already be in the mode the caller wants (eval to attack).
 
     Args:
         model: Classifier returning logits.
@@ -102,12 +166,15 @@ def gradient_attack(
             must not be adversarial already: a cached first step skips the early-stop check of the clean input.
         init: Starting points of the first run instead of the clean input or a random start (projected into
             the eps-ball and [0, 1] first): the warm start of a minimal search. Later restarts start as usual.
+        reference: Per-row data the loss compares against (TRADES' KL: the clean logits).
+        rule: The update rule; default :func:`rule_for` ``(config)``.
+        loss: The loss object; default ``make_loss(config.loss, config.kappa)``.
 
     Returns:
         Adversarial candidates inside the eps-ball and [0, 1] (the evaluator still judges them).
 
     Shape:
-        - x, init: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``
+        - x, init: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``; reference: ``(N, *)``
         - output: ``(N, C, H, W)``
 
     References:
@@ -116,7 +183,8 @@ def gradient_attack(
         Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks", ICLR 2018 (PGD).
         Dong et al., "Boosting Adversarial Attacks with Momentum", CVPR 2018 (MI-FGSM).
     """
-    loss_fn = make_loss(config.loss, config.kappa)
+    loss_fn = loss if loss is not None else make_loss(config.loss, config.kappa)
+    rule = rule if rule is not None else rule_for(config)
     step_all = (
         torch.full_like(eps, config.step_size) if config.step_size is not None else config.rel_step * eps / config.steps
     )
@@ -126,50 +194,55 @@ def gradient_attack(
         act = (~done).nonzero().flatten()  # (n,) local rows still to fool
         if act.numel() == 0:
             break
-        xa, ya, ea, sa = x[act], labels[act], eps[act], step_all[act]
-        ta = None if targets is None else targets[act]
+        s = ActiveRows(
+            rows=act,
+            x0=x[act],
+            labels=labels[act],
+            targets=None if targets is None else targets[act],
+            eps=eps[act],
+            step=step_all[act],
+            reference=None if reference is None else reference[act],
+        )
         start = init if restart == 0 else None
         if start is not None:
-            cur = constrain(xa, start[act], norm, ea)
+            s["x"] = constrain(s["x0"], start[act], norm, s["eps"])
         elif config.random_start:
-            cur = constrain(xa, xa + norm.random_init(xa, ea, generator), norm, ea)
+            s["x"] = constrain(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
         else:
-            cur = xa.clone()
-        mom = torch.zeros_like(xa) if config.momentum else None
+            s["x"] = s["x0"].clone()
+        rule.start(s)
         for step in range(config.steps):
             from_clean = step == 0 and not config.random_start and start is None and start_grads is not None
-            cached = start_grads.get(index[act]) if from_clean and start_grads is not None else None
+            cached = start_grads.get(index[s.rows]) if from_clean and start_grads is not None else None
             if cached is not None:
-                grad = cached
+                grad, value = cached, torch.zeros(len(s), dtype=x.dtype, device=x.device)
             else:
-                cur.requires_grad_(True)
+                cur = s["x"].requires_grad_(True)
                 logits = model(cur)  # (n, K)
-                (grad,) = torch.autograd.grad(loss_fn(logits, ya, ta).sum(), cur)
-                counter.add_gradient(index[act])
-                cur = cur.detach()
+                per_row = loss_fn(logits, s["labels"], s.get("targets"), s.get("reference"))
+                (grad,) = torch.autograd.grad(per_row.sum(), cur)
+                counter.add_gradient(index[s.rows])
+                s["x"], value = cur.detach(), per_row.detach()
                 if from_clean and start_grads is not None:
-                    start_grads.put(index[act], grad)
+                    start_grads.put(index[s.rows], grad)
             if config.early_stop and cached is None:
-                won = is_success(logits.detach(), ya, ta)
+                won = is_success(logits.detach(), s["labels"], s.get("targets"))
                 if bool(won.any()):
-                    out[act[won]] = cur[won]
-                    done[act[won]] = True
-                    keep = ~won
-                    act, xa, ya, ea, sa, cur, grad = (t[keep] for t in (act, xa, ya, ea, sa, cur, grad))
-                    ta = None if ta is None else ta[keep]
-                    mom = None if mom is None else mom[keep]
-                    if act.numel() == 0:
+                    out[s.rows[won]] = s["x"][won]
+                    done[s.rows[won]] = True
+                    s.keep(~won)
+                    grad, value = grad[~won], value[~won]
+                    if len(s) == 0:
                         break
             direction = torch.nan_to_num(grad)  # a NaN in one sample must not stop the others
-            if mom is not None:
-                l1 = direction.abs().reshape(direction.shape[0], -1).sum(1).clamp_min(1e-12)
-                mom = config.momentum * mom + direction / per_sample(l1, direction)
-                direction = mom
-            cur = constrain(xa, cur + norm.steepest_step(direction, sa, cur), norm, ea)
-        out[act] = cur
-        if restart < config.restarts - 1 and act.numel():
+            s["x"] = constrain(s["x0"], rule.step(s, direction, value, norm), norm, s["eps"])
+        if len(s) == 0:
+            continue
+        final = rule.finish(s)
+        out[s.rows] = final
+        if restart < config.restarts - 1:
             with torch.no_grad():
-                won = is_success(model(cur), ya, ta)
-            counter.add_forward(index[act])
-            done[act[won]] = True
+                won = is_success(model(final), s["labels"], s.get("targets"))
+            counter.add_forward(index[s.rows])
+            done[s.rows[won]] = True
     return out

@@ -1,13 +1,20 @@
-"""Registered attack methods: each is a configuration of the gradient loop or of the constant search."""
+"""Attack objects: the typed layer under the :func:`~robustlab.attacks.attack` façade.
+
+An :class:`AttackMethod` is registered by name with its default settings; ``configure`` returns a copy holding
+validated settings, and ``propose(ctx, batch)`` returns candidates that the one evaluator judges. Training loops,
+cascades (AutoAttack) and audits hold these objects directly; the façade maps a name and JSON settings to them.
+Here: the gradient attacks (configurations of the one gradient loop) and C&W / EAD (the constant search).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +33,9 @@ class RunContext:
     minimal search, the cache of clean-input gradients that every attempt's first step shares.
 
     ``unconverged`` (``(N,)`` bool on the CPU, addressed by global index) is where a method marks the samples
-    its own diagnostics say it did not converge on (read by :meth:`AttackMethod.diagnose`)."""
+    its own diagnostics say it did not converge on (read by :meth:`AttackMethod.diagnose`).
+    ``gradient_model`` is the model whose gradients guide the attack when it is not the judged one (a surrogate);
+    ``None`` means ``model``."""
 
     model: nn.Module
     norm: Norm
@@ -34,6 +43,81 @@ class RunContext:
     counter: PassCounter
     start_grads: StartGradients | None = None
     unconverged: Tensor | None = None
+    gradient_model: nn.Module | None = None
+
+    @property
+    def guide(self) -> nn.Module:
+        """The model to take gradients from (``gradient_model`` or ``model``)."""
+        return self.gradient_model if self.gradient_model is not None else self.model
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The rows of one attack problem; every tensor has one entry per row.
+
+    Attributes:
+        x: Clean inputs in [0, 1].
+        labels: True labels.
+        targets: Target classes, or ``None`` for an untargeted goal.
+        eps: Per-row budget in the threat norm (``inf`` when unbounded).
+        index: Global sample positions (for the pass counter).
+        init: Starting points instead of the clean input (a warm-started minimal search), or ``None``.
+        reference: Per-row data a loss compares against (TRADES' KL: clean logits), or ``None``.
+
+    Shape:
+        - x, init: ``(N, C, H, W)``; labels, targets, eps, index: ``(N,)``; reference: ``(N, *)``
+    """
+
+    x: Tensor
+    labels: Tensor
+    targets: Tensor | None
+    eps: Tensor
+    index: Tensor
+    init: Tensor | None = None
+    reference: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def take(self, rows: Tensor) -> Batch:
+        """The sub-problem of ``rows`` (positions or a bool mask)."""
+
+        def pick(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[rows]
+
+        return Batch(
+            x=self.x[rows],
+            labels=self.labels[rows],
+            targets=pick(self.targets),
+            eps=self.eps[rows],
+            index=self.index[rows],
+            init=pick(self.init),
+            reference=pick(self.reference),
+        )
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Model calls one sample costs when it never leaves the batch early.
+
+    Attributes:
+        gradient: Forward + input-gradient passes.
+        forward: Forward-only passes (queries).
+    """
+
+    gradient: int
+    forward: int = 0
+
+    @property
+    def calls(self) -> int:
+        """Every model call, gradient or not: the unit of budgets and progress."""
+        return self.gradient + self.forward
+
+    def __mul__(self, k: int) -> Cost:
+        return Cost(self.gradient * k, self.forward * k)
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.gradient + other.gradient, self.forward + other.forward)
 
 
 #: What each Python type of a setting is called in an error message.
@@ -81,7 +165,10 @@ def _apply_params(cfg: Any, params: dict[str, Any], method: str) -> Any:
 
 
 class AttackMethod(ABC):
-    """A registered attack.
+    """A registered attack: its settings and how it proposes candidates for a batch.
+
+    The registered object holds the defaults; :meth:`configure` returns a copy with validated settings, so a
+    configured attack is a value that training loops and cascades can keep and call.
 
     Attributes:
         name: Registry name.
@@ -89,6 +176,7 @@ class AttackMethod(ABC):
         fixed_budget: ``True`` for attacks that take an eps budget (and can be wrapped by the minimal search);
             ``False`` for minimal-distortion attacks (C&W, EAD), for which eps only bounds the evaluation.
         defaults: The default configuration (a frozen dataclass whose fields are the accepted ``params``).
+        config: The configuration this object runs with.
     """
 
     name: str
@@ -97,16 +185,36 @@ class AttackMethod(ABC):
     defaults: Any
 
     @property
+    def config(self) -> Any:
+        """The settings this object runs with (the defaults until :meth:`configure`)."""
+        return self.__dict__.get("_config", self.defaults)
+
+    @property
     def default_norm(self) -> str:
         """The norm used when none is given."""
         return self.norms[0]
 
-    @abstractmethod
-    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> Any:
-        """Validate the user's settings and return the resolved configuration (a frozen dataclass).
+    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> Self:
+        """A copy of this attack with validated settings.
+
+        Args:
+            steps: The generic iteration count (``None``: the attack's default).
+            step_size: The generic absolute step length (``None``: the attack's default).
+            params: Attack-specific settings (the fields of :attr:`defaults`).
 
         Raises:
             ConfigError: an unknown setting (with its close matches), a value of the wrong type or out of range.
+        """
+        configured = copy.copy(self)
+        configured.__dict__["_config"] = self.resolve(steps, step_size, params)
+        return configured
+
+    @abstractmethod
+    def resolve(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> Any:
+        """Validate the user's settings and return the resolved configuration (a frozen dataclass).
+
+        Raises:
+            ConfigError: an unknown setting, a value of the wrong type or out of range.
         """
 
     def param_names(self) -> list[str]:
@@ -114,34 +222,23 @@ class AttackMethod(ABC):
         return [f.name for f in dataclasses.fields(self.defaults)]
 
     @abstractmethod
-    def run(
-        self,
-        ctx: RunContext,
-        config: Any,
-        x: Tensor,
-        labels: Tensor,
-        targets: Tensor | None,
-        eps: Tensor,
-        index: Tensor,
-        init: Tensor | None = None,
-    ) -> Tensor:
-        """Return candidates for one batch (shape ``(N, C, H, W)``); the evaluator judges them. ``init``:
-        starting points instead of the clean input (fixed-budget attacks: a warm-started minimal search)."""
+    def propose(self, ctx: RunContext, batch: Batch) -> Tensor:
+        """Candidates for every row of ``batch`` (shape ``(N, C, H, W)``); the evaluator projects, clips and
+        judges them. ``batch.init`` (fixed-budget attacks only): starting points of a warm-started minimal search."""
 
     @abstractmethod
-    def full_passes(self, config: Any) -> int:
-        """Gradient passes one sample costs when it never leaves the batch early."""
+    def cost(self) -> Cost:
+        """Model calls one sample costs when it never leaves the batch early."""
 
-    def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
+    def check_classes(self, num_classes: int, targeted: bool) -> None:
         """Raise :class:`ConfigError` if the configuration cannot work with this many classes."""
         if num_classes < 2:
             raise ConfigError(f"attack {self.name!r} needs a model with at least 2 classes, got {num_classes}")
 
-    def diagnose(self, config: Any, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+    def diagnose(self, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
         """Sentences for the user when the method's own diagnostics say its numbers are not to be trusted.
 
         Args:
-            config: The configuration the attack ran with.
             unconverged: ``(N,)`` bool, the samples the method marked in :attr:`RunContext.unconverged`.
             success: ``(N,)`` bool, the evaluator's verdict.
             attacked: How many samples were attacked (clean-correct, finite).
@@ -162,7 +259,7 @@ class GradientMethod(AttackMethod):
     def __init__(self, name: str, defaults: GradientConfig, one_step: bool = False) -> None:
         self.name, self.defaults, self.one_step = name, defaults, one_step
 
-    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> GradientConfig:
+    def resolve(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> GradientConfig:
         if self.one_step and steps not in (None, 1):
             raise ConfigError(f"{self.name} takes exactly one step (got steps={steps}); use 'ifgsm' or 'pgd'")
         cfg: GradientConfig = _apply_params(self.defaults, params, self.name)
@@ -177,37 +274,29 @@ class GradientMethod(AttackMethod):
             raise ConfigError(f"momentum must be >= 0, got {cfg.momentum}")
         return cfg
 
-    def full_passes(self, config: Any) -> int:
-        return int(config.steps * config.restarts)
+    def cost(self) -> Cost:
+        c = self.config
+        return Cost(gradient=c.steps * c.restarts, forward=c.restarts - 1)
 
-    def check_classes(self, config: Any, num_classes: int, targeted: bool) -> None:
-        super().check_classes(config, num_classes, targeted)
-        make_loss(config.loss, config.kappa).check(num_classes, targeted)
+    def check_classes(self, num_classes: int, targeted: bool) -> None:
+        super().check_classes(num_classes, targeted)
+        make_loss(self.config.loss, self.config.kappa).check(num_classes, targeted)
 
-    def run(
-        self,
-        ctx: RunContext,
-        config: Any,
-        x: Tensor,
-        labels: Tensor,
-        targets: Tensor | None,
-        eps: Tensor,
-        index: Tensor,
-        init: Tensor | None = None,
-    ) -> Tensor:
+    def propose(self, ctx: RunContext, batch: Batch) -> Tensor:
         return gradient_attack(
-            ctx.model,
-            x,
-            labels,
-            targets,
-            eps,
+            ctx.guide,
+            batch.x,
+            batch.labels,
+            batch.targets,
+            batch.eps,
             norm=ctx.norm,
-            config=config,
+            config=self.config,
             generator=ctx.generator,
             counter=ctx.counter,
-            index=index,
+            index=batch.index,
             start_grads=ctx.start_grads,
-            init=init,
+            init=batch.init,
+            reference=batch.reference,
         )
 
 
@@ -228,7 +317,7 @@ class ConstSearchMethod(AttackMethod):
     def __init__(self, name: str, norms: tuple[str, ...], defaults: SearchConfig) -> None:
         self.name, self.norms, self.defaults = name, norms, defaults
 
-    def configure(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> SearchConfig:
+    def resolve(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> SearchConfig:
         if step_size is not None:
             raise ConfigError(f"{self.name} has no step size; set its learning rate with lr=...")
         cfg: SearchConfig = _apply_params(self.defaults, params, self.name)
@@ -245,10 +334,13 @@ class ConstSearchMethod(AttackMethod):
                 raise ConfigError(f"beta must be >= 0, got {cfg.beta}")
         return cfg
 
-    def full_passes(self, config: Any) -> int:
-        return int(config.steps * config.search_steps)
+    def cost(self) -> Cost:
+        c = self.config
+        per_step = 2 if isinstance(c, EADConfig) and c.fista else 1  # FISTA judges its iterate with a forward
+        return Cost(gradient=c.steps * c.search_steps, forward=(per_step - 1) * c.steps * c.search_steps)
 
-    def diagnose(self, config: Any, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+    def diagnose(self, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+        config = self.config
         if unconverged is None or not bool(unconverged.any()):
             return []
         stuck = int(unconverged.sum())
@@ -274,28 +366,18 @@ class ConstSearchMethod(AttackMethod):
             return ElasticNet(beta=config.beta, decision=config.decision, fista=config.fista)
         return CarliniWagnerL2()
 
-    def run(
-        self,
-        ctx: RunContext,
-        config: Any,
-        x: Tensor,
-        labels: Tensor,
-        targets: Tensor | None,
-        eps: Tensor,
-        index: Tensor,
-        init: Tensor | None = None,
-    ) -> Tensor:
-        if init is not None:  # only the minimal search of fixed-budget attacks passes starting points
+    def propose(self, ctx: RunContext, batch: Batch) -> Tensor:
+        if batch.init is not None:  # only the minimal search of fixed-budget attacks passes starting points
             raise ConfigError(f"{self.name} takes no starting points; its warm_start setting restarts from its best")
         return const_search(
-            ctx.model,
-            x,
-            labels,
-            targets,
-            inner=self.inner(config),
-            config=config,
+            ctx.guide,
+            batch.x,
+            batch.labels,
+            batch.targets,
+            inner=self.inner(self.config),
+            config=self.config,
             counter=ctx.counter,
-            index=index,
+            index=batch.index,
             unconverged=ctx.unconverged,
         )
 

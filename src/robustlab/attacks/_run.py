@@ -25,7 +25,7 @@ from robustlab.attacks._evaluator import (
     judge,
 )
 from robustlab.attacks._gradient import StartGradients
-from robustlab.attacks._methods import ATTACKS, AttackMethod, RunContext, check_value, unknown_key
+from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, check_value, unknown_key
 from robustlab.attacks._minimal import minimal_search
 from robustlab.attacks._result import AttackResult
 from robustlab.errors import ConfigError
@@ -106,7 +106,6 @@ class _Settings:
 
     method: AttackMethod
     norm: Norm
-    config: Any
     warm_start: bool
     tolerance: float
     rtol: float
@@ -168,13 +167,13 @@ def _settings(
     _check_int("steps", steps, 1)
     if step_size is not None and not step_size > 0:
         raise ConfigError(f"step_size must be > 0, got {step_size!r}")
-    config = method.configure(steps, step_size, params)
-    if warm_start and method.full_passes(config) == 1:
+    method = method.configure(steps, step_size, params)
+    if warm_start and method.cost().gradient == 1:
         raise ConfigError(
             f"warm_start needs an iterative attack (ifgsm, pgd, mifgsm): a {method.name} search already costs one "
             "gradient pass per image, and one step from a warm start is no longer the same attack"
         )
-    return _Settings(method, norm_obj, config, bool(warm_start), tolerance, rtol)
+    return _Settings(method, norm_obj, bool(warm_start), tolerance, rtol)
 
 
 def check_params(
@@ -208,8 +207,8 @@ def check_params(
             :func:`attack` given as a parameter, or a setting that does not apply (``warm_start`` without
             ``minimal``).
     """
-    s = _settings(name, norm, minimal, steps, step_size, params or {})
-    return {f.name: getattr(s.config, f.name) for f in dataclasses.fields(s.config)}
+    config = _settings(name, norm, minimal, steps, step_size, params or {}).method.config
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def attack(
@@ -257,8 +256,9 @@ def attack(
         keep_adversarials: Keep the judged adversarial examples in the result (for transfer, or to save
             with :meth:`AttackResult.save_adversarials`).
         search_attempts: Most attacks per image in the minimal search.
-        progress: Called as ``progress(done, budget)`` after every gradient pass, in per-sample gradient
-            passes: ``budget`` is what the attack would spend if no sample left early, so ``done`` may stop
+        progress: Called as ``progress(done, budget)`` after every model call, in per-sample model calls
+            (gradient passes and forward queries): ``budget`` is what the attack would spend if no sample left
+            early, so ``done`` may stop
             short of it (for a progress bar; it does not change the attack).
         index: The dataset row of each image, recorded as the result's ``index`` (and saved with the
             adversarial examples); default ``0..N-1``. It changes nothing in the attack.
@@ -286,7 +286,7 @@ def attack(
     """
     t0 = time.perf_counter()
     settings = _settings(name, norm, minimal, steps, step_size, params)
-    method, norm_obj, config = settings.method, settings.norm, settings.config
+    method, norm_obj = settings.method, settings.norm
     warm_start, tolerance, rtol = settings.warm_start, settings.tolerance, settings.rtol
     eps_value = parse_eps(eps)
     _check_int("batch_size", batch_size, 1)
@@ -318,14 +318,18 @@ def attack(
         y = y.to(device)
         check_labels(y, k)
         mode_name, targets = resolve_targets(target, clean_logits, y, generator)
-        method.check_classes(config, k, targets is not None)
+        method.check_classes(k, targets is not None)
         clean_ok = finite_rows(clean_logits)
         todo = (clean_ok & ~is_success(clean_logits, y, targets)).nonzero().flatten()
-        # What the attack would spend with no sample ever leaving the batch (the progress bar's total).
-        budget = int(todo.numel()) * method.full_passes(config) * (search_attempts if minimal_search_on else 1)
+        # What the attack would spend with no sample ever leaving the batch (the progress bar's total), in model
+        # calls (gradient passes and forward queries alike, so gradient-free attacks fit).
+        # A minimal search judges each attempt with one more forward pass.
+        cost = (method.cost() + Cost(0, 1)) * search_attempts if minimal_search_on else method.cost()
+        budget, gradient_budget = int(todo.numel()) * cost.calls, int(todo.numel()) * cost.gradient
         if progress is not None:
             progress(0, budget)
-            counter.on_gradient = lambda done: progress(done, budget)
+            counter.calls_total = 0  # the attack's own calls, not the clean pass above
+            counter.on_call = lambda done: progress(done, budget)
         x_adv = x.clone()
         eps_t = torch.full((n,), eps_value if eps_value is not None else float("inf"), dtype=x.dtype, device=device)
         ctx = RunContext(
@@ -354,7 +358,7 @@ def attack(
                         rows: Tensor = rows,
                     ) -> Tensor:
                         t_sub = None if tb is None else tb[sub]
-                        return method.run(ctx, config, xb[sub], yb[sub], t_sub, e, rows[sub], init)
+                        return method.propose(ctx, Batch(xb[sub], yb[sub], t_sub, e, rows[sub], init=init))
 
                     out = minimal_search(
                         model,
@@ -374,16 +378,18 @@ def attack(
                     x_adv[rows] = out.x_adv
                     eps_found[rows.cpu()] = out.eps_found.double().cpu()
                 else:
-                    x_adv[rows] = method.run(ctx, config, xb, yb, tb, eps_t[rows], rows)
+                    x_adv[rows] = method.propose(ctx, Batch(xb, yb, tb, eps_t[rows], rows))
         if method.fixed_budget and not minimal_search_on:
             eps_found[todo.cpu()] = float(eps_value) if eps_value is not None else float("nan")
+        counter.on_call = None  # the evaluator's pass is not the attack's progress
         verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)
         counter.add_forward(everyone)
 
     # What the attack would have spent with no sample ever leaving the batch, and what leaving saved.
     extra: dict[str, Any] = {
-        "gradient_passes_budget": budget,
-        "gradient_passes_saved": budget - int(counter.gradient.sum()),
+        "gradient_passes_budget": gradient_budget,
+        "gradient_passes_saved": gradient_budget - int(counter.gradient.sum()),
+        "model_calls_budget": budget,
     }
     if minimal_search_on:
         extra.update(
@@ -391,7 +397,7 @@ def attack(
             search_tolerance=tolerance,
             search_rtol=rtol,
             search_warm_start=warm_start,
-            gradient_passes_every_eps=budget,
+            gradient_passes_every_eps=gradient_budget,
         )
 
     clean_pred = clean_logits.argmax(1).cpu()
@@ -409,7 +415,7 @@ def attack(
         for i in range(n)
     ]
     eps_found[verdict.success.cpu() & ~torch.isin(everyone.cpu(), todo.cpu())] = 0.0  # adversarial as given
-    resolved = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    resolved = {f.name: getattr(method.config, f.name) for f in dataclasses.fields(method.config)}
     result = AttackResult(
         attack=method.name,
         norm=norm_obj.name,
@@ -436,7 +442,7 @@ def attack(
         seconds=time.perf_counter() - t0,
         adversarials=verdict.x_adv if keep_adversarials else None,
         extra=extra,
-        warnings=method.diagnose(config, ctx.unconverged, success, int(todo.numel())),
+        warnings=method.diagnose(ctx.unconverged, success, int(todo.numel())),
     )
     for message in result.warnings:
         logger.warning("%s", message)

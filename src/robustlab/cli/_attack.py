@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
                 check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
             inputs = load_inputs(model, dataset, "test", n, seed, data, device)
             ds = inputs.data
-            with count_progress(f"{attack_name}", "gradient passes (at most)") as bar:
+            with count_progress(f"{attack_name}", "model calls (at most)") as bar:
                 result = attack(
                     inputs.model,
                     ds.images().to(device),

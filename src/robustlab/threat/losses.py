@@ -54,8 +54,15 @@ class Loss(ABC):
         """Raise :class:`ConfigError` if the loss is undefined for this number of classes."""
 
     @abstractmethod
-    def __call__(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
-        """Shape: logits ``(N, K)``, labels/targets ``(N,)`` → ``(N,)``."""
+    def __call__(
+        self, logits: Tensor, labels: Tensor, targets: Tensor | None, reference: Tensor | None = None
+    ) -> Tensor:
+        """The per-sample loss.
+
+        ``reference`` is what a loss compares against besides the labels (TRADES' KL: the clean logits); the
+        gradient loop passes it row by row, compacted with the rest of its state. Losses that need none ignore it.
+
+        Shape: logits ``(N, K)``, labels/targets ``(N,)``, reference ``(N, K)`` → ``(N,)``."""
 
 
 class CrossEntropy(Loss):
@@ -67,7 +74,9 @@ class CrossEntropy(Loss):
 
     name = "ce"
 
-    def __call__(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    def __call__(
+        self, logits: Tensor, labels: Tensor, targets: Tensor | None, reference: Tensor | None = None
+    ) -> Tensor:
         if targets is None:
             return F.cross_entropy(logits, labels, reduction="none")
         return -F.cross_entropy(logits, targets, reduction="none")
@@ -88,7 +97,9 @@ class Margin(Loss):
     def __init__(self, kappa: float = 0.0) -> None:
         self.kappa = kappa
 
-    def __call__(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    def __call__(
+        self, logits: Tensor, labels: Tensor, targets: Tensor | None, reference: Tensor | None = None
+    ) -> Tensor:
         return margin(logits, labels, targets).clamp(max=self.kappa)
 
 
@@ -114,7 +125,9 @@ class DLR(Loss):
                 "use loss='ce' or loss='margin'"
             )
 
-    def __call__(self, logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor:
+    def __call__(
+        self, logits: Tensor, labels: Tensor, targets: Tensor | None, reference: Tensor | None = None
+    ) -> Tensor:
         srt = logits.sort(dim=1, descending=True).values  # (N, K)
         z_y = logits.gather(1, labels[:, None]).squeeze(1)
         if targets is None:
