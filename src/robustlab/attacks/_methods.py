@@ -35,7 +35,8 @@ class RunContext:
     ``unconverged`` (``(N,)`` bool on the CPU, addressed by global index) is where a method marks the samples
     its own diagnostics say it did not converge on (read by :meth:`AttackMethod.diagnose`).
     ``gradient_model`` is the model whose gradients guide the attack when it is not the judged one (a surrogate);
-    ``None`` means ``model``."""
+    ``None`` means ``model``. ``log`` is where a method keeps what it reports besides its candidates across the
+    batches of one call (read back by :meth:`AttackMethod.summarise`)."""
 
     model: nn.Module
     norm: Norm
@@ -44,6 +45,7 @@ class RunContext:
     start_grads: StartGradients | None = None
     unconverged: Tensor | None = None
     gradient_model: nn.Module | None = None
+    log: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def guide(self) -> nn.Module:
@@ -234,6 +236,20 @@ class AttackMethod(ABC):
         """Raise :class:`ConfigError` if the configuration cannot work with this many classes."""
         if num_classes < 2:
             raise ConfigError(f"attack {self.name!r} needs a model with at least 2 classes, got {num_classes}")
+
+    def summarise(
+        self, ctx: RunContext, x: Tensor, x_adv: Tensor, labels: Tensor, correct: Tensor
+    ) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+        """What this attack reports besides the evaluator's verdicts, once every batch has run.
+
+        Args:
+            ctx: The run context (its ``log`` holds what :meth:`propose` kept).
+            x: Every clean input; x_adv: the judged examples; labels; correct: the clean-correct rows.
+
+        Returns:
+            Summary entries, and extra per-sample columns (each a list over all samples).
+        """
+        return {}, {}
 
     def diagnose(self, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
         """Sentences for the user when the method's own diagnostics say its numbers are not to be trusted.

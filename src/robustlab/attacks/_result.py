@@ -70,6 +70,8 @@ class AttackResult:
             EAD, and for a ``minimal=True`` search, whose distortions are what it found, not a budget).
         warnings: What the attack's own diagnostics say about its numbers (e.g. a search that did not
             converge); empty when there is nothing to say.
+        columns: Per-sample columns an attack adds to the records (AutoAttack: ``broken_by``, the stage that broke
+            each point, ``""`` for none); each a list of length ``n``.
         correct: ``(N,)`` bool, computed once: the clean prediction equals the label and no logit was non-finite.
         robust: ``(N,)`` bool, computed once: the judged adversarial example is still classified as the label
             (never on a numerical error).
@@ -103,6 +105,7 @@ class AttackResult:
     adversarials: Tensor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    columns: dict[str, list[Any]] = field(default_factory=dict)
     correct: Tensor = field(init=False, repr=False)
     robust: Tensor = field(init=False, repr=False)
     won: Tensor = field(init=False, repr=False)
@@ -183,6 +186,7 @@ class AttackResult:
         cols["fixed_budget"] = [self.fixed_budget] * self.n
         cols["params"] = [params] * self.n
         cols["seed"] = [self.seed] * self.n
+        cols.update({name: list(values) for name, values in self.columns.items()})
         return cols
 
     def to_records(self) -> list[dict[str, Any]]:

@@ -384,6 +384,7 @@ def attack(
         counter.on_call = None  # the evaluator's pass is not the attack's progress
         verdict = judge(model, x, x_adv, y, targets, norm_obj, eps_value, batch_size)
         counter.add_forward(everyone)
+        reported, columns = method.summarise(ctx, x, verdict.x_adv, y, clean_ok & (clean_logits.argmax(1) == y))
 
     # What the attack would have spent with no sample ever leaving the batch, and what leaving saved.
     extra: dict[str, Any] = {
@@ -391,6 +392,7 @@ def attack(
         "gradient_passes_saved": gradient_budget - int(counter.gradient.sum()),
         "model_calls_budget": budget,
     }
+    extra.update(reported)
     if minimal_search_on:
         extra.update(
             search_attempts=search_attempts,
@@ -443,6 +445,7 @@ def attack(
         adversarials=verdict.x_adv if keep_adversarials else None,
         extra=extra,
         warnings=method.diagnose(ctx.unconverged, success, int(todo.numel())),
+        columns=columns,
     )
     for message in result.warnings:
         logger.warning("%s", message)
