@@ -74,6 +74,9 @@ VERSIONS: dict[str, dict[str, list[tuple[str, str, dict[str, Any]]]]] = {
     },
 }
 
+#: The attacks whose iterations the cascade's ``steps`` sets.
+_ITERATIVE = {"apgd", "apgd-t", "fab-t"}
+
 #: Stages whose search is gradient-free (the "black-box beats white-box" check compares them with the rest).
 _BLACK_BOX = {"square"}
 
@@ -155,9 +158,8 @@ class AutoAttack(AttackMethod):
                 settings["reference_rng"] = True
             if name == "square":
                 settings["queries"] = c.queries
-                out.append(Stage(label, method.configure(None, None, settings)))
-            else:
-                out.append(Stage(label, method.configure(c.steps, None, settings)))
+            steps = c.steps if name in _ITERATIVE else None
+            out.append(Stage(label, method.configure(steps, None, settings)))
         return out
 
     def cost(self) -> Cost:
