@@ -1,9 +1,14 @@
-"""``robustlab train``: standard training of an architecture, resumable."""
+"""``robustlab train``: standard or adversarial training of an architecture, resumable (and multi-process under
+``torchrun``)."""
 
 from __future__ import annotations
 
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,12 +19,125 @@ from robustlab.cli._common import (
     ThreadsOpt,
     check_writable,
     emit_json,
+    err_console,
     notice,
     set_threads,
-    step_progress,
     user_errors,
 )
 from robustlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robustlab.train.loop import EpochMetrics, StepReport
+
+#: Seconds between two plain progress lines when stderr is not a terminal.
+PLAIN_SECONDS = 10.0
+
+
+def _method_params(
+    method: str,
+    eps: str | None,
+    steps: int | None,
+    step_size: str | None,
+    alpha: str | None,
+    beta: float | None,
+    random_start: bool | None,
+) -> dict[str, Any]:
+    """The method settings given on the command line (``None``: not given, the method's default applies)."""
+    from robustlab.attacks._run import parse_eps
+
+    given: dict[str, Any] = {
+        "eps": None if eps is None else _budget(eps, "--eps", parse_eps),
+        "steps": steps,
+        "step_size": None if step_size is None else _budget(step_size, "--step-size", parse_eps),
+        "alpha": None if alpha is None else _budget(alpha, "--alpha", parse_eps),
+        "beta": beta,
+        "random_start": random_start,
+    }
+    if steps is not None and steps <= 0:
+        raise ConfigError(f"--steps must be > 0, got {steps}")
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _budget(text: str, what: str, parse: Callable[[str], float | None]) -> float:
+    try:
+        value = parse(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    if value is None or not value > 0:
+        raise ConfigError(f"{what} must be > 0, got {text}")
+    return value
+
+
+@contextmanager
+def _warnings_as_notices() -> Iterator[None]:
+    """Library warnings (label smoothing, catastrophic overfitting) as one ``warning:`` line each on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        previous = warnings.showwarning
+
+        def show(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+            notice(f"warning: {message}")
+
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            warnings.showwarning = previous
+
+
+class _TrainProgress:
+    """Training progress that shows the inner attack's cost: a redrawn line on a terminal, plain lines (at most
+    every :data:`PLAIN_SECONDS`, and one per epoch) in a log file or a pipe."""
+
+    def __init__(self, label: str, epochs: int, enabled: bool) -> None:
+        self.label, self.epochs, self.enabled = label, epochs, enabled
+        self.last = time.monotonic()
+        self.status: Any = None
+        if enabled and err_console.is_terminal:
+            self.status = err_console.status(label)
+            self.status.start()
+
+    def step(self, r: StepReport) -> None:
+        if not self.enabled:
+            return
+        share = 100 * r.inner_seconds / r.seconds if r.seconds > 0 else 0.0
+        rate = (r.step + 1) / r.seconds if r.seconds > 0 else 0.0
+        eta = (r.steps - r.step - 1) / rate if rate > 0 else 0.0
+        text = (
+            f"{self.label} epoch {r.epoch + 1}/{self.epochs}: step {r.step + 1}/{r.steps}, loss {r.loss:.3f}, "
+            f"{rate:.3g} steps/s, epoch ETA {eta:.0f}s, inner attack {r.inner_passes} grad pass(es)/image/step = "
+            f"{share:.0f} % of the time"
+        )
+        if self.status is not None:
+            self.status.update(text)
+            return
+        now = time.monotonic()
+        if now - self.last >= PLAIN_SECONDS:
+            self.last = now
+            notice(text)
+
+    def epoch(self, m: EpochMetrics) -> None:
+        if not self.enabled:
+            return
+        parts = [f"{self.label} epoch {m.epoch}/{self.epochs} done: loss {m.train_loss:.4f}"]
+        parts.append(f"train acc {m.train_accuracy:.4f}")
+        if m.monitor_clean is not None:
+            mon = f"monitor clean {m.monitor_clean:.3f}"
+            if m.monitor_pgd is not None:
+                mon += f" FGSM {m.monitor_fgsm:.3f} PGD {m.monitor_pgd:.3f}"
+            parts.append(mon)
+        parts.append(f"{m.seconds:.0f}s ({m.inner_seconds:.0f}s inner attack)")
+        if m.overfit:
+            parts.append("CATASTROPHIC OVERFITTING")
+        line = ", ".join(parts)
+        if self.status is not None:
+            err_console.print(line, soft_wrap=True)
+        else:
+            notice(line)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
 
 
 def register(app: typer.Typer) -> None:
@@ -33,38 +151,109 @@ def register(app: typer.Typer) -> None:
         arch_kwargs: Annotated[
             str, typer.Option(help="Architecture arguments as JSON, e.g. '{\"depth\": 20}'.")
         ] = "{}",
+        method: Annotated[str, typer.Option(help="standard, pgd-at, fgsm-rs or trades.")] = "standard",
+        eps: Annotated[str | None, typer.Option(help="Training budget (adversarial methods), e.g. 8/255.")] = None,
+        steps: Annotated[int | None, typer.Option(help="Inner attack steps (pgd-at, trades).")] = None,
+        step_size: Annotated[
+            str | None, typer.Option(help="Inner step size (pgd-at, trades); default 2.5·eps/steps.")
+        ] = None,
+        alpha: Annotated[str | None, typer.Option(help="FGSM step (fgsm-rs); default 1.25·eps.")] = None,
+        beta: Annotated[float | None, typer.Option(help="Weight of the KL term (trades); default 6.")] = None,
+        random_start: Annotated[
+            bool | None, typer.Option("--random-start/--no-random-start", help="Random start (pgd-at, fgsm-rs).")
+        ] = None,
+        attack_bn: Annotated[str, typer.Option(help="Batch-norm mode of the inner attack: eval or train.")] = "eval",
         epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 30,
-        batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 128,
+        batch_size: Annotated[int, typer.Option(min=1, help="Batch size (global, over all processes).")] = 128,
         lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
+        optimizer: Annotated[str, typer.Option(help="sgd or adam.")] = "sgd",
+        schedule: Annotated[str, typer.Option(help="one-cycle, cyclic, piecewise or constant.")] = "one-cycle",
+        warmup: Annotated[
+            float, typer.Option(help="one-cycle: warm-up fraction; cyclic: where the rate peaks.")
+        ] = 0.15,
+        weight_decay: Annotated[float, typer.Option(help="L2 penalty on weights.")] = 5e-4,
+        momentum: Annotated[float, typer.Option(help="SGD momentum (Nesterov).")] = 0.9,
+        label_smoothing: Annotated[
+            float | None, typer.Option(help="Default: 0.1 for standard, 0 for adversarial methods.")
+        ] = None,
         augment: Annotated[str, typer.Option(help="crop-flip, crop or none.")] = "crop-flip",
+        normalize: Annotated[
+            bool, typer.Option("--normalize/--no-normalize", help="Normalise with the training set's statistics.")
+        ] = True,
+        monitor_n: Annotated[int, typer.Option(min=0, help="Held-out monitor images (0: no monitor).")] = 256,
+        on_overfit: Annotated[str, typer.Option(help="On catastrophic overfitting: warn, stop or rollback.")] = "warn",
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
         seed: SeedOpt = 0,
         threads: ThreadsOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
-        """Train ARCH on DATASET; re-running the same command resumes from the last finished epoch.
+        """Train ARCH on DATASET with a training method; re-running the same command resumes from the last finished
+        epoch (a changed setting is refused, naming it).
 
-        A named dataset's test split is evaluated after training (test accuracy); a npz: file or an image
-        folder has one split, so only the accuracy on the training images is reported (train accuracy).
+        Under `torchrun --nproc_per_node N -m robustlab train ...` the run is data-parallel (DDP; gloo on CPU,
+        NCCL on GPU) and only rank 0 writes. A named dataset's test split is evaluated after training (test
+        accuracy; its first --monitor-n images are the per-epoch monitor batch); a npz: file or an image folder has
+        one split, so only the accuracy on the training images is reported (train accuracy).
         """
         import json
 
         from robustlab.train import TrainConfig
+        from robustlab.train import distributed as ddp
         from robustlab.train.standalone import train_architecture
 
         set_threads(threads)
-        with user_errors():
+        with user_errors(), _warnings_as_notices():
             try:
                 kwargs = json.loads(arch_kwargs)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"--arch-kwargs is not valid JSON: {exc}") from exc
-            cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, augment=augment, seed=seed)
+            params = _method_params(method, eps, steps, step_size, alpha, beta, random_start)
+            cfg = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                label_smoothing=label_smoothing,
+                warmup=warmup,
+                augment=augment,
+                seed=seed,
+                method=method,
+                method_params=params,
+                optimizer=optimizer,
+                schedule=schedule,
+                attack_bn=attack_bn,
+                monitor_n=monitor_n,
+                on_overfit=on_overfit,
+            )
             check_writable(out, "--out", folder=True)
-            with step_progress(f"train {arch}", epochs, enabled=not json_out) as progress:
-                result = train_architecture(arch, kwargs, dataset, cfg, out, data_dir=data, progress=progress)
+            world = ddp.setup(device)
+            progress = _TrainProgress(f"train {arch} ({cfg.method})", epochs, enabled=not json_out and world.main)
+            try:
+                result = train_architecture(
+                    arch,
+                    kwargs,
+                    dataset,
+                    cfg,
+                    out,
+                    data_dir=data,
+                    normalize=normalize,
+                    device=device,
+                    on_step=progress.step,
+                    on_epoch=progress.epoch,
+                )
+            finally:
+                progress.close()
+                ddp.teardown()
+        if not world.main:
+            return
         if json_out:
             emit_json(result)
-        elif "test_accuracy" in result:
+            return
+        if result.get("train_stopped"):
+            notice(f"training stopped early: {result['train_stopped']}")
+        if "test_accuracy" in result:
             notice(f"test accuracy {result['test_accuracy']:.4f}; weights {result['weights']}")
         else:
             notice(

@@ -339,6 +339,7 @@ def train_model(
     monitor_data: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: ProgressFn | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``cfg.method``; resume from ``run_dir/checkpoint.pt`` when it exists.
 
@@ -356,6 +357,7 @@ def train_model(
             monitor.
         progress: Optional per-step callback ``(epoch, step, steps, loss)``.
         on_step: Optional per-step callback with a :class:`StepReport` (inner maximiser's cost included).
+        on_epoch: Optional callback with each finished epoch's metrics (after its checkpoint is written).
 
     Returns:
         The epochs' metrics, where the run resumed, and whether it stopped early (catastrophic overfitting).
@@ -555,6 +557,8 @@ def train_model(
                         lines_out = "".join(json.dumps(dataclasses.asdict(h)) + "\n" for h in history)
                         tmp.write_text(lines_out, encoding="utf-8")
                 world.barrier()
+                if on_epoch is not None:
+                    on_epoch(m)
                 log.info(
                     "epoch %d/%d loss %.4f acc %.4f eval %s monitor %s inner %.1fs of %.1fs",
                     epoch + 1,

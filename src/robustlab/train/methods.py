@@ -107,6 +107,7 @@ class StepContext:
         loss: str = "ce",
         reference: Tensor | None = None,
         init: Tensor | None = None,
+        clip_start: bool = True,
     ) -> Tensor:
         """Points of the ``eps``-ball around ``x`` (and in [0, 1]) that ascend ``loss``; no judging, no early stop.
 
@@ -121,6 +122,7 @@ class StepContext:
             loss: ``"ce"`` or ``"kl"`` (KL(softmax(reference) ‖ softmax(f(x'))), TRADES).
             reference: Clean logits for ``"kl"``.
             init: Starting points (projected first).
+            clip_start: Clip the starting point to [0, 1] (``False``: only projected into the ball).
 
         Shape:
             x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
@@ -145,6 +147,7 @@ class StepContext:
                 loss=loss,
                 reference=reference,
                 init=init,
+                clip_start=clip_start,
             )
         self.inner_passes += steps * len(x)
         self.inner_seconds += time.perf_counter() - t0
@@ -178,11 +181,31 @@ def inner_maximise(
     loss: str = "ce",
     reference: Tensor | None = None,
     init: Tensor | None = None,
+    clip_start: bool = True,
 ) -> Tensor:
-    """The inner maximiser of adversarial training: the attack engine's gradient loop without judging.
+    """The inner maximiser of adversarial training: ascend ``loss`` inside the eps-ball, no judging, no early stop.
 
-    An adapter over :func:`robustlab.attacks._gradient.gradient_attack` (early stop off: every point takes every
-    step, as in the published training recipes). The caller chooses the model's mode.
+    Cross-entropy from a start inside [0, 1] runs the attack engine's gradient loop
+    (:func:`robustlab.attacks._gradient.gradient_attack`, early stop off: every point takes every step, as in the
+    published recipes). The KL loss (TRADES) and a start left outside [0, 1] (``clip_start=False``: Wong et al.'s
+    FGSM-RS evaluates the first gradient at ``x + δ`` with δ uniform in the ball, unclipped) take the same steps in
+    a loop of their own. Every returned point is projected into the ball and clipped to [0, 1]. The caller chooses
+    the model's mode.
+
+    Args:
+        model: Classifier returning logits.
+        x: Clean inputs in [0, 1].
+        y: Labels.
+        eps: Budget in ``norm``.
+        steps: Gradient steps.
+        step_size: Absolute step length.
+        random_start: Start from a uniform point of the ball (when ``init`` is not given).
+        generator: Randomness of the random start.
+        norm: Threat norm.
+        loss: ``"ce"`` or ``"kl"`` (``KL(softmax(reference) ‖ softmax(f(x')))``).
+        reference: Clean logits for ``"kl"``.
+        init: Starting points.
+        clip_start: Clip the starting point to [0, 1] (always projected into the ball).
 
     Shape:
         x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
@@ -192,12 +215,13 @@ def inner_maximise(
     from robustlab.models.adapter import trusted_inputs
     from robustlab.threat import get_norm
 
+    if loss not in ("ce", "kl") or (loss == "kl" and reference is None):
+        raise ConfigError(f"the inner maximiser takes loss 'ce', or 'kl' with reference logits; got {loss!r}")
     norm_obj = get_norm(norm)
     eps_t = torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)
     with trusted_inputs(model):
-        if loss == "ce":
+        if loss == "ce" and clip_start:
             cfg = GradientConfig(steps=steps, step_size=step_size, random_start=random_start, early_stop=False)
-            index = torch.arange(len(x), device=x.device)
             return gradient_attack(
                 model,
                 x,
@@ -208,23 +232,22 @@ def inner_maximise(
                 config=cfg,
                 generator=generator,
                 counter=PassCounter(len(x)),
-                index=index,
+                index=torch.arange(len(x), device=x.device),
                 init=init,
             )
-        if loss != "kl" or reference is None:
-            raise ConfigError(f"the inner maximiser takes loss 'ce', or 'kl' with reference logits; got {loss!r}")
-        if init is not None:
-            cur = constrain(x, init, norm_obj, eps_t)
-        elif random_start:
-            cur = constrain(x, x + norm_obj.random_init(x, eps_t, generator), norm_obj, eps_t)
-        else:
-            cur = x.clone()
+        if init is None:
+            init = x + norm_obj.random_init(x, eps_t, generator) if random_start else x
+        cur = constrain(x, init, norm_obj, eps_t) if clip_start else x + norm_obj.project(init - x, eps_t)
         for _ in range(steps):
-            cur.requires_grad_(True)
-            (grad,) = torch.autograd.grad(kl_to_reference(model(cur), reference).sum(), cur)
-            cur = cur.detach()
-            cur = constrain(x, cur + norm_obj.steepest_step(torch.nan_to_num(grad), step_size, cur), norm_obj, eps_t)
-        return cur
+            cur = cur.detach().requires_grad_(True)
+            logits = model(cur)  # (B, K)
+            value = kl_to_reference(logits, reference) if reference is not None and loss == "kl" else None
+            if value is None:
+                value = F.cross_entropy(logits, y, reduction="none")
+            (grad,) = torch.autograd.grad(value.sum(), cur)
+            step = norm_obj.steepest_step(torch.nan_to_num(grad), step_size, cur.detach())
+            cur = constrain(x, cur.detach() + step, norm_obj, eps_t)
+        return cur.detach()
 
 
 @dataclass(frozen=True)
@@ -420,11 +443,16 @@ class FGSMSettings:
         alpha: Step length; ``None``: ``1.25 · eps`` (Wong et al.'s choice).
         random_start: Start from a uniform point of the ball; ``False`` gives plain FGSM-AT, which collapses
             (catastrophic overfitting) at large budgets.
+        clip_start: Clip the random start to [0, 1] before the gradient step. Wong et al.'s code does not (the
+            gradient is taken at ``x + δ``, pixels possibly outside [0, 1]; only the final point is clipped), and
+            on MNIST, whose background is 0, clipping halves the start's spread on most pixels and the training
+            collapses (measured: FGSM accuracy 95 % with PGD accuracy 3 % after 3 epochs).
     """
 
     eps: float | None = None
     alpha: float | None = None
     random_start: bool = True
+    clip_start: bool = False
 
 
 class FGSMRS(TrainingMethod):
@@ -452,7 +480,9 @@ class FGSMRS(TrainingMethod):
     def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
         s = self.settings
         alpha = s.alpha if s.alpha is not None else 1.25 * s.eps
-        x_adv = ctx.perturb(x, y, eps=s.eps, steps=1, step_size=alpha, random_start=s.random_start)
+        x_adv = ctx.perturb(
+            x, y, eps=s.eps, steps=1, step_size=alpha, random_start=s.random_start, clip_start=s.clip_start
+        )
         logits = ctx.forward(x_adv)  # (B, K)
         return StepOutput(ctx.ce(logits, y), logits)
 

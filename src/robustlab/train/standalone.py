@@ -6,6 +6,7 @@ Used by ``robustlab train`` (any architecture, any dataset) and by the zoo build
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,11 @@ import torch
 from robustlab.data import DATASETS, Dataset, load_dataset
 from robustlab.metrics.accuracy import evaluate
 from robustlab.models.adapter import eval_mode
-from robustlab.models.loading import assemble
+from robustlab.models.loading import assemble, check_device
 from robustlab.models.spec import ModelSpec
 from robustlab.models.weights import save_weights
-from robustlab.train.loop import ProgressFn, StepReport, TrainConfig, train_model
+from robustlab.train.distributed import current
+from robustlab.train.loop import EpochMetrics, ProgressFn, StepReport, TrainConfig, train_model
 
 
 def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -40,6 +42,8 @@ def fit_and_export(
     weights_file: str | os.PathLike[str],
     progress: ProgressFn | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    device: str = "cpu",
 ) -> ModelSpec:
     """Initialise ``spec``'s architecture (seeded), train it resumably, measure it and save it.
 
@@ -53,6 +57,8 @@ def fit_and_export(
         weights_file: Where the safetensors file (and its sidecar) go.
         progress: Per-step callback.
         on_step: Per-step callback with the step's report (the inner maximiser's cost included).
+        on_epoch: Called with each finished epoch's metrics.
+        device: Where to train (``cpu``, ``cuda``, ``cuda:1``; under ``torchrun`` each process its local GPU).
 
     Returns:
         The spec with ``weights`` and ``metrics`` (``test_accuracy`` and ``test_images`` when ``test`` is given,
@@ -61,9 +67,24 @@ def fit_and_export(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # weight initialisation
         model = assemble(spec)
+    if device.startswith("cuda") and current().size > 1:
+        device = f"cuda:{torch.cuda.current_device()}"
+    model.to(device)
     net = model.net
     monitor = (test.x, test.y) if test is not None else None  # its first cfg.monitor_n images
-    train_model(model, train.x, train.y, cfg, run_dir, monitor_data=monitor, progress=progress, on_step=on_step)
+    result = train_model(
+        model,
+        train.x,
+        train.y,
+        cfg,
+        run_dir,
+        monitor_data=monitor,
+        progress=progress,
+        on_step=on_step,
+        on_epoch=on_epoch,
+    )
+    if not current().main:
+        return spec  # a multi-process run: rank 0 measures and writes
     if test is not None:
         acc = evaluate(model, test)
         measured = {"test_accuracy": acc.accuracy, "test_images": acc.n}
@@ -77,6 +98,7 @@ def fit_and_export(
             "train_images": len(train),
             "parameters": sum(p.numel() for p in net.parameters()),
             "flops": count_flops(net, spec.input_shape),
+            **({"train_stopped": result.stopped} if result.stopped else {}),
         },
     )
     return save_weights(net, spec, weights_file)
@@ -100,17 +122,28 @@ def train_architecture(
     data_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
     name: str | None = None,
+    normalize: bool = True,
+    on_step: Callable[[StepReport], None] | None = None,
+    on_epoch: Callable[[EpochMetrics], None] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Train ``arch`` on ``dataset``'s train split; write ``model.safetensors`` (+ sidecar) into ``out``.
 
     The normalisation is the training set's per-channel mean and std. A named dataset's test split is evaluated
     (``test_accuracy``); a ``npz:`` file or an image folder has a single split, so the summary and the sidecar
-    record ``train_accuracy`` (measured on the training images) and no test accuracy. Returns a JSON-ready summary.
+    record ``train_accuracy`` (measured on the training images) and no test accuracy. Returns a JSON-ready summary
+    with the per-epoch metrics (``epochs``) and the weights' path (``weights``).
+
+    Args:
+        normalize: Normalise inputs with the training set's channel statistics; ``False``: mean 0, std 1 (the
+            raw [0, 1] pixels, as many published MNIST recipes train).
+        on_step, on_epoch: Per-step and per-epoch callbacks of :func:`robustlab.train.train_model`.
+        device: Where to train.
     """
     train = load_dataset(dataset, "train", data_dir)
     held_out = train.name in DATASETS  # npz: and folder: datasets have one split: "test" is the same images
     test = load_dataset(dataset, "test", data_dir) if held_out else None
-    mean, std = channel_stats(train)
+    mean, std = channel_stats(train) if normalize else ((0.0,) * train.x.shape[1], (1.0,) * train.x.shape[1])
     spec = ModelSpec(
         name=name or f"{arch}-{dataset}",
         family=arch,
@@ -125,10 +158,20 @@ def train_architecture(
         classes=train.classes,
     )
     out = Path(out)
-    spec = fit_and_export(spec, train, test, cfg, out, out / "model.safetensors", progress)
+    check_device(device)
+    spec = fit_and_export(
+        spec, train, test, cfg, out, out / "model.safetensors", progress, on_step, on_epoch, device=device
+    )
+    metrics_file = out / "metrics.jsonl"
+    epochs = (
+        [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines()]
+        if (metrics_file.is_file())
+        else []
+    )
     return {
         "name": spec.name,
         "weights": str(out / "model.safetensors"),
         **spec.metrics,
         "recipe": spec.recipe,
+        "epochs": epochs,
     }
