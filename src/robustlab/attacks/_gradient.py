@@ -82,14 +82,40 @@ class StepRule(ABC):
     The state ``s`` holds, per active row, ``x`` (the iterate), ``x0`` (the clean input), ``eps``, ``step`` (the
     step length), ``labels``, ``targets`` and ``reference``; a rule keeps whatever else it needs (momentum, the
     previous iterate, best points) in ``s`` under its own names, so that early stop compacts it with the rest.
+
+    One run of the loop calls, in order: :meth:`starting_point` (``None``: the loop's own start), :meth:`start`,
+    then for each pass at ``s["x"]``: the early stop, :meth:`observe` and (but after the last pass) :meth:`step`;
+    at the end :meth:`finish` and :meth:`succeeded`.
+
+    Attributes:
+        final_pass: Take one more pass after the last step, observed but not stepped from (APGD evaluates its last
+            iterate; the constant step does not need to).
+        projects: :meth:`step` returns points already inside the threat set, which the loop then keeps as they are
+            (APGD projects in the reference's own arithmetic, or onto the L1 ball ∩ box exactly).
     """
+
+    final_pass: bool = False
+    projects: bool = False
+
+    def starting_point(self, s: ActiveRows, generator: torch.Generator) -> Tensor | None:
+        """The rule's own start for the run (e.g. APGD's random start), or ``None`` for the loop's start."""
+        return None
 
     def start(self, s: ActiveRows) -> None:  # noqa: B027 - optional hook
         """Initialise the rule's own per-row tensors at the start of a run."""
 
+    def observe(self, s: ActiveRows, logits: Tensor, loss: Tensor, grad: Tensor) -> Tensor:
+        """See the pass at ``s["x"]`` (after the early stop); return the gradient to step along. A rule may move
+        rows elsewhere (APGD's restart from the best point sets ``s["x"]`` and returns that point's gradient).
+
+        Shape:
+            - logits: ``(n, K)``; loss: ``(n,)``; grad: ``(n, C, H, W)``
+        """
+        return grad
+
     @abstractmethod
     def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
-        """The next iterate before projection.
+        """The next iterate (before the loop's projection unless :attr:`projects`).
 
         Shape:
             - grad: ``(n, C, H, W)``, finite (NaN replaced by 0); loss: ``(n,)``, at ``s["x"]``
@@ -98,6 +124,11 @@ class StepRule(ABC):
     def finish(self, s: ActiveRows) -> Tensor:
         """The point a run returns for its still-active rows (the last iterate by default)."""
         return s["x"]
+
+    def succeeded(self, s: ActiveRows) -> Tensor | None:
+        """``(n,)`` bool: the still-active rows the rule itself saw reach the goal (when early stop is off), or
+        ``None`` when it does not track it."""
+        return None
 
 
 class ConstantStep(StepRule):
@@ -148,6 +179,7 @@ def gradient_attack(
     reference: Tensor | None = None,
     rule: StepRule | None = None,
     loss: Loss | None = None,
+    success: Tensor | None = None,
 ) -> Tensor:
     """Run the gradient loop on one batch; the model must already be in the mode the caller wants (eval to attack).
 
@@ -169,6 +201,8 @@ def gradient_attack(
         reference: Per-row data the loss compares against (TRADES' KL: the clean logits).
         rule: The update rule; default :func:`rule_for` ``(config)``.
         loss: The loss object; default ``make_loss(config.loss, config.kappa)``.
+        success: ``(N,)`` bool, optional output: set True for the rows known to reach the goal (caught by the
+            early stop, by a restart's check, or reported by the rule's :meth:`StepRule.succeeded`).
 
     Returns:
         Adversarial candidates inside the eps-ball and [0, 1] (the evaluator still judges them).
@@ -204,45 +238,59 @@ def gradient_attack(
             reference=None if reference is None else reference[act],
         )
         start = init if restart == 0 else None
-        if start is not None:
+        own = rule.starting_point(s, generator)
+        if own is not None:
+            s["x"] = own
+        elif start is not None:
             s["x"] = constrain(s["x0"], start[act], norm, s["eps"])
         elif config.random_start:
             s["x"] = constrain(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
         else:
             s["x"] = s["x0"].clone()
         rule.start(s)
-        for step in range(config.steps):
+        for step in range(config.steps + int(rule.final_pass)):
             from_clean = step == 0 and not config.random_start and start is None and start_grads is not None
             cached = start_grads.get(index[s.rows]) if from_clean and start_grads is not None else None
             if cached is not None:
                 grad, value = cached, torch.zeros(len(s), dtype=x.dtype, device=x.device)
             else:
                 cur = s["x"].requires_grad_(True)
-                logits = model(cur)  # (n, K)
-                per_row = loss_fn(logits, s["labels"], s.get("targets"), s.get("reference"))
+                graph = model(cur)  # (n, K)
+                per_row = loss_fn(graph, s["labels"], s.get("targets"), s.get("reference"))
                 (grad,) = torch.autograd.grad(per_row.sum(), cur)
+                logits = graph.detach()
                 counter.add_gradient(index[s.rows])
                 s["x"], value = cur.detach(), per_row.detach()
                 if from_clean and start_grads is not None:
                     start_grads.put(index[s.rows], grad)
             if config.early_stop and cached is None:
-                won = is_success(logits.detach(), s["labels"], s.get("targets"))
+                won = is_success(logits, s["labels"], s.get("targets"))
                 if bool(won.any()):
                     out[s.rows[won]] = s["x"][won]
                     done[s.rows[won]] = True
                     s.keep(~won)
-                    grad, value = grad[~won], value[~won]
+                    grad, value, logits = grad[~won], value[~won], logits[~won]
                     if len(s) == 0:
                         break
+            if cached is None:
+                grad = rule.observe(s, logits, value, grad)
+            if step == config.steps:  # the rule's final pass: observed, no step from it
+                break
             direction = torch.nan_to_num(grad)  # a NaN in one sample must not stop the others
-            s["x"] = constrain(s["x0"], rule.step(s, direction, value, norm), norm, s["eps"])
+            moved = rule.step(s, direction, value, norm)
+            s["x"] = moved if rule.projects else constrain(s["x0"], moved, norm, s["eps"])
         if len(s) == 0:
             continue
         final = rule.finish(s)
         out[s.rows] = final
+        reached = rule.succeeded(s)
+        if reached is not None:
+            done[s.rows[reached]] = True
         if restart < config.restarts - 1:
             with torch.no_grad():
                 won = is_success(model(final), s["labels"], s.get("targets"))
             counter.add_forward(index[s.rows])
             done[s.rows[won]] = True
+    if success is not None:
+        success |= done
     return out
