@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linprog
+from torch import nn
 
+from robustlab.attacks import ATTACKS, attack, perturb
+from robustlab.attacks._fab import FABTargeted, target_classes
 from robustlab.attacks._fab_projections import project_l1, project_l2, project_linf
+from robustlab.attacks.oracle import LinearClassifier, pairwise_distances
+from robustlab.errors import ConfigError
 
 F64 = torch.float64
 PROJECTIONS = {"linf": project_linf, "l2": project_l2, "l1": project_l1}
@@ -127,3 +132,142 @@ def test_projection_ignores_coordinates_with_a_zero_normal_and_keeps_rows_apart(
     # each row is its own problem: projecting the rows one at a time gives the same steps
     single = torch.cat([PROJECTIONS[norm](t[i : i + 1], w[i : i + 1], b[i : i + 1]) for i in range(30)])
     assert torch.allclose(single, d, atol=1e-12, rtol=0)
+
+
+# --- the attack ------------------------------------------------------------------------------------------------
+
+
+def small_cnn(classes: int = 10, seed: int = 0) -> nn.Module:
+    """A random float32 conv net on 1x8x8 inputs, parameters requiring gradients (as a user's model would)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, classes)
+    ).eval()
+
+
+def images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 1, 8, 8), generator=torch.Generator().manual_seed(seed))
+
+
+def predicted(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def test_fab_t_is_registered_with_autoattacks_settings() -> None:
+    fab = ATTACKS.get("fab-t")
+    assert isinstance(fab, FABTargeted)
+    assert fab.norms == ("linf", "l2", "l1") and fab.fixed_budget
+    c = fab.config
+    assert (c.steps, c.targets, c.alpha_max, c.eta, c.beta) == (100, 9, 0.1, 1.05, 0.9)
+    # per target and iteration: one linearisation (gradient) and one boundary check (forward)
+    assert fab.cost().gradient == 900 and fab.cost().forward == 1 + 9 * 101
+
+
+def test_targets_are_the_next_largest_clean_logits() -> None:
+    logits = torch.tensor([[0.0, 5.0, 3.0, 4.0, 1.0], [9.0, 1.0, 2.0, 3.0, 4.0]])
+    assert target_classes(logits, 4).tolist() == [[3, 2, 4, 0], [4, 3, 2, 1]]
+    assert target_classes(logits, 1).tolist() == [[3], [4]]
+
+
+def test_parameter_gradients_are_never_touched() -> None:
+    model = small_cnn()
+    x = images(6)
+    y = predicted(model, x)
+    attack(model, x, y, "fab-t", eps=0.3, steps=5)
+    perturb(model, x, y, "fab-t", eps=0.3, steps=5)
+    assert all(p.grad is None for p in model.parameters())
+    for p in model.parameters():  # gradients the user accumulated stay as they were
+        p.grad = torch.full_like(p, 0.5)
+    attack(model, x, y, "fab-t", eps=0.3, steps=5, norm="l2")
+    assert all(bool((p.grad == 0.5).all()) for p in model.parameters() if p.grad is not None)
+
+
+def test_deterministic_whatever_the_seed() -> None:
+    model = small_cnn()
+    x = images(8)
+    y = predicted(model, x)
+    a = attack(model, x, y, "fab-t", eps=0.05, steps=10, seed=1, keep_adversarials=True)
+    b = attack(model, x, y, "fab-t", eps=0.05, steps=10, seed=2, keep_adversarials=True)
+    assert a.adversarials is not None and b.adversarials is not None
+    assert torch.equal(a.adversarials, b.adversarials)
+    assert 0 < int(a.success.sum()) < 8  # the setup: some fooled, some not
+
+
+@pytest.mark.parametrize(("classes", "targets_used"), [(10, 9), (4, 3), (2, 1)])
+def test_model_calls_per_point_and_targets_clamped_to_k_minus_1(classes: int, targets_used: int) -> None:
+    model = small_cnn(classes)
+    x = images(5)
+    y = predicted(model, x)
+    steps = 4
+
+    res = attack(model, x, y, "fab-t", eps=1e-6, steps=steps)  # nothing can be fooled: every target, every step
+
+    assert not bool(res.success.any())
+    assert res.gradient_passes.tolist() == [targets_used * steps] * 5
+    # attack()'s clean pass + FAB's clean pass + one boundary check per iteration + the evaluator's pass
+    assert res.forward_passes.tolist() == [1 + 1 + targets_used * steps + 1] * 5
+    assert FABTargeted().configure(steps, None, {}).targets_used(classes) == targets_used
+
+
+def test_early_stop_keeps_every_verdict_and_saves_passes() -> None:
+    model = small_cnn()
+    x = images(16, seed=3)
+    y = predicted(model, x)
+
+    full = attack(model, x, y, "fab-t", eps=0.04, steps=30, early_stop=False)
+    fast = attack(model, x, y, "fab-t", eps=0.04, steps=30)
+
+    assert torch.equal(full.success, fast.success)
+    assert 0 < int(full.success.sum()) < 16
+    assert int(fast.gradient_passes.sum()) < int(full.gradient_passes.sum())
+    assert bool((fast.linf <= 0.04 + 1e-7).all())
+
+
+def test_the_linearisation_is_the_targeted_one() -> None:
+    # one iteration on a linear model: the step is eta times the L2 projection onto z_t = z_y, t = 2nd largest logit
+    g = torch.Generator().manual_seed(5)
+    scales = torch.tensor([1, 4, 0.3, 2, 0.6], dtype=F64)[:, None]  # so that the closest class is not always t
+    w, b = torch.randn(5, 48, generator=g, dtype=F64) * scales, torch.zeros(5, dtype=F64)
+    model = LinearClassifier(w, b)
+    x = (0.35 + 0.3 * torch.rand((6, 3, 4, 4), generator=g, dtype=F64)).clamp(0, 1)
+    with torch.no_grad():
+        z = model(x)
+    y, t = z.argmax(1), z.sort(1)[1][:, -2]
+    assert bool((pairwise_distances(model, x, y, "l2").argmin(1) != t).any())  # untargeted FAB would differ
+
+    res = attack(model, x, y, "fab-t", norm="l2", eps=10.0, steps=1, targets=1, keep_adversarials=True)
+
+    assert res.adversarials is not None
+    normal = w[t] - w[y]  # (N, D)
+    gap = z.gather(1, y[:, None]).squeeze(1) - z.gather(1, t[:, None]).squeeze(1)
+    expected = 1.05 * (gap / (normal**2).sum(1))[:, None] * normal
+    got = (res.adversarials - x).reshape(6, -1)
+    assert bool(res.success.all())
+    assert torch.allclose(got, expected, atol=1e-12, rtol=0)
+
+
+def test_points_never_fooled_come_back_clean() -> None:
+    model = small_cnn()
+    x = images(6)
+    y = predicted(model, x)
+    out = perturb(model, x, y, "fab-t", eps=1e-6, steps=3)
+    assert torch.equal(out, x)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"step_size": 0.1}, "no step size"),
+        ({"target": "top2"}, "chooses its own targets"),
+        ({"eta2": 1.0}, "Did you mean: eta"),
+        ({"beta": 0.0}, "beta must lie in"),
+        ({"alpha_max": 1.5}, "alpha_max must lie in"),
+        ({"targets": 0}, "targets >= 1"),
+    ],
+)
+def test_bad_settings_are_clear_errors(kwargs: dict[str, object], match: str) -> None:
+    model = small_cnn()
+    x = images(2)
+    with pytest.raises(ConfigError, match=match):
+        attack(model, x, predicted(model, x), "fab-t", eps=0.1, **kwargs)  # type: ignore[arg-type]
