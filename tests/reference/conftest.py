@@ -44,10 +44,6 @@ WORKER = HERE / "_worker.py"
 RunReference = Callable[..., dict[str, Tensor]]
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "reference: compares with a reference implementation in its own environment")
-
-
 @pytest.fixture(scope="session")
 def reference_python() -> Path:
     """The reference interpreter (``$ROBUSTLAB_REF_PYTHON`` or ``<repo>/../ref-venv/bin/python``), or a skip."""

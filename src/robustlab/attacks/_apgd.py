@@ -490,14 +490,14 @@ class APGD(AttackMethod):
         init: Tensor | None = None
         if staged:
             start = x0 + noise.draw(x0, batch.index, run, "randn")
-            init = start + l1_box_correction(x0, start - x0, (stages[0][0] * eps64).float()).to(x0.dtype)
+            init = start + l1_box_correction(x0, start - x0, (stages[0][0] * eps64).to(x0.dtype)).to(x0.dtype)
         won = torch.zeros(len(batch), dtype=torch.bool, device=x0.device)
         x_out = x0
         for number, (factor, steps) in enumerate(stages):
             last = number == len(stages) - 1
             eps = (factor * eps64).to(batch.eps.dtype)
             if init is not None:
-                init = init + l1_box_correction(x0, init - x0, eps.float()).to(x0.dtype)
+                init = init + l1_box_correction(x0, init - x0, eps.to(x0.dtype)).to(x0.dtype)
             rule = APGDSchedule(
                 norm.name,
                 steps,

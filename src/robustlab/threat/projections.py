@@ -39,15 +39,16 @@ def l1_box_correction(x: Tensor, y: Tensor, eps: float | Tensor) -> Tensor:
         eps: Radius, a number or one per sample.
 
     Returns:
-        The correction ``c``, float32 (the computation runs in float32 like the reference's).
+        The correction ``c``, in the promoted dtype of ``x`` and ``y`` (float32 for float32 inputs, where the
+        arithmetic is the reference's).
 
     Shape:
         - x, y: ``(N, *)``; eps: scalar or ``(N,)``
         - output: ``(N, *)``
     """
-    n = x.shape[0]
-    xf = x.detach().float().reshape(n, -1)  # (N, d)
-    yf = y.detach().float().reshape(n, -1)
+    n, dtype = x.shape[0], torch.promote_types(x.dtype, y.dtype)
+    xf = x.detach().to(dtype).reshape(n, -1)  # (N, d)
+    yf = y.detach().to(dtype).reshape(n, -1)
     d = xf.shape[1]
     sigma = yf.sign()
     upper = torch.min(torch.zeros_like(yf), torch.min(1 - xf - yf, xf + yf))  # (N, d) largest allowed change, <= 0
@@ -55,21 +56,29 @@ def l1_box_correction(x: Tensor, y: Tensor, eps: float | Tensor) -> Tensor:
     change = upper.clone()  # the box alone: right wherever it already meets the budget
 
     breaks, order = torch.sort(-torch.cat((upper, lower), 1), dim=1)  # (N, 2d) ascending thresholds
-    nxt = torch.cat((breaks[:, 1:], torch.zeros(n, 1, device=xf.device)), 1)  # next breakpoint (0 after the last)
-    slope = (2 * (order < d).float() - 1).cumsum(dim=1)  # (N, 2d) coordinates moving between this break and the next
+    nxt = torch.cat(
+        (breaks[:, 1:], torch.zeros(n, 1, dtype=dtype, device=xf.device)), 1
+    )  # next breakpoint (0 after the last)
+    slope = (2 * (order < d).to(dtype) - 1).cumsum(dim=1)  # (N, 2d) coordinates moving between this break and the next
     box_shrink = -upper.sum(dim=1)  # (N,) L1 mass the box alone removes
-    excess = torch.as_tensor(eps, dtype=torch.float32, device=xf.device) - yf.abs().sum(dim=1)  # (N,) eps - |y|_1
+    excess = torch.as_tensor(eps, dtype=dtype, device=xf.device) - yf.abs().sum(dim=1)  # (N,) eps - |y|_1
     over = (box_shrink + excess < 0).nonzero().squeeze(1)  # rows the box alone leaves outside the ball
     if excess.dim() == 0:
         excess = excess.expand(n)
     removed = box_shrink.unsqueeze(-1) + torch.cumsum((nxt - breaks) * slope, dim=1)  # (N, 2d) mass removed at next
     if over.numel():
-        # Last breakpoint whose removed mass still falls short (``removed`` never decreases along a row), kept in
-        # [0, 2d - 2] as the reference's bisection keeps it: the root lies on the segment after it.
+        # The last breakpoint whose removed mass still falls short (``removed`` never decreases along a row), at
+        # most 2d - 2 as in the reference's bisection: the root lies on the segment after it. When none falls short
+        # the root lies on the first segment, [breaks[0], breaks[1]], where the removed mass starts at the box's
+        # own; the reference's bisection cannot return that case (it answers index 0 and divides by the wrong
+        # slope), which happens only when a single coordinate holds the smallest breakpoint (tiny or dense problems).
         rows = over
         short = removed[rows] + excess[rows].unsqueeze(1) < 0  # (M, 2d)
-        last = (short.sum(1) - 1).clamp(0, 2 * d - 2)  # (M,)
-        alpha = (-removed[rows, last] - excess[rows]) / slope[rows, last + 1] + nxt[rows, last]  # (M,)
+        last = (short.sum(1) - 1).clamp(max=2 * d - 2)  # (M,) -1: the first segment
+        first, at = last < 0, last.clamp(min=0)
+        before = torch.where(first, box_shrink[rows], removed[rows, at])  # removed mass where the segment starts
+        start = torch.where(first, breaks[rows, 0], nxt[rows, at])
+        alpha = (-before - excess[rows]) / slope[rows, last + 1] + start  # (M,)
         change[rows] = -torch.min(torch.max(-upper[rows], alpha.unsqueeze(-1)), -lower[rows])
     return (sigma * change).reshape(x.shape)
 
@@ -84,6 +93,6 @@ def project_l1_box(x: Tensor, y: Tensor, eps: float | Tensor) -> Tensor:
 
     Shape:
         - x, y: ``(N, *)``; eps: scalar or ``(N,)``
-        - output: ``(N, *)``, float32
+        - output: ``(N, *)``
     """
-    return y.float() + l1_box_correction(x, y, eps)
+    return y + l1_box_correction(x, y, eps)
