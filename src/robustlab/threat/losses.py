@@ -136,10 +136,31 @@ class DLR(Loss):
         return -(z_y - z_t) / (srt[:, 0] - 0.5 * (srt[:, 2] + srt[:, 3]) + 1e-12)
 
 
+class KL(Loss):
+    """``KL(softmax(reference) ‖ softmax(logits))`` per sample: how far the prediction moved away from a reference
+    distribution, ascended by TRADES' inner maximisation with the clean logits as the reference.
+
+    Labels and targets are not used; ``reference`` is required.
+
+    References:
+        Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy", ICML 2019.
+    """
+
+    name = "kl"
+
+    def __call__(
+        self, logits: Tensor, labels: Tensor, targets: Tensor | None, reference: Tensor | None = None
+    ) -> Tensor:
+        if reference is None:
+            raise ConfigError("the kl loss needs reference logits (e.g. the clean logits): pass reference=...")
+        return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(reference, dim=1), reduction="none").sum(1)
+
+
 LOSSES: Registry[type[Loss]] = Registry("loss")
 LOSSES.register("ce", CrossEntropy)
 LOSSES.register("margin", Margin)
 LOSSES.register("dlr", DLR)
+LOSSES.register("kl", KL)
 
 
 def make_loss(name: str, kappa: float = 0.0) -> Loss:

@@ -164,7 +164,9 @@ def kl_to_reference(logits: Tensor, reference: Tensor) -> Tensor:
     Shape:
         logits, reference: (N, K) → (N,)
     """
-    return F.kl_div(F.log_softmax(logits, dim=1), F.softmax(reference, dim=1), reduction="none").sum(1)
+    from robustlab.threat.losses import KL
+
+    return KL()(logits, reference.new_zeros(0, dtype=torch.long), None, reference)
 
 
 def inner_maximise(
@@ -185,11 +187,11 @@ def inner_maximise(
 ) -> Tensor:
     """The inner maximiser of adversarial training: ascend ``loss`` inside the eps-ball, no judging, no early stop.
 
-    Cross-entropy from a start inside [0, 1] runs the attack engine's gradient loop
-    (:func:`robustlab.attacks._gradient.gradient_attack`, early stop off: every point takes every step, as in the
-    published recipes). The KL loss (TRADES) and a start left outside [0, 1] (``clip_start=False``: Wong et al.'s
-    FGSM-RS evaluates the first gradient at ``x + δ`` with δ uniform in the ball, unclipped) take the same steps in
-    a loop of their own. Every returned point is projected into the ball and clipped to [0, 1]. The caller chooses
+    The attack engine's gradient loop does the work (:func:`robustlab.attacks.perturb` with ``"pgd"``, early stop
+    off: every point takes every step, as in the published recipes; the KL loss is the registered ``"kl"``), except
+    for a start left outside [0, 1] (``clip_start=False``: Wong et al.'s FGSM-RS takes the first gradient at
+    ``x + δ`` with δ uniform in the ball, unclipped), which the engine would clip: those steps run in a short loop
+    of their own. Every returned point is projected into the ball and clipped to [0, 1]. The caller chooses
     the model's mode.
 
     Args:
@@ -210,34 +212,36 @@ def inner_maximise(
     Shape:
         x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
     """
-    from robustlab.attacks._evaluator import PassCounter, constrain
-    from robustlab.attacks._gradient import GradientConfig, gradient_attack
+    from robustlab.attacks import perturb
+    from robustlab.attacks._evaluator import constrain
     from robustlab.models.adapter import trusted_inputs
     from robustlab.threat import get_norm
 
     if loss not in ("ce", "kl") or (loss == "kl" and reference is None):
         raise ConfigError(f"the inner maximiser takes loss 'ce', or 'kl' with reference logits; got {loss!r}")
+    if clip_start:
+        return perturb(
+            model,
+            x,
+            y,
+            "pgd",
+            norm=norm,
+            eps=float(eps),
+            steps=steps,
+            step_size=step_size,
+            generator=generator,
+            reference=reference,
+            init=init,
+            loss=loss,
+            random_start=random_start,
+            early_stop=False,
+        )
     norm_obj = get_norm(norm)
     eps_t = torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)
     with trusted_inputs(model):
-        if loss == "ce" and clip_start:
-            cfg = GradientConfig(steps=steps, step_size=step_size, random_start=random_start, early_stop=False)
-            return gradient_attack(
-                model,
-                x,
-                y,
-                None,
-                eps_t,
-                norm=norm_obj,
-                config=cfg,
-                generator=generator,
-                counter=PassCounter(len(x)),
-                index=torch.arange(len(x), device=x.device),
-                init=init,
-            )
         if init is None:
             init = x + norm_obj.random_init(x, eps_t, generator) if random_start else x
-        cur = constrain(x, init, norm_obj, eps_t) if clip_start else x + norm_obj.project(init - x, eps_t)
+        cur = x + norm_obj.project(init - x, eps_t)  # in the ball, not clipped to [0, 1]
         for _ in range(steps):
             cur = cur.detach().requires_grad_(True)
             logits = model(cur)  # (B, K)
