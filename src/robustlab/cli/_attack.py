@@ -71,8 +71,21 @@ def register(app: typer.Typer) -> None:
         dataset: DatasetOpt = "cifar10",
         n: NOpt = None,
         attack_name: Annotated[
-            str, typer.Option("--attack", "-a", help="fgsm, ifgsm, pgd, mifgsm, cw or ead.")
+            str,
+            typer.Option(
+                "--attack",
+                "-a",
+                help="A registered attack: fgsm, ifgsm, pgd, mifgsm, cw, ead, apgd, apgd-t, fab-t, square, autoattack.",
+            ),
         ] = "pgd",
+        loss: Annotated[
+            str | None,
+            typer.Option("--loss", help="ce or dlr: the loss of an attack that has one (pgd, apgd ...)."),
+        ] = None,
+        version: Annotated[
+            str | None,
+            typer.Option("--version", help="standard, plus or rand: the AutoAttack version (--attack autoattack)."),
+        ] = None,
         norm: Annotated[str | None, typer.Option("--norm", help="linf, l2 or l1 (default: the attack's own).")] = None,
         eps: Annotated[
             str | None, typer.Option("--eps", help="Budget, e.g. 8/255 or 0.5 (default: the norm's usual one).")
@@ -120,7 +133,9 @@ def register(app: typer.Typer) -> None:
                 "batch_size": batch_size,
                 "keep_adversarials": save_adversarials is not None,
             }
-            params = _parse_params(param or [], {*settings, *_NOT_OPTIONS})
+            params = _parse_params(param or [], {*settings, *_NOT_OPTIONS, "loss", "version"})
+            params.update(_own_settings(attack_name, loss, version))
+            _check_request(attack_name, params, norm, minimal, steps)  # before loading anything
             if batch_size is None:
                 del settings["batch_size"]  # the library's bounded default, not "all images at once"
             if save_adversarials is not None:
@@ -140,6 +155,7 @@ def register(app: typer.Typer) -> None:
                 )
             saved = str(result.save_adversarials(save_adversarials)) if save_adversarials is not None else None
         summary = result.summary()
+        summary.setdefault("flags", [])  # codes; only some attacks raise flags (AutoAttack's checks)
         payload = {
             "model": model,
             "dataset": dataset,
@@ -154,7 +170,9 @@ def register(app: typer.Typer) -> None:
         searched = "search_attempts" in result.extra  # a fixed-budget attack run with --minimal
         budget_text = f"minimal search from eps={fmt(result.eps)}" if searched else f"eps={fmt(result.eps)}"
         aim = "" if result.target_mode == "untargeted" else f", {result.target_mode} target"
-        table = Table("metric", "value", title=f"{result.attack} ({result.norm}, {budget_text}{aim}) on {model}")
+        version_text = f" {summary['version']}" if "version" in summary else ""
+        title = f"{result.attack}{version_text} ({result.norm}, {budget_text}{aim}) on {model}"
+        table = Table("metric", "value", title=title)
         for key in (
             "n",
             "clean_accuracy",
@@ -171,6 +189,74 @@ def register(app: typer.Typer) -> None:
             r = summary.get("rates", {}).get(key)
             interval = "" if r is None else f" (95 % {fmt(r['low'])}–{fmt(r['high'])}, {r['k']}/{r['n']})"
             table.add_row(key, fmt(summary.get(key)) + interval)
+        expected = summary.get("expected_robust_accuracy")
+        if expected:
+            table.add_row(
+                "expected_robust_accuracy",
+                f"{fmt(expected['value'])} (95 % {fmt(expected['low'])}–{fmt(expected['high'])}, "
+                f"{expected['draws']} draws per point)",
+            )
         if saved:
             table.add_row("adversarials", saved)
         out_console.print(table)
+        _print_cascade(summary)
+
+
+def _own_settings(attack_name: str, loss: str | None, version: str | None) -> dict[str, Any]:
+    """``--loss`` and ``--version`` as the attack's ``loss`` and ``version`` settings.
+
+    Raises:
+        UnknownNameError: an unknown attack (close matches suggested).
+        ConfigError: ``--loss`` for an attack without a loss, ``--version`` for an attack other than autoattack.
+    """
+    from robustlab.attacks import ATTACKS
+
+    method = ATTACKS.get(attack_name)
+    out: dict[str, Any] = {}
+    if loss is not None:
+        if "loss" not in method.param_names():
+            with_loss = [n for n in ATTACKS.names() if "loss" in ATTACKS.get(n).param_names()]
+            raise ConfigError(
+                f"--loss applies to attacks with a loss setting ({', '.join(with_loss)}); {method.name!r} has none"
+            )
+        out["loss"] = loss
+    if version is not None:
+        if "version" not in method.param_names():
+            raise ConfigError(f"--version applies to --attack autoattack only, not {method.name!r}; drop --version")
+        out["version"] = version
+    return out
+
+
+def _check_request(name: str, params: dict[str, Any], norm: str | None, minimal: bool, steps: int | None) -> None:
+    """Validate the attack, norm and settings before any data or model is loaded; for AutoAttack also that the
+    version covers the norm (e.g. ``plus`` has no L1 cascade).
+
+    Raises:
+        ConfigError, UnknownNameError: what is wrong, with close matches where there are any.
+    """
+    from robustlab.attacks import ATTACKS, check_params
+
+    check_params(name, params, norm=norm, minimal=minimal, steps=steps)
+    method = ATTACKS.get(name)
+    if hasattr(method, "stages"):  # a cascade (AutoAttack): its version must cover the norm
+        configured: Any = method.configure(steps, None, params)
+        configured.stages(norm or method.default_norm)
+
+
+def _print_cascade(summary: dict[str, Any]) -> None:
+    """AutoAttack's cascade as a table, then every flag with its message."""
+    from rich.table import Table
+
+    cascade = summary.get("cascade")
+    if cascade:
+        table = Table("stage", "attacked", "broken", "robust accuracy after", "seconds", title="cascade")
+        for c in cascade:
+            table.add_row(
+                c["attack"], str(c["attacked"]), str(c["broken"]), fmt(c["robust_accuracy_after"]), fmt(c["seconds"])
+            )
+        out_console.print(table)
+    note = summary.get("robust_accuracy_note")
+    if note:
+        out_console.print(f"note: {note}", soft_wrap=True)
+    for f in summary.get("flag_details", []):
+        out_console.print(f"flag {f['code']}: {f['message']}", soft_wrap=True)

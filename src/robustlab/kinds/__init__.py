@@ -24,6 +24,7 @@ records changed, so their ids changed; ``corruption`` keeps version 1 and its id
 """
 
 from robustlab.kinds import attack as attack
+from robustlab.kinds import autoattack as autoattack
 from robustlab.kinds import clean as clean
 from robustlab.kinds import clever as clever
 from robustlab.kinds import corruption as corruption
