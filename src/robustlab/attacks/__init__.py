@@ -11,7 +11,7 @@ loop), ``cw`` and ``ead`` (one binary search over the constant). Norms (``linf``
 primitives of :mod:`robustlab.threat`.
 """
 
-from robustlab.attacks import _apgd, _autoattack, _fab  # noqa: F401 - each registers its attacks
+from robustlab.attacks import _apgd, _autoattack, _fab, _square  # noqa: F401 - each registers its attacks
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
