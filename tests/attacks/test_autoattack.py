@@ -119,8 +119,10 @@ def test_unknown_version_and_uncovered_norm_are_one_line_errors() -> None:
     model, x, y = _data(n=4)
     with pytest.raises(ConfigError, match="Did you mean 'standard'"):
         attack(model, x, y, "autoattack", eps=0.1, version="standrd")
+    ten = _mlp(10)  # enough classes for every stage's loss: the norm is what is wrong
+    xs, ys = torch.rand(4, 1, 4, 4), torch.arange(4)
     with pytest.raises(ConfigError, match="covers norms linf, l2, not 'l1'"):
-        attack(model, x, y, "autoattack", norm="l1", eps=1.0, version="plus")
+        attack(ten, xs, ys, "autoattack", norm="l1", eps=1.0, version="plus")
     with pytest.raises(ConfigError, match="eval_draws"):
         attack(model, x, y, "autoattack", eps=0.1, version="rand", eval_draws=5)
     with pytest.raises(ConfigError, match="untargeted"):
