@@ -1,0 +1,47 @@
+"""Reference side of benchmarks/autoattack.py: runs pyautoattack in its own environment (never robustlab's).
+
+Usage (called by benchmarks/autoattack.py): ``REF_PYTHON benchmarks/_autoattack_ref.py JOB.pt OUT.pt``. The job holds
+a TorchScript model file, the inputs and the settings; the output holds the adversarial examples, the per-point
+robust verdicts (one fresh forward pass of the returned points), robust accuracy after each attack as the
+reference logs it, and the wall and CPU seconds of ``run_standard_evaluation`` alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+
+import torch
+
+
+def main(job_path: str, out_path: str) -> None:
+    from pyautoattack import AutoAttack
+
+    job = torch.load(job_path, weights_only=False)
+    torch.set_num_threads(int(job["threads"]))
+    model = torch.jit.load(job["model"]).eval()
+    x, y = job["x"], job["y"]
+    after: list[tuple[str, float]] = []
+
+    class Grab(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            m = re.search(r"robust accuracy after (\S+):\s*([0-9.]+)%", record.getMessage())
+            if m:
+                after.append((m.group(1), float(m.group(2)) / 100))
+
+    log = logging.getLogger("auto-attack")
+    log.setLevel(logging.DEBUG)
+    log.addHandler(Grab())
+    aa = AutoAttack(model, norm=job["norm"], eps=float(job["eps"]), version=job["version"], seed=int(job["seed"]))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=int(job["batch_size"]))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    with torch.no_grad():
+        robust = torch.cat([model(x_adv[i : i + 500]).argmax(1) for i in range(0, len(x), 500)]) == y
+    torch.save({"x_adv": x_adv, "robust": robust, "after": after, "cpu_seconds": cpu, "wall_seconds": wall}, out_path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,225 @@
+"""AutoAttack: robustlab against the reference (pyautoattack 0.2.0 = fra31/auto-attack) in one run, CPU time.
+
+Parts (``--parts``, default all):
+
+- ``resnet``: standard AutoAttack, L∞ 8/255, the published akamaster ResNet-20 on the first ``--n-resnet`` CIFAR-10
+  test images (every point falls to APGD-CE: the work is what an implementation spends on points already broken).
+- ``lenet``: standard AutoAttack, L∞ 0.3, advertorch's PGD-trained LeNet5 on the first ``--n-lenet`` MNIST test
+  images (most points survive to the end: the work is the algorithm itself).
+- ``iteration``: one APGD iteration against the floor of one forward + input-gradient pass (ResNet-20, a batch that
+  is never fooled at a tiny eps, so every row runs every iteration).
+
+Both sides run the same TorchScript model with the same number of threads; the reference runs in its own
+virtualenv (``scripts/reference-env.sh``) as a subprocess, its CPU seconds measured inside it around
+``run_standard_evaluation`` alone. Per-point verdicts are compared with the paired test of
+``../shared/notes/autoattack.md`` §6.3 (a = robust in ours only, b = robust in the reference only).
+
+    ROBUSTLAB_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/autoattack.py --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_machine, machine, write_section
+
+from robustlab.attacks import attack
+from robustlab.data import load_dataset
+from robustlab.models import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+REF_SCRIPT = Path(__file__).resolve().parent / "_autoattack_ref.py"
+
+
+def _traced(model: nn.Module, x: Tensor, path: Path) -> nn.Module:
+    net = getattr(model, "net", model).eval()  # the adapter's network; both sides get the same TorchScript
+    traced = torch.jit.trace(net, x[:2])
+    traced.save(str(path))
+    return torch.jit.load(str(path)).eval()
+
+
+def _reference(ref_python: str, model_file: Path, x: Tensor, y: Tensor, **job: Any) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        job_path, out_path = Path(tmp) / "job.pt", Path(tmp) / "out.pt"
+        torch.save({"model": str(model_file), "x": x, "y": y, **job}, job_path)
+        subprocess.run([ref_python, str(REF_SCRIPT), str(job_path), str(out_path)], check=True)
+        out: dict[str, Any] = torch.load(out_path, weights_only=False)
+        return out
+
+
+def _mcnemar(ours: Tensor, ref: Tensor) -> dict[str, Any]:
+    a = int((ours & ~ref).sum())  # robust in ours only: ours weaker there
+    b = int((~ours & ref).sum())  # robust in the reference only: ours stronger there
+    return {"robust_ours_only": a, "robust_reference_only": b, "weaker": a - b > 2 * math.sqrt(a + b) + 1}
+
+
+def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any) -> dict[str, Any]:
+    """Standard AutoAttack on ``(x, y)`` by both implementations, same model, threads and seed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "model.pt"
+        net = _traced(model, x, model_file)
+        ref = _reference(
+            args.ref_python,
+            model_file,
+            x,
+            y,
+            norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[aa["norm"]],
+            eps=aa["eps"],
+            version="standard",
+            seed=0,
+            batch_size=args.batch_size,
+            threads=args.threads,
+        )
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        res = attack(net, x, y, "autoattack", norm=aa["norm"], eps=aa["eps"], seed=0, batch_size=args.batch_size)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    s = res.summary()
+    robust = res.robust
+    # Every extra success of ours must be a verified adversarial example: the evaluator re-checked the budget.
+    over = float(getattr(res, aa["norm"])[res.won].max()) if bool(res.won.any()) else 0.0
+    out = {
+        "part": name,
+        "n": len(y),
+        "norm": aa["norm"],
+        "eps": aa["eps"],
+        "clean_accuracy": s["clean_accuracy"],
+        "robust_accuracy": {"robustlab": s["robust_accuracy"], "reference": float(ref["robust"].double().mean())},
+        "cascade": {
+            "robustlab": [(c["attack"], c["robust_accuracy_after"], c["seconds"]) for c in s["cascade"]],
+            "reference": ref["after"],
+        },
+        "cpu_seconds": {"robustlab": cpu, "reference": ref["cpu_seconds"]},
+        "wall_seconds": {"robustlab": wall, "reference": ref["wall_seconds"]},
+        "speedup_cpu": ref["cpu_seconds"] / cpu if cpu else None,
+        "verdicts": _mcnemar(robust, ref["robust"].cpu()),
+        "largest_distortion_of_a_success": over,
+        "flags": s["flags"],
+    }
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
+def iteration(args: argparse.Namespace) -> dict[str, Any]:
+    """Seconds per APGD iteration against one forward + input-gradient pass on the same never-fooled batch."""
+    data = load_dataset("cifar10", "test")
+    x, y = data.images()[: args.iter_batch], data.y[: args.iter_batch].long()
+    model = load_model("resnet20-akamaster")
+    net = getattr(model, "net", model).eval()
+    keep = net(x).argmax(1) == y
+    x, y = x[keep], y[keep]
+    steps = args.iter_steps
+
+    def floor() -> float:
+        t0 = time.process_time()
+        for _ in range(steps):
+            xi = x.clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(net(xi), y, reduction="sum")
+            torch.autograd.grad(loss, xi)
+        return (time.process_time() - t0) / steps
+
+    def apgd() -> float:
+        t0 = time.process_time()
+        res = attack(net, x, y, "apgd", eps=1e-4, steps=steps, seed=0, batch_size=None)
+        assert int(res.won.sum()) == 0, "the iteration benchmark needs a batch that is never fooled"
+        return (time.process_time() - t0) / (steps + 1)  # APGD takes one pass at the start and one per iteration
+
+    floor()  # warm-up
+    f = min(floor() for _ in range(3))
+    a = min(apgd() for _ in range(3))
+    out = {"part": "iteration", "batch": len(y), "floor_cpu_s": f, "apgd_cpu_s": a, "ratio": a / f}
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
+    lines = [
+        "## AutoAttack: robustlab against the reference (benchmarks/autoattack.py)",
+        "",
+        describe_machine(m),
+        "",
+        "Standard AutoAttack by robustlab and by the reference (pyautoattack 0.2.0, algorithm-identical to "
+        "fra31/auto-attack, in its own virtualenv) on the same TorchScript model, inputs, seed, batch size and "
+        "threads; CPU seconds of the evaluation alone. Verdicts: points robust in one implementation only.",
+        "",
+        "| part | n | ε | clean | robust (robustlab) | robust (reference) | robust ours only / ref only | "
+        "CPU s robustlab | CPU s reference | speed-up |",
+        "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in results:
+        if r["part"] == "iteration":
+            continue
+        v = r["verdicts"]
+        lines.append(
+            f"| {r['part']} | {r['n']} | {r['norm']} {r['eps']:.4g} | {r['clean_accuracy']:.2%} | "
+            f"{r['robust_accuracy']['robustlab']:.2%} | {r['robust_accuracy']['reference']:.2%} | "
+            f"{v['robust_ours_only']} / {v['robust_reference_only']} | {r['cpu_seconds']['robustlab']:.1f} | "
+            f"{r['cpu_seconds']['reference']:.1f} | {r['speedup_cpu']:.2f}× |"
+        )
+    for r in results:
+        if r["part"] == "iteration":
+            lines += [
+                "",
+                f"One APGD iteration on a never-fooled batch of {r['batch']} CIFAR-10 images (ResNet-20): "
+                f"{r['apgd_cpu_s']:.3f} CPU s against {r['floor_cpu_s']:.3f} CPU s for one forward + input-gradient "
+                f"pass, **{r['ratio']:.3f}×** the floor.",
+            ]
+    for r in results:
+        if r["part"] != "iteration":
+            lines += [
+                "",
+                f"Cascade, {r['part']}: robustlab {r['cascade']['robustlab']}; reference {r['cascade']['reference']}.",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ref-python", default=str(ROOT.parent / "ref-venv" / "bin" / "python"))
+    p.add_argument("--parts", default="iteration,resnet,lenet")
+    p.add_argument("--n-resnet", type=int, default=1000)
+    p.add_argument("--n-lenet", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--iter-batch", type=int, default=128)
+    p.add_argument("--iter-steps", type=int, default=10)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--write-docs", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    m = machine()
+    results = []
+    parts = args.parts.split(",")
+    if "iteration" in parts:
+        results.append(iteration(args))
+    if "resnet" in parts:
+        data = load_dataset("cifar10", "test")
+        x, y = data.images()[: args.n_resnet], data.y[: args.n_resnet].long()
+        results.append(
+            compare("resnet20 (standard)", load_model("resnet20-akamaster"), x, y, args, norm="linf", eps=8 / 255)
+        )
+    if "lenet" in parts:
+        from _lenet5 import lenet5
+
+        data = load_dataset("mnist", "test")
+        x, y = data.images()[: args.n_lenet], data.y[: args.n_lenet].long()
+        results.append(compare("lenet5 (PGD-trained)", lenet5(), x, y, args, norm="linf", eps=0.3))
+    if args.json:
+        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=1))
+    if args.write_docs:
+        write_section(ROOT / "docs" / "benchmarks.md", "## AutoAttack: robustlab against", docs(results, m))
+
+
+if __name__ == "__main__":
+    main()
