@@ -594,13 +594,14 @@ def _single_run(
         logits = forward(x_new)
         on_query(s["index"])
         margin, loss, goal = _judge_queries(logits, s, config, config.reference_rng)
-        accept = (loss < s["loss"]) | goal
-        s["loss"] = torch.where(loss < s["loss"], loss, s["loss"])
-        s["x_best"] = torch.where(accept.view(-1, 1, 1, 1), x_new, s["x_best"])
-        best[s.rows] = s["x_best"]
-        best_loss[s.rows] = s["loss"]
-        fooled[s.rows] = goal
-        s.keep(~goal)
+        improved = loss < s["loss"]
+        s["loss"] = torch.where(improved, loss, s["loss"])
+        s["x_best"] = torch.where((improved | goal).view(-1, 1, 1, 1), x_new, s["x_best"])
+        if bool(goal.any()):
+            done = s.rows[goal]
+            best[done], best_loss[done], fooled[done] = s["x_best"][goal], s["loss"][goal], True
+            s.keep(~goal)
+    best[s.rows], best_loss[s.rows] = s["x_best"], s["loss"]
     return fooled, best, best_loss
 
 
