@@ -60,3 +60,10 @@ def apgd(job: dict[str, Any]) -> dict[str, Tensor]:
         clean_correct = model(x).max(1)[1] == y
     x_adv = attack.perturb(x, y)
     return {"x_adv": x_adv.detach(), "fooled": fooled, "x_best": x_best, "clean_correct": clean_correct}
+
+
+def l1_projection(job: dict[str, Any]) -> dict[str, Tensor]:
+    """``job = {"x", "y", "eps"}`` → ``{"correction": L1_projection(x, y, eps)}`` (the reference's L1 ∩ box)."""
+    from pyautoattack.autopgd_base import L1_projection
+
+    return {"correction": L1_projection(job["x"], job["y"], float(job["eps"]))}
