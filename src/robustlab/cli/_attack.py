@@ -255,6 +255,13 @@ def _print_cascade(summary: dict[str, Any]) -> None:
                 c["attack"], str(c["attacked"]), str(c["broken"]), fmt(c["robust_accuracy_after"]), fmt(c["seconds"])
             )
         out_console.print(table)
+        last, final = cascade[-1]["robust_accuracy_after"], summary.get("robust_accuracy")
+        if last is not None and final is not None and abs(last - final) > 1e-9:
+            out_console.print(
+                f"note: the cascade left {fmt(last)} robust, the evaluator's final pass judged {fmt(final)}: the "
+                "model's answers change from one pass to the next",
+                soft_wrap=True,
+            )
     note = summary.get("robust_accuracy_note")
     if note:
         out_console.print(f"note: {note}", soft_wrap=True)

@@ -319,8 +319,8 @@ accuracy averages the evaluation draws per point (normal 95 % interval over poin
 {% if c.flags %}<ul class="flags">{% for f in c.flags %}<li class="flag"><strong>{{ f.model }}</strong>:
 <code>{{ f.code }}</code>: {{ f.message }}</li>{% endfor %}</ul>
 {% else %}<p>No flags.</p>{% endif %}
-{% if c.numerical %}<p class="flag">{{ c.numerical }} point(s) gave non-finite logits (status numerical_error):
-counted neither correct nor robust.</p>{% endif %}
+{% for name, count in c.numerical %}<p class="flag">{{ name }}: {{ count }} point(s) gave non-finite logits (status
+numerical_error), counted neither correct nor robust.</p>{% endfor %}
 {% endfor %}"""
 
 
@@ -455,7 +455,11 @@ class AutoAttackKind(JobKind):
                     "flags": [
                         {**f, "model": short(f["model"], sources.get(f["model"]))} for f in a.flags if f["key"] == key
                     ],
-                    "numerical": sum(r["n_numerical_error"] for r in rows),
+                    "numerical": [
+                        (short(r["model"], sources.get(r["model"])), r["n_numerical_error"])
+                        for r in rows
+                        if r["n_numerical_error"]
+                    ],
                 }
             )
             for r in rows:
