@@ -43,7 +43,7 @@ def _method_params(
     random_start: bool | None,
 ) -> dict[str, Any]:
     """The method settings given on the command line (``None``: not given, the method's default applies)."""
-    from robustlab.attacks._run import parse_eps
+    from robustlab.attacks import parse_eps
 
     given: dict[str, Any] = {
         "eps": None if eps is None else _budget(eps, "--eps", parse_eps),

@@ -1,6 +1,34 @@
-"""Training: standard supervised training with resumable checkpoints, and the zoo builder."""
+"""Training: the loop (resumable checkpoints, schedules, monitor, DDP), the registered training methods (standard,
+pgd-at, fgsm-rs, trades) and the zoo builder."""
 
 from robustlab.train.augment import random_crop_flip
-from robustlab.train.loop import EpochMetrics, TrainConfig, TrainResult, accuracy_of, train_model
+from robustlab.train.loop import (
+    CatastrophicOverfittingWarning,
+    EpochMetrics,
+    LabelSmoothingWarning,
+    StepReport,
+    TrainConfig,
+    TrainingDivergedError,
+    TrainResult,
+    accuracy_of,
+    train_model,
+)
+from robustlab.train.methods import TRAINING_METHODS, StepContext, StepOutput, TrainingMethod, get_method
 
-__all__ = ["EpochMetrics", "TrainConfig", "TrainResult", "accuracy_of", "random_crop_flip", "train_model"]
+__all__ = [
+    "TRAINING_METHODS",
+    "CatastrophicOverfittingWarning",
+    "EpochMetrics",
+    "LabelSmoothingWarning",
+    "StepContext",
+    "StepOutput",
+    "StepReport",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "TrainingMethod",
+    "accuracy_of",
+    "get_method",
+    "random_crop_flip",
+    "train_model",
+]

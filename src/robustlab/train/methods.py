@@ -213,7 +213,6 @@ def inner_maximise(
         x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
     """
     from robustlab.attacks import perturb
-    from robustlab.attacks._evaluator import constrain
     from robustlab.models.adapter import trusted_inputs
     from robustlab.threat import get_norm
 
@@ -250,7 +249,7 @@ def inner_maximise(
                 value = F.cross_entropy(logits, y, reduction="none")
             (grad,) = torch.autograd.grad(value.sum(), cur)
             step = norm_obj.steepest_step(torch.nan_to_num(grad), step_size, cur.detach())
-            cur = constrain(x, cur.detach() + step, norm_obj, eps_t)
+            cur = (x + norm_obj.project(cur.detach() + step - x, eps_t)).clamp(0.0, 1.0)  # ball, then [0, 1]
         return cur.detach()
 
 
@@ -336,7 +335,7 @@ def _coerce(method: str, key: str, value: Any, hint: Any) -> Any:
     if value is None and type(None) in allowed:
         return None
     if float in allowed and isinstance(value, str) and key in ("eps", "alpha", "step_size"):
-        from robustlab.attacks._run import parse_eps
+        from robustlab.attacks import parse_eps
 
         return parse_eps(value)
     if float in allowed and isinstance(value, int | float) and not isinstance(value, bool):
