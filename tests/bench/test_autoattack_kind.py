@@ -221,3 +221,22 @@ def test_the_real_rand_cascade_records_the_expected_robust_accuracy(tmp_path: Pa
     assert rand["expected_robust_accuracy"] <= rand["expected_robust_accuracy_high"]
     html = write_report(tmp_path, tmp_path / "report", png=False).html.read_text()
     assert "expected robust accuracy" in html and "(20 draws)" in html
+
+
+def test_rand_records_the_expected_robust_accuracy_next_to_the_single_draw_one(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kind's handling of version rand, on a small stand-in cascade (the real one is tested above)."""
+    monkeypatch.setitem(aa.VERSIONS, "rand", {"linf": SMALL})
+    section = [{"eps": "2/255", "steps": 2, "version": "rand", "eval_draws": 25}]
+    run_study(parse_spec(_spec([DROPOUT], section)), tmp_path, data_dir=data_dir)
+    recs = _records(tmp_path)
+    assert {r["eval_draws"] for r in recs} == {25} and {r["version"] for r in recs} == {"rand"}
+    row = analyse_run(tmp_path)["autoattack"].rows[0]
+    assert "stochastic-model" not in row["flags"]  # rand expects a randomised model
+    low, value, high = (row[f"expected_robust_accuracy{s}"] for s in ("_low", "", "_high"))
+    assert 0 <= low <= value <= high <= 1
+    assert row["label"] == "AutoAttack rand, L∞ 2/255 (steps=2, eval_draws=25)"
+    html = write_report(tmp_path, tmp_path / "report", png=False).html.read_text()
+    assert "<th>expected robust accuracy</th>" in html and "(25 draws)" in html
+    assert "the reference's single-draw figure" in html
