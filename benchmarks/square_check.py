@@ -127,6 +127,8 @@ def main() -> None:
             run: dict[str, Any] = {
                 "reference": _summary(ref["robust"], ref["queries"], ref["cpu_seconds"], ref["wall_seconds"])
             }
+            results["runs"][name] = run
+            _write(args.out, results)
             print(name, "reference", run["reference"], flush=True)
             for reference_rng in rngs:
                 label = "ours_reference_rng" if reference_rng else "ours"
@@ -152,11 +154,15 @@ def main() -> None:
                 if reference_rng:
                     run[label]["same_queries_as_reference"] = bool(torch.equal(queries, ref["queries"]))
                 print(name, label, run[label], flush=True)
-            results["runs"][name] = run
-    results["machine"] = machine()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+                results["runs"][name] = run
+                _write(args.out, results)  # after every run: a long benchmark keeps what it finished
     print(json.dumps(results, indent=2))
+
+
+def _write(path: Path, results: dict[str, Any]) -> None:
+    results["machine"] = machine()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
