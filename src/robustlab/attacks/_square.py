@@ -479,9 +479,10 @@ def square_attack(
     """Run the Square Attack on one batch (no gradient is ever taken).
 
     A candidate replaces a point's best when its loss is strictly lower or it meets the goal; a point that meets
-    the goal stops querying. With ``config.reference_rng`` the goal is the reference's ``margin <= 0``; otherwise
-    it is the evaluator's rule (prediction != label, or == target, with finite logits), so a point with tied
-    logits is not dropped early. Non-finite logits count as the worst loss (any finite candidate replaces them).
+    the goal stops querying. By default the goal is the evaluator's rule (prediction != label, or == target, with
+    finite logits), so a point with tied logits is not dropped early, and non-finite logits count as the worst
+    loss (any finite candidate replaces them). With ``config.reference_rng`` the goal is the reference's
+    ``margin <= 0`` and losses compare as the reference compares them.
 
     Args:
         forward: The model (logits out); called under ``torch.no_grad``.
