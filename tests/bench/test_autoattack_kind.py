@@ -125,6 +125,16 @@ def test_jobs_resume_one_by_one_and_a_new_seed_makes_new_jobs(tmp_path: Path, da
     assert not ids & {p.name for p in files}  # the seed is part of the job id
 
 
+def test_each_configuration_of_the_grid_has_its_own_key_and_label() -> None:
+    from robustlab.kinds.autoattack import autoattack_configs
+
+    section = [{"norm": ["linf", "l2"], "eps": ["8/255", 0.031372], "version": ["standard", "plus"]}]
+    configs = autoattack_configs(parse_spec(_spec([TEMPLATE], section, seed=3)))
+    assert len(configs) == 8 == len({c["key"] for c in configs})  # budgets 2e-7 apart are kept apart
+    assert {c["seed"] for c in configs} == {3}
+    assert configs[0]["key"] == "autoattack-standard-linf-eps0.03137254902"
+
+
 @pytest.mark.parametrize(
     ("section", "fragment"),
     [

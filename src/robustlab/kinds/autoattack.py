@@ -157,12 +157,12 @@ def _eps_text(eps: float | None, *, readable: bool) -> str:
     in_255 = eps * 255
     if readable and eps > 0 and abs(in_255 - round(in_255)) < 1e-6:
         return f"{round(in_255)}/255"
-    return f"{eps:.4g}"
+    return f"{eps:.4g}" if readable else f"{eps:.10g}"  # stored keys: budgets 1e-6 apart stay apart
 
 
 def config_key(cfg: dict[str, Any]) -> str:
-    """The stored name of a configuration, e.g. ``autoattack-standard-linf-eps0.03137`` (``-s10-q100`` when
-    steps and queries are set)."""
+    """The stored name of a configuration, e.g. ``autoattack-standard-linf-eps0.03137254902`` (``-s10-q100``
+    when steps and queries are set)."""
     parts = ["autoattack", cfg["version"], cfg["norm"], f"eps{_eps_text(cfg['eps'], readable=False)}"]
     if cfg["steps"] is not None:
         parts.append(f"s{cfg['steps']}")
