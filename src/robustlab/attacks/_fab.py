@@ -315,15 +315,30 @@ class FABTargeted(AttackMethod):
                 "fab-t chooses its own targets (the 2nd to 10th largest clean logits) and succeeds on any "
                 "misclassification; run it untargeted (drop the target option)"
             )
+        if self.config.targets > num_classes - 1:
+            logger.warning(self._clamp_message(num_classes))
+        self.__dict__["_num_classes"] = num_classes  # for diagnose(); set on the configured copy of one run
 
     def targets_used(self, num_classes: int) -> int:
         """The number of targets a run uses on a ``num_classes``-class model: ``min(targets, K - 1)``."""
         return min(int(self.config.targets), num_classes - 1)
 
+    def _clamp_message(self, num_classes: int) -> str:
+        return (
+            f"{self.name}: targets={self.config.targets} needs more classes than the model's {num_classes}; it "
+            f"runs {num_classes - 1} targets per point (every class but the label)"
+        )
+
+    def diagnose(self, unconverged: Tensor | None, success: Tensor, attacked: int) -> list[str]:
+        k = self.__dict__.get("_num_classes")
+        if k is not None and self.config.targets > k - 1:
+            return [self._clamp_message(k)]
+        return []
+
     def propose(self, ctx: RunContext, batch: Batch) -> Tensor:
         if batch.targets is not None:
             self.check_classes(2, True)
-        x_adv, k = fab_targeted(
+        x_adv, _ = fab_targeted(
             ctx.guide,
             batch.x,
             batch.labels,
@@ -334,8 +349,6 @@ class FABTargeted(AttackMethod):
             index=batch.index,
             init=batch.init,
         )
-        if k < self.config.targets:
-            logger.info("fab-t: %d-class model, targets clamped from %d to %d", k + 1, self.config.targets, k)
         return x_adv
 
 
