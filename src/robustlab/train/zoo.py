@@ -4,10 +4,17 @@
 0–9999), exports safetensors weights with a JSON sidecar into the package's zoo folder, measures test
 accuracy on the 10,000 test images, parameters and FLOPs, and rewrites ``manifest.json`` from the sidecars.
 Each recipe trains in its own resumable run directory, so an interrupted build continues where it stopped.
+
+``robustlab zoo build --robust`` does the same for the adversarially trained recipes (:data:`ROBUST_RECIPES`:
+CIFAR-10 at L∞ 8/255 with ``pgd-at`` and ``trades``, MNIST at L∞ 0.3 with ``fgsm-rs`` and ``pgd-at``) into their
+own folder (``zoo/robust``, with its own ``manifest.json``: the models span datasets, so they stay out of the
+CIFAR-10 zoo's manifest), and records each model's robustness: its budget, PGD-20 robust accuracy (random start,
+step 2.5·ε/20) on the test images, and the AutoAttack robust accuracy, ``"pending"`` until AutoAttack is run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,9 +25,10 @@ from typing import Any
 
 from robustlab._io import atomic_write_text, file_digest
 from robustlab._registry import Registry
-from robustlab.data import load_dataset
-from robustlab.models.loading import ZOO_DIR
+from robustlab.data import Dataset, load_dataset
+from robustlab.models.loading import ZOO_DIR, load_model
 from robustlab.models.spec import CIFAR10_MEAN, CIFAR10_STD, ModelSpec
+from robustlab.models.weights import save_weights
 from robustlab.train.loop import ProgressFn, TrainConfig
 from robustlab.train.standalone import fit_and_export
 
@@ -28,29 +36,59 @@ log = logging.getLogger(__name__)
 
 ZOO_EPOCHS = 15
 
+#: Where ``robustlab zoo build --robust`` writes by default (its own manifest: the robust models span datasets).
+ROBUST_ZOO_DIR = ZOO_DIR / "robust"
+
 
 @dataclass(frozen=True)
 class ZooRecipe:
-    """How one zoo model is built: architecture, size and training config."""
+    """How one zoo model is built: architecture, size, training config and data.
+
+    Attributes:
+        name: Zoo name.
+        family: Architecture family shown in listings.
+        arch: Registered architecture.
+        arch_kwargs: Its arguments.
+        config: Training config (method and settings included).
+        dataset: ``cifar10`` or ``mnist``.
+        train_images: Train on a seeded random subset of this many training images (``None``: all available).
+        normalize: Normalise with the dataset's channel statistics; ``False``: raw [0, 1] pixels (mean 0, std 1),
+            as the published MNIST recipes train.
+        eval_images: Test images the robust accuracy is measured on (``None``: all).
+    """
 
     name: str
     family: str
     arch: str
     arch_kwargs: dict[str, Any]
     config: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=ZOO_EPOCHS))
+    dataset: str = "cifar10"
+    train_images: int | None = None
+    normalize: bool = True
+    eval_images: int | None = None
+
+    @property
+    def robust(self) -> bool:
+        """Whether the recipe trains adversarially."""
+        return self.config.method != "standard"
 
     def spec(self) -> ModelSpec:
         """The model spec (without weights) that the trained model is saved under."""
+        mnist = self.dataset == "mnist"
+        mean: tuple[float, ...] = MNIST_MEAN if mnist else CIFAR10_MEAN
+        std: tuple[float, ...] = MNIST_STD if mnist else CIFAR10_STD
+        if not self.normalize:
+            mean, std = (0.0,) * len(mean), (1.0,) * len(std)
         return ModelSpec(
             name=self.name,
             family=self.family,
             arch=self.arch,
             arch_kwargs=dict(self.arch_kwargs),
             num_classes=10,
-            input_shape=(3, 32, 32),
-            mean=CIFAR10_MEAN,
-            std=CIFAR10_STD,
-            dataset="cifar10",
+            input_shape=(1, 28, 28) if mnist else (3, 32, 32),
+            mean=mean,
+            std=std,
+            dataset=self.dataset,
             source="zoo",
         )
 
@@ -74,6 +112,80 @@ for _r in [
 ]:
     RECIPES.register(_r.name, _r)
 
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR_EPS, MNIST_EPS = 8 / 255, 0.3
+
+
+def _cifar_at(method: str, params: dict[str, Any] | None = None, seed: int = 0) -> TrainConfig:
+    """PGD-7-style adversarial training at 8/255 on the 10,000 CIFAR-10 images (SGD, one-cycle, crop-flip)."""
+    return TrainConfig(
+        epochs=30, lr=0.1, seed=seed, method=method, method_params={"eps": CIFAR_EPS, "steps": 7, **(params or {})}
+    )
+
+
+def _mnist_at(method: str, seed: int, **params: Any) -> TrainConfig:
+    """Wong et al.'s MNIST recipe: 10 epochs, batch 100, Adam with a cyclic rate peaking at 5e-3 at 2/5."""
+    return TrainConfig(
+        epochs=10,
+        batch_size=100,
+        lr=5e-3,
+        optimizer="adam",
+        schedule="cyclic",
+        warmup=0.4,
+        weight_decay=0.0,
+        augment="none",
+        seed=seed,
+        method=method,
+        method_params={"eps": MNIST_EPS, **params},
+        monitor_n=500,
+    )
+
+
+_ROBUST_CIFAR_ARCHS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("vgg8-w25", "vgg", "vgg", {"depth": 8, "width": 0.25}),
+    ("resnet8", "resnet", "resnet_cifar", {"depth": 8}),
+    ("resnet20", "resnet", "resnet_cifar", {"depth": 20}),
+]
+
+#: The robust zoo (``robustlab zoo build --robust``): which CIFAR-10 runs fit the CPU is the lead's call; every
+#: recipe here is a complete, resumable description.
+ROBUST_RECIPES: Registry[ZooRecipe] = Registry("robust zoo recipe")
+for _r in [
+    *(
+        ZooRecipe(f"{arch_name}-{m}", fam, arch, kw, _cifar_at(m, {"beta": 6.0} if m == "trades" else None))
+        for arch_name, fam, arch, kw in _ROBUST_CIFAR_ARCHS
+        for m in ("pgd-at", "trades")
+    ),
+    *(
+        ZooRecipe(
+            f"vgg8-w25-trades-b{b}", "vgg", "vgg", {"depth": 8, "width": 0.25}, _cifar_at("trades", {"beta": float(b)})
+        )
+        for b in (1, 3)
+    ),
+    *(
+        ZooRecipe(
+            f"fast-mnist-fgsm-rs-s{s}",
+            "fast_mnist",
+            "fast_mnist",
+            {},
+            _mnist_at("fgsm-rs", s, alpha=0.375),
+            dataset="mnist",
+            normalize=False,
+        )
+        for s in (0, 1, 2)
+    ),
+    ZooRecipe(
+        "fast-mnist-pgd-at",
+        "fast_mnist",
+        "fast_mnist",
+        {},
+        _mnist_at("pgd-at", 0, steps=10, step_size=0.04),
+        dataset="mnist",
+        normalize=False,
+    ),
+]:
+    ROBUST_RECIPES.register(_r.name, _r)
+
 
 def build_one(
     recipe: ZooRecipe,
@@ -83,9 +195,13 @@ def build_one(
     out_dir: str | os.PathLike[str] = ZOO_DIR,
     progress: ProgressFn | None = None,
 ) -> ModelSpec:
-    """Train one recipe (resuming if interrupted), export its weights and sidecar, return its spec."""
-    train = load_dataset("cifar10", "train", data_dir)
-    test = load_dataset("cifar10", "test", data_dir)
+    """Train one recipe (resuming if interrupted), export its weights and sidecar, return its spec.
+
+    A robust recipe's sidecar also records its robustness (:func:`measure_robustness`)."""
+    train = load_dataset(recipe.dataset, "train", data_dir)
+    test = load_dataset(recipe.dataset, "test", data_dir)
+    if recipe.train_images is not None:
+        train = train.subset(recipe.train_images, recipe.config.seed)
     spec = fit_and_export(
         recipe.spec(),
         train,
@@ -96,7 +212,40 @@ def build_one(
         progress,
     )
     log.info("%s: test accuracy %.4f", recipe.name, spec.metrics["test_accuracy"])
+    if recipe.robust:
+        weights = Path(out_dir) / f"{recipe.name}.safetensors"
+        robust = measure_robustness(recipe, weights, test)
+        spec = save_weights(
+            load_model(str(weights)).net, dataclasses.replace(spec, metrics={**spec.metrics, "robust": robust}), weights
+        )
     return spec
+
+
+#: What the robust zoo records before AutoAttack has been run on a model.
+PENDING = "pending"
+
+
+def measure_robustness(recipe: ZooRecipe, weights: Path, test: Dataset) -> dict[str, Any]:
+    """The robustness record of a robust zoo model: its threat model, PGD-20 robust accuracy (random start, step
+    2.5·ε/20, one restart) on the test images (the first ``recipe.eval_images``) and AutoAttack's, ``"pending"``.
+
+    Returns:
+        ``{"norm", "eps", "method", "pgd20", "pgd20_images", "autoattack"}``.
+    """
+    from robustlab.attacks import attack
+
+    p = recipe.config.method_params
+    eps, norm = float(p["eps"]), str(p.get("norm", "linf"))
+    data = test if recipe.eval_images is None else test.subset(recipe.eval_images, 0)
+    result = attack(load_model(str(weights)), data.images(), data.y, "pgd", norm=norm, eps=eps, steps=20, seed=0)
+    return {
+        "norm": norm,
+        "eps": eps,
+        "method": recipe.config.method,
+        "pgd20": float(result.robust.float().mean()),
+        "pgd20_images": result.n,
+        "autoattack": PENDING,
+    }
 
 
 ZooProgressFn = Callable[[str, int, int, int, int, float], None]
@@ -114,11 +263,12 @@ class ZooBuild:
 def build_zoo(
     only: Sequence[str] | None,
     runs_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str] = ZOO_DIR,
+    out_dir: str | os.PathLike[str] | None = None,
     *,
     data_dir: str | os.PathLike[str] | None = None,
     progress: ZooProgressFn | None = None,
     on_built: Callable[[ModelSpec], None] | None = None,
+    robust: bool = False,
 ) -> ZooBuild:
     """Train the zoo's recipes (all, or ``only`` these), export them into ``out_dir`` and rewrite its manifest.
 
@@ -131,11 +281,14 @@ def build_zoo(
         data_dir: Data directory of CIFAR-10.
         progress: Per-step callback, told which recipe is training.
         on_built: Called with each recipe's spec once its weights are written.
+        robust: Build the robust zoo (:data:`ROBUST_RECIPES`, default folder ``ROBUST_ZOO_DIR``) instead.
 
     Raises:
         UnknownNameError: an unknown recipe name (before anything is trained).
     """
-    recipes = [RECIPES.get(n) for n in (only or RECIPES.names())]
+    registry = ROBUST_RECIPES if robust else RECIPES
+    out_dir = out_dir if out_dir is not None else (ROBUST_ZOO_DIR if robust else ZOO_DIR)
+    recipes = [registry.get(n) for n in (only or registry.names())]
     built = []
     for r in recipes:
         step = None if progress is None else _told(progress, r)
@@ -155,6 +308,11 @@ def _told(progress: ZooProgressFn, recipe: ZooRecipe) -> ProgressFn:
     return step
 
 
+def _robust(spec: ModelSpec) -> dict[str, Any]:
+    r: dict[str, Any] = dict(spec.metrics["robust"])
+    return {"robust": {k: r.get(k) for k in ("norm", "eps", "pgd20", "pgd20_images", "autoattack")}}
+
+
 def write_manifest(out_dir: str | os.PathLike[str] = ZOO_DIR) -> dict[str, Any]:
     """Rebuild ``manifest.json`` from the sidecars in ``out_dir`` (checksums re-read from the files)."""
     out = Path(out_dir)
@@ -169,16 +327,19 @@ def write_manifest(out_dir: str | os.PathLike[str] = ZOO_DIR) -> dict[str, Any]:
         if not weights.is_file() or file_digest(weights) != spec.weights.sha256:
             log.warning("skipping %s: weights missing or checksum differs from its sidecar", spec.name)
             continue
-        entries.append(
-            {
-                "name": spec.name,
-                "family": spec.family,
-                "sha256": spec.weights.sha256,
-                **{k: spec.metrics.get(k) for k in ("parameters", "flops", "test_accuracy")},
-                "seed": spec.recipe.get("seed"),
-                "spec": spec.to_dict(),
-            }
-        )
-    manifest = {"schema_version": 1, "dataset": "cifar10", "models": entries}
+        entry: dict[str, Any] = {
+            "name": spec.name,
+            "family": spec.family,
+            "sha256": spec.weights.sha256,
+            **{k: spec.metrics.get(k) for k in ("parameters", "flops", "test_accuracy")},
+            "seed": spec.recipe.get("seed"),
+            "spec": spec.to_dict(),
+        }
+        if "robust" in spec.metrics:  # the robust zoo: dataset, recipe's method and the robustness record
+            entry = {**entry, "dataset": spec.dataset, "method": spec.recipe.get("method"), **_robust(spec)}
+        entries.append(entry)
+    datasets = sorted({str(e["spec"]["dataset"]) for e in entries}) or ["cifar10"]
+    manifest: dict[str, Any] = {"schema_version": 1, "dataset": datasets[0] if len(datasets) == 1 else datasets}
+    manifest["models"] = entries
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -18,7 +18,8 @@ class FastMNIST(nn.Module):
     Args:
         num_classes: Width of the logits.
         in_channels: Image channels.
-        image_size: Side of the square input (28 for MNIST); the flattened features are 32·(size/4)².
+        image_size: Side of the square input the classifier is sized for (28 for MNIST: 32·7² features); other
+            sizes are average-pooled to that grid.
         width: Multiplier of the channel counts and of the hidden layer.
 
     Shape:
@@ -35,6 +36,7 @@ class FastMNIST(nn.Module):
             nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1),
             nn.ReLU(),
+            nn.AdaptiveAvgPool2d(side),  # the identity at image_size; lets other sizes through (no parameters)
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)

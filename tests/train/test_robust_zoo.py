@@ -1,0 +1,82 @@
+"""The robust zoo: recipes as data, a build records the budget, PGD-20 robust accuracy and AutoAttack as pending,
+its own manifest, and ``zoo list --robust`` shows them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from robustlab._registry import Registry
+from robustlab.cli import app
+from robustlab.train import TrainConfig, zoo
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_robust_recipes_cover_the_issue() -> None:
+    recipes = [zoo.ROBUST_RECIPES.get(n) for n in zoo.ROBUST_RECIPES.names()]
+    cifar = [r for r in recipes if r.dataset == "cifar10"]
+    assert {r.config.method for r in cifar} == {"pgd-at", "trades"} and len({r.family for r in cifar}) >= 2
+    assert all(r.config.method_params["eps"] == 8 / 255 and r.config.label_smoothing == 0 for r in cifar)
+    betas = sorted(
+        r.config.method_params["beta"]
+        for r in cifar
+        if r.arch_kwargs == {"depth": 8, "width": 0.25} and r.config.method == "trades"
+    )
+    assert betas == [1.0, 3.0, 6.0]
+    mnist = [r for r in recipes if r.dataset == "mnist"]
+    fgsm = [r for r in mnist if r.config.method == "fgsm-rs"]
+    assert sorted(r.config.seed for r in fgsm) == [0, 1, 2]
+    assert all(
+        r.config.method_params == {"eps": 0.3, "alpha": 0.375, "random_start": True, "clip_start": False} for r in fgsm
+    )
+    assert all(r.spec().mean == (0.0,) and r.spec().input_shape == (1, 28, 28) for r in mnist)
+    assert not any(zoo.RECIPES.get(n).robust for n in zoo.RECIPES.names())
+
+
+def test_build_records_robustness_and_list_shows_it(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = zoo.ZooRecipe(
+        "tiny-fgsm-rs",
+        "fast_mnist",
+        "fast_mnist",
+        {"width": 0.25},
+        TrainConfig(
+            epochs=1,
+            batch_size=100,
+            lr=5e-3,
+            optimizer="adam",
+            augment="none",
+            method="fgsm-rs",
+            method_params={"eps": 0.3},
+            monitor_n=0,
+        ),
+        dataset="mnist",
+        train_images=300,
+        normalize=False,
+        eval_images=50,
+    )
+    registry: Registry[zoo.ZooRecipe] = Registry("robust zoo recipe")
+    registry.register(tiny.name, tiny)
+    monkeypatch.setattr(zoo, "ROBUST_RECIPES", registry)
+    monkeypatch.setattr(zoo, "ROBUST_ZOO_DIR", tmp_path / "robust")
+    result = zoo.build_zoo(None, tmp_path / "runs", robust=True)
+    (spec,) = result.built
+    robust = spec.metrics["robust"]
+    assert robust["autoattack"] == "pending" and robust["eps"] == 0.3 and robust["pgd20_images"] == 50
+    assert 0.0 <= robust["pgd20"] <= spec.metrics["test_accuracy"]
+    sidecar = json.loads((tmp_path / "robust" / "tiny-fgsm-rs.json").read_text())
+    assert sidecar["metrics"]["robust"] == robust and sidecar["recipe"]["method"] == "fgsm-rs"
+    (entry,) = result.manifest["models"]
+    assert result.manifest["dataset"] == "mnist" and entry["dataset"] == "mnist" and entry["method"] == "fgsm-rs"
+    assert entry["robust"]["pgd20"] == robust["pgd20"]
+    listed = CliRunner().invoke(app, ["zoo", "list", "--robust", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.stdout)["models"]
+    assert row["built"] and row["pgd20"] == robust["pgd20"] and row["autoattack"] == "pending"
+    table = CliRunner().invoke(app, ["zoo", "list", "--robust"])
+    assert "tiny-fgsm-rs" in table.stdout and "pending" in table.stdout and "linf 0.3" in table.stdout
