@@ -154,13 +154,34 @@ class StudySpec(SpecSection):
         return getattr(self, field, None)
 
     def canonical(self) -> dict[str, Any]:
-        """The spec as plain JSON data with defaults filled in (what the run's identity is computed from)."""
+        """The spec as plain JSON data with defaults filled in (what the run's identity is computed from).
+
+        A section of a job kind added after the first release is left out while it equals its default (unused):
+        registering a new kind must not change the identity of every existing study, or no run made before it
+        could resume. The sections of the first kinds stay in, as they always were.
+        """
         result: dict[str, Any] = json.loads(self.model_dump_json())
+        optional = _new_kind_fields()
+        for name, field in type(self).model_fields.items():
+            if name in optional and result.get(name) == json.loads(_default_json(field)):
+                del result[name]
         return result
 
     def digest(self) -> str:
         """sha256 of the canonical spec."""
         return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()
+
+
+def _new_kind_fields() -> set[str]:
+    """The spec fields of kinds whose unused section stays out of the identity (``JobKind.always_in_identity``)."""
+    from robustlab.store.kinds import job_kinds
+
+    return {k.field for k in job_kinds() if k.field is not None and not k.always_in_identity}
+
+
+def _default_json(field: Any) -> str:
+    value = field.get_default(call_default_factory=True)
+    return json.dumps(value, default=lambda o: o.model_dump(mode="json"))
 
 
 def _user_model_problem(ref: str) -> str | None:

@@ -302,6 +302,7 @@ median {{ norm_names.get(r.norm, r.norm) }} distortion over successes{% if r.key
 class Attack(JobKind):
     name = "attack"
     field = "attacks"
+    always_in_identity = True  # a kind of the first release (see JobKind)
     section = list[AttackSection]
     default: ClassVar[Any] = Field(default_factory=list)
     after = ("clean",)

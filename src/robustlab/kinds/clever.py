@@ -114,6 +114,7 @@ attack actually found.</p>
 class Clever(JobKind):
     name = "clever"
     field = "clever"
+    always_in_identity = True  # a kind of the first release (see JobKind)
     section = CleverSection | None
     default = None
     after = ("clean",)

@@ -172,6 +172,7 @@ baseline model's), not rates.</p>
 class Corruption(JobKind):
     name = "corruption"
     field = "corruptions"
+    always_in_identity = True  # a kind of the first release (see JobKind)
     section = CorruptionSection | None
     default = None
     after = ("clean",)

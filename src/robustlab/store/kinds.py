@@ -59,6 +59,10 @@ class JobKind:
     section: ClassVar[Any] = None
     default: ClassVar[Any] = None
     after: ClassVar[tuple[str, ...]] = ()
+    #: Keep the section in the canonical spec (the run's identity) even when it equals its default. ``False`` for
+    #: every kind added after the first release, so registering it changes no existing study's identity; ``True``
+    #: only for the first kinds, whose unused sections were always part of it.
+    always_in_identity: ClassVar[bool] = False
 
     def active(self, spec: Any) -> bool:
         """Whether the spec asks for this kind (its section is set and not empty)."""
