@@ -205,7 +205,8 @@ def save_png(fig: go.Figure, path: Path) -> None:
             )
             ax.set_xticks(range(len(xs)), xs, rotation=60, ha="right", fontsize=7)
         elif trace.type == "scatter":
-            style = "-" if trace.mode == "lines" else "o"
+            mode = trace.mode or "markers"
+            style = ("-" if "lines" in mode else "") + ("o" if "markers" in mode else "")
             ax.plot(list(trace.x), list(trace.y), style, label=trace.name)
             if trace.mode and "text" in trace.mode and trace.text is not None:
                 for x, y, t in zip(trace.x, trace.y, trace.text, strict=False):
