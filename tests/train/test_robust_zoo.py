@@ -59,6 +59,7 @@ def test_build_records_robustness_and_list_shows_it(
         train_images=300,
         normalize=False,
         eval_images=50,
+        autoattack_images=20,
     )
     registry: Registry[zoo.ZooRecipe] = Registry("robust zoo recipe")
     registry.register(tiny.name, tiny)
@@ -67,7 +68,8 @@ def test_build_records_robustness_and_list_shows_it(
     result = zoo.build_zoo(None, tmp_path / "runs", robust=True)
     (spec,) = result.built
     robust = spec.metrics["robust"]
-    assert robust["autoattack"] == "pending" and robust["eps"] == 0.3 and robust["pgd20_images"] == 50
+    assert robust["eps"] == 0.3 and robust["pgd20_images"] == 50 and robust["autoattack_images"] == 20
+    assert 0.0 <= robust["autoattack"] <= 1.0 and isinstance(robust["autoattack_flags"], list)
     assert 0.0 <= robust["pgd20"] <= spec.metrics["test_accuracy"]
     sidecar = json.loads((tmp_path / "robust" / "tiny-fgsm-rs.json").read_text())
     assert sidecar["metrics"]["robust"] == robust and sidecar["recipe"]["method"] == "fgsm-rs"
@@ -77,6 +79,8 @@ def test_build_records_robustness_and_list_shows_it(
     listed = CliRunner().invoke(app, ["zoo", "list", "--robust", "--json"])
     assert listed.exit_code == 0, listed.output
     (row,) = json.loads(listed.stdout)["models"]
-    assert row["built"] and row["pgd20"] == robust["pgd20"] and row["autoattack"] == "pending"
+    assert row["built"] and row["pgd20"] == robust["pgd20"] and row["autoattack"] == robust["autoattack"]
     table = CliRunner().invoke(app, ["zoo", "list", "--robust"])
-    assert "tiny-fgsm-rs" in table.stdout and "pending" in table.stdout and "linf 0.3" in table.stdout
+    assert (
+        "tiny-fgsm-rs" in table.stdout and f"{robust['autoattack']:.4f}" in table.stdout and "linf 0.3" in table.stdout
+    )
