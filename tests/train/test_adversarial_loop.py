@@ -52,7 +52,27 @@ def _setup() -> tuple[ModelAdapter, torch.Tensor, torch.Tensor, TrainConfig]:
     return scope["build"]()  # type: ignore[no-any-return]
 
 
+def test_resume_of_an_interrupted_adversarial_run_gives_the_same_weights(tmp_path: Path) -> None:
+    """In-process (fast): an exception out of the progress hook after epoch 1; the SIGKILL variant is slow."""
+    model, x, y, cfg = _setup()
+    train_model(model, x, y, cfg, tmp_path / "straight", monitor_data=(x, y))
+    cut, _, _, _ = _setup()
+
+    def hook(epoch: int, step: int, steps: int, loss: float) -> None:
+        if epoch == 1 and step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cut, x, y, cfg, tmp_path / "cut", monitor_data=(x, y), progress=hook)
+    again, _, _, _ = _setup()
+    assert train_model(again, x, y, cfg, tmp_path / "cut", monitor_data=(x, y)).resumed_from == 1
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+@pytest.mark.slow
 def test_resume_of_an_adversarial_run_after_sigkill_gives_the_same_weights(tmp_path: Path) -> None:
+    """Slow: the killed child process imports torch (10-40 s on the loaded 2-core machine)."""
     model, x, y, cfg = _setup()
     straight = train_model(model, x, y, cfg, tmp_path / "straight", monitor_data=(x, y))
     script = tmp_path / "child.py"
