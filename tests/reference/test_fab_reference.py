@@ -77,6 +77,8 @@ def test_same_examples_as_the_reference_on_a_small_mlp(
 def test_same_examples_as_the_reference_on_the_adversarially_trained_lenet5(
     run_reference: RunReference, mnist_test: tuple[Tensor, Tensor], lenet5_adv: dict[str, Any]
 ) -> None:
-    # eps just above its robust radius on these 8 images: points fall to the 1st, to later targets, or never
+    # AutoAttack's L∞ 0.3 on 7 test images: 2 that survive all 9 targets (900 iterations each) and 5 that the
+    # reference fools (at distances 0.011 to 0.2996; 8, 18, 33, 45, 62 are 5 of its 9 successes on test[:100])
     x, y = mnist_test
-    compare(run_reference, lenet5_adv, x[:8], y[:8], "linf", 0.345)
+    rows = torch.tensor([0, 1, 8, 18, 33, 45, 62])
+    compare(run_reference, lenet5_adv, x[rows], y[rows], "linf", 0.3)
