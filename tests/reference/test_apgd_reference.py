@@ -9,8 +9,8 @@ reference fools (its ``perturb`` output) and for the others (its best-loss point
 worker around ``attack_single_run`` / ``decr_eps_pgd``).
 
 The MLP cases (64 MNIST images, the MLP trained here in a few seconds) run under ``-m reference``; the LeNet5 cases
-(advertorch's adversarially trained LeNet5, 200 images, about 1.5 minutes per 100-iteration run on each side on
-two cores) are also ``slow``; APGD-T runs 3 targets there (the code path of 9, a third of the time).
+(advertorch's adversarially trained LeNet5, 200 images; all seven took 29 min on the shared 2-core machine) are also
+``slow``; APGD-T runs 3 targets there (the code path of 9, a third of the time).
 """
 
 from __future__ import annotations
