@@ -211,3 +211,31 @@ def test_black_box_beating_white_box_is_flagged(monkeypatch: pytest.MonkeyPatch)
     assert "black-box-beats-white-box" in s["flags"]
     detail = next(f for f in s["flag_details"] if f["code"] == "black-box-beats-white-box")
     assert "points" in detail["message"]
+
+
+def test_eot_averages_draws_and_is_the_plain_attack_on_a_deterministic_model() -> None:
+    model = _mlp(10).double()
+    x = torch.rand(6, 1, 4, 4, dtype=torch.float64)
+    y = model(x).argmax(1)
+    one = attack(model, x, y, "apgd", eps=0.05, steps=10, seed=0, keep_adversarials=True)
+    two = attack(model, x, y, "apgd", eps=0.05, steps=10, seed=0, keep_adversarials=True, eot_iter=2)
+    assert one.adversarials is not None and two.adversarials is not None
+    assert torch.equal(one.adversarials, two.adversarials)  # (g + g) / 2 == g exactly
+    assert int(two.gradient_passes.sum()) == 2 * int(one.gradient_passes.sum())
+
+
+def test_the_rand_version_runs_eot_and_reports_the_expected_accuracy_next_to_the_single_draw_one() -> None:
+    torch.manual_seed(0)
+    model = _Noisy(_mlp(10))
+    x = torch.rand(8, 1, 4, 4)
+    y = _mlp(10)(x).argmax(1)
+    res = attack(model, x, y, "autoattack", eps=0.02, version="rand", steps=3, seed=0)
+    s = res.summary()
+    assert [c["attack"] for c in s["cascade"]] == ["apgd-ce", "apgd-dlr"]
+    assert "stochastic-model" not in s["flags"]
+    exp = s["expected_robust_accuracy"]
+    assert exp["draws"] == 20 and 0 <= exp["low"] <= exp["value"] <= exp["high"] <= 1
+    assert "single-draw" in s["robust_accuracy_note"]
+    # APGD's 3 iterations + its start, 20 draws each, for every attacked point of the first stage.
+    first = s["cascade"][0]["attacked"]
+    assert int(res.gradient_passes.sum()) >= first * 4 * 20

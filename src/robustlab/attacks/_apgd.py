@@ -368,6 +368,8 @@ class APGDConfig:
             ``use_largereps``, AutoAttack's L1 setting); only the last stage's points count.
         reference_rng: Reproduce the reference's random-start protocol and its full-batch iterations (for the
             bitwise comparison): slower, and the random starts depend on the batch composition.
+        eot_iter: Forward and backward passes averaged per iteration (expectation over transformation, for
+            randomised models; AutoAttack's ``rand`` version uses 20).
     """
 
     loss: str = "ce"
@@ -377,6 +379,7 @@ class APGDConfig:
     n_target_classes: int = 9
     l1_eps_schedule: bool = True
     reference_rng: bool = False
+    eot_iter: int = 1
 
 
 class APGD(AttackMethod):
@@ -399,8 +402,8 @@ class APGD(AttackMethod):
             raise ConfigError(f"{self.name} always uses the targeted DLR loss; drop loss={cfg.loss!r} or use 'apgd'")
         if cfg.loss not in APGD_LOSSES:
             raise ConfigError(f"loss of {self.name} must be one of {', '.join(APGD_LOSSES)}, got {cfg.loss!r}")
-        if cfg.steps < 1 or cfg.restarts < 1 or cfg.n_target_classes < 1:
-            raise ConfigError("steps, restarts and n_target_classes must be >= 1")
+        if cfg.steps < 1 or cfg.restarts < 1 or cfg.n_target_classes < 1 or cfg.eot_iter < 1:
+            raise ConfigError("steps, restarts, n_target_classes and eot_iter must be >= 1")
         if not 0 < cfg.rho <= 1:
             raise ConfigError(f"rho must be in (0, 1], got {cfg.rho}")
         return cfg
@@ -409,7 +412,8 @@ class APGD(AttackMethod):
         c = self.config
         runs = c.restarts * (c.n_target_classes if self.targeted else 1)
         forward = (runs if c.reference_rng else 1) if self.targeted else 0
-        return Cost(gradient=runs * (c.steps + 1), forward=forward)  # L1 with the ε schedule: 2 more per run
+        # L1 with the ε schedule takes 2 more passes per run (one per extra stage start), not counted here.
+        return Cost(gradient=runs * (c.steps + 1) * c.eot_iter, forward=forward)
 
     def check_classes(self, num_classes: int, targeted: bool) -> None:
         super().check_classes(num_classes, targeted)
@@ -510,7 +514,11 @@ class APGD(AttackMethod):
                 schedule_steps=cfg.steps,
             )
             config = GradientConfig(
-                steps=steps, restarts=1, random_start=True, early_stop=last and not cfg.reference_rng
+                steps=steps,
+                restarts=1,
+                random_start=True,
+                early_stop=last and not cfg.reference_rng,
+                eot_iter=cfg.eot_iter,
             )
             won = torch.zeros(len(batch), dtype=torch.bool, device=x0.device)
             x_out = gradient_attack(

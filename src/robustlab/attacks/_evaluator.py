@@ -45,13 +45,13 @@ class PassCounter:
         self.forward[idx.cpu()] += 1
         self._called(idx)
 
-    def add_gradient(self, idx: Tensor) -> None:
-        """Count one forward + input-gradient pass for the samples at ``idx`` (global indices)."""
-        self.gradient[idx.cpu()] += 1
-        self._called(idx)
+    def add_gradient(self, idx: Tensor, times: int = 1) -> None:
+        """Count ``times`` forward + input-gradient passes for the samples at ``idx`` (global indices)."""
+        self.gradient[idx.cpu()] += times
+        self._called(idx, times)
 
-    def _called(self, idx: Tensor) -> None:
-        self.calls_total += int(idx.numel())
+    def _called(self, idx: Tensor, times: int = 1) -> None:
+        self.calls_total += int(idx.numel()) * times
         if self.on_call is not None:
             self.on_call(self.calls_total)
 

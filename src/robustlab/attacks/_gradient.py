@@ -74,6 +74,7 @@ class GradientConfig:
     loss: str = "ce"
     kappa: float = 0.0
     early_stop: bool = True
+    eot_iter: int = 1
 
 
 class StepRule(ABC):
@@ -160,6 +161,33 @@ class Momentum(StepRule):
 def rule_for(config: GradientConfig) -> StepRule:
     """The step rule a :class:`GradientConfig` asks for."""
     return Momentum(config.momentum) if config.momentum else ConstantStep()
+
+
+def _expected_pass(
+    model: nn.Module, cur: Tensor, s: ActiveRows, loss_fn: Loss, draws: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Input gradient, per-row loss and logits at ``cur``; with ``draws > 1``, each averaged over that many forward
+    and backward passes (expectation over transformation, for randomised models).
+
+    The early stop then judges the averaged logits, not one lucky draw; APGD's schedule sees the averaged loss
+    (the reference's ``eot_iter`` averages the gradient but keeps the last draw's loss and logits).
+
+    References:
+        Athalye, Engstrom, Ilyas & Kwok, "Synthesizing Robust Adversarial Examples", ICML 2018 (EoT).
+    """
+    grad = value = logits = None
+    for _ in range(draws):
+        graph = model(cur)  # (n, K)
+        per_row = loss_fn(graph, s["labels"], s.get("targets"), s.get("reference"))
+        (g,) = torch.autograd.grad(per_row.sum(), cur)
+        if grad is None or value is None or logits is None:
+            grad, value, logits = g, per_row.detach(), graph.detach()
+        else:
+            grad, value, logits = grad + g, value + per_row.detach(), logits + graph.detach()
+    assert grad is not None and value is not None and logits is not None
+    if draws == 1:
+        return grad, value, logits
+    return grad / draws, value / draws, logits / draws
 
 
 def gradient_attack(
@@ -255,12 +283,9 @@ def gradient_attack(
                 grad, value = cached, torch.zeros(len(s), dtype=x.dtype, device=x.device)
             else:
                 cur = s["x"].requires_grad_(True)
-                graph = model(cur)  # (n, K)
-                per_row = loss_fn(graph, s["labels"], s.get("targets"), s.get("reference"))
-                (grad,) = torch.autograd.grad(per_row.sum(), cur)
-                logits = graph.detach()
-                counter.add_gradient(index[s.rows])
-                s["x"], value = cur.detach(), per_row.detach()
+                grad, value, logits = _expected_pass(model, cur, s, loss_fn, config.eot_iter)
+                counter.add_gradient(index[s.rows], config.eot_iter)
+                s["x"] = cur.detach()
                 if from_clean and start_grads is not None:
                     start_grads.put(index[s.rows], grad)
             if config.early_stop and cached is None:

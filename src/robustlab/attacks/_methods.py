@@ -288,11 +288,13 @@ class GradientMethod(AttackMethod):
             raise ConfigError(f"restarts must be >= 1, got {cfg.restarts}")
         if cfg.momentum < 0:
             raise ConfigError(f"momentum must be >= 0, got {cfg.momentum}")
+        if cfg.eot_iter < 1:
+            raise ConfigError(f"eot_iter must be >= 1, got {cfg.eot_iter}")
         return cfg
 
     def cost(self) -> Cost:
         c = self.config
-        return Cost(gradient=c.steps * c.restarts, forward=c.restarts - 1)
+        return Cost(gradient=c.steps * c.restarts * c.eot_iter, forward=c.restarts - 1)
 
     def check_classes(self, num_classes: int, targeted: bool) -> None:
         super().check_classes(num_classes, targeted)
