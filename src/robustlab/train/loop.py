@@ -517,8 +517,8 @@ def train_model(
                 if overfit and reading is not None and previous is not None:
                     what = (
                         f"catastrophic overfitting at epoch {epoch + 1}: PGD accuracy on the monitor batch fell "
-                        f"from {previous.pgd:.3f} to {reading.pgd:.3f} while FGSM accuracy rose from "
-                        f"{previous.fgsm:.3f} to {reading.fgsm:.3f}"
+                        f"from {previous.pgd:.3f} to {reading.pgd:.3f} while FGSM accuracy held up (from "
+                        f"{previous.fgsm:.3f} to {reading.fgsm:.3f})"
                     )
                     if cfg.on_overfit == "warn":
                         warnings.warn(
