@@ -66,6 +66,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--n-aa", type=int, default=200)
+    p.add_argument("--n-square", type=int, default=None, help="Square on the first N points only (default: --n)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", type=Path)
     p.add_argument("--write-docs", action="store_true")
@@ -77,7 +78,15 @@ def main() -> None:
     adv, clean = _model("mnist_lenet5_advtrained.pt"), _model("mnist_lenet5_clntrained.pt")
     runs = [
         _run("apgd-ce (100 it), PGD-trained", adv, x, y, "apgd", loss="ce", steps=100),
-        _run("square (1,000 queries, p_init 0.8), PGD-trained", adv, x, y, "square", queries=1000, p_init=0.8),
+        _run(
+            "square (1,000 queries, p_init 0.8), PGD-trained",
+            adv,
+            x[: args.n_square],
+            y[: args.n_square],
+            "square",
+            queries=1000,
+            p_init=0.8,
+        ),
         _run("apgd-ce (100 it), clean-trained", clean, x, y, "apgd", loss="ce", steps=100),
         _run("standard autoattack, PGD-trained", adv, x[: args.n_aa], y[: args.n_aa], "autoattack"),
         _run("standard autoattack, clean-trained", clean, x[: args.n_aa], y[: args.n_aa], "autoattack"),
