@@ -4,7 +4,8 @@
   steepest step, projection) that own their defaults (``default_eps``, ``clever_radius``, ``diameter``).
 - **Target modes** (:data:`TARGET_MODES`): ``untargeted``, ``random``, ``least-likely``, ``top2``, and the
   checks of labels and explicit targets.
-- **Losses** (:data:`LOSSES`): ``ce``, ``margin``, ``dlr`` on logits, all maximised by the attacker.
+- **Losses** (:data:`LOSSES`): ``ce``, ``margin``, ``dlr`` on logits, all maximised by the attacker, and ``kl``
+  (TRADES' inner maximisation: the KL divergence from reference logits, which the caller passes as ``reference``).
 
 This package sits below ``attacks`` and ``metrics`` and imports neither (nor ``bench``, ``store``, ``report`` or
 ``cli``). Adding a norm, a target mode or a loss is one class and one registration here; the CLI choices and the
