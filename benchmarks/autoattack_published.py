@@ -68,6 +68,9 @@ def main() -> None:
     p.add_argument("--n-aa", type=int, default=200)
     p.add_argument("--n-square", type=int, default=None, help="Square on the first N points only (default: --n)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--only", help="Only these runs (comma-separated): apgd-adv, square-adv, apgd-clean, aa-adv, aa-clean"
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
@@ -76,9 +79,9 @@ def main() -> None:
     data = load_dataset("mnist", "test")
     x, y = data.images()[: args.n], data.y[: args.n].long()
     adv, clean = _model("mnist_lenet5_advtrained.pt"), _model("mnist_lenet5_clntrained.pt")
-    runs = [
-        _run("apgd-ce (100 it), PGD-trained", adv, x, y, "apgd", loss="ce", steps=100),
-        _run(
+    plan = {
+        "apgd-adv": lambda: _run("apgd-ce (100 it), PGD-trained", adv, x, y, "apgd", loss="ce", steps=100),
+        "square-adv": lambda: _run(
             "square (1,000 queries, p_init 0.8), PGD-trained",
             adv,
             x[: args.n_square],
@@ -87,10 +90,17 @@ def main() -> None:
             queries=1000,
             p_init=0.8,
         ),
-        _run("apgd-ce (100 it), clean-trained", clean, x, y, "apgd", loss="ce", steps=100),
-        _run("standard autoattack, PGD-trained", adv, x[: args.n_aa], y[: args.n_aa], "autoattack"),
-        _run("standard autoattack, clean-trained", clean, x[: args.n_aa], y[: args.n_aa], "autoattack"),
-    ]
+        "apgd-clean": lambda: _run("apgd-ce (100 it), clean-trained", clean, x, y, "apgd", loss="ce", steps=100),
+        "aa-adv": lambda: _run("standard autoattack, PGD-trained", adv, x[: args.n_aa], y[: args.n_aa], "autoattack"),
+        "aa-clean": lambda: _run(
+            "standard autoattack, clean-trained", clean, x[: args.n_aa], y[: args.n_aa], "autoattack"
+        ),
+    }
+    if args.only:
+        for key in args.only.split(","):
+            plan[key]()
+        return
+    runs = [run() for run in plan.values()]
     first = args.n_aa
     sub = {r["run"]: float(r["robust"][:first].double().mean()) for r in runs[:2]}
     lines = [
