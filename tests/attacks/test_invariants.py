@@ -51,7 +51,7 @@ def classes(name: str, wanted: int) -> int:
 
 
 def targetable(name: str) -> bool:
-    """Whether the attack accepts a target (APGD, APGD-T, FAB-T, Square and AutoAttack are untargeted only)."""
+    """Whether the attack accepts a target (APGD, APGD-T, FAB-T and AutoAttack are untargeted only)."""
     try:
         ATTACKS.get(name).check_classes(10, True)
         return True
