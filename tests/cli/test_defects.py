@@ -155,7 +155,7 @@ def test_attack_prints_plain_progress_lines_to_a_pipe(data_dir: Path, monkeypatc
     assert result.exit_code == 0, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) >= 2 and all(line.startswith("pgd: ") for line in lines)
-    assert all("gradient passes (at most)" in line and "/s" in line for line in lines)
+    assert all("model calls (at most)" in line and "/s" in line for line in lines)
     assert any("ETA" in line for line in lines[:-1])
     assert "done in" in lines[-1]
     json.loads(result.stdout)  # stdout still holds exactly the JSON
@@ -171,14 +171,16 @@ def test_progress_lines_are_periodic_not_per_batch(data_dir: Path, monkeypatch: 
 
 
 def test_train_prints_plain_progress_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(common, "PROGRESS_SECONDS", 0.0)
+    from robustlab.cli import _train
+
+    monkeypatch.setattr(_train, "PLAIN_SECONDS", 0.0)  # a step line at every step
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "toy.npz", x=rng.integers(0, 256, (40, 8, 8, 1), dtype=np.uint8), y=rng.integers(0, 2, 40))
     args = ["train", "--arch", "mlp", "--arch-kwargs", '{"image_size": 8, "hidden": [8]}']
     args += ["--dataset", f"npz:{tmp_path / 'toy.npz'}", "--epochs", "2", "--batch-size", "20", "--out"]
     result = runner.invoke(app, [*args, str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    assert "train mlp: 1/4 steps" in result.stderr and "epoch 2/2, loss" in result.stderr
+    assert "epoch 1/2: step 1/2, loss" in result.stderr and "epoch 2/2 done: loss" in result.stderr
     assert "train accuracy" in result.stderr and "test accuracy" not in result.stderr
 
 
