@@ -14,6 +14,7 @@ study spec's allowed values are read from the registries.
 
 from robustlab.threat.losses import DLR, LOSSES, CrossEntropy, Loss, Margin, make_loss, margin, other_max
 from robustlab.threat.norms import L1, L2, NORMS, Linf, Norm, get_norm, per_sample
+from robustlab.threat.projections import l1_box_correction, project_l1_box
 from robustlab.threat.targets import (
     TARGET_MODES,
     LeastLikely,
@@ -46,9 +47,11 @@ __all__ = [
     "check_labels",
     "get_norm",
     "get_target_mode",
+    "l1_box_correction",
     "make_loss",
     "margin",
     "other_max",
     "per_sample",
+    "project_l1_box",
     "resolve_targets",
 ]
