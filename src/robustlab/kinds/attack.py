@@ -299,6 +299,32 @@ median {{ norm_names.get(r.norm, r.norm) }} distortion over successes{% if r.key
 {% endfor %}</dl>"""
 
 
+#: The per-point columns of an attack record (an attack result's fields, the success rule's verdicts, the
+#: distortions and costs, the settings and seed), shared by every kind whose records are attack results.
+POINT_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("index", pa.int64()),
+    ("label", pa.int64()),
+    ("target", pa.int64()),
+    ("clean_pred", pa.int64()),
+    ("adv_pred", pa.int64()),
+    ("success", pa.bool_()),
+    ("status", pa.string()),
+    ("correct", pa.bool_()),
+    ("robust", pa.bool_()),
+    ("won", pa.bool_()),
+    ("fixed_budget", pa.bool_()),
+    ("l0", pa.float64()),
+    ("l1", pa.float64()),
+    ("l2", pa.float64()),
+    ("linf", pa.float64()),
+    ("eps", pa.float64()),
+    ("forward_passes", pa.int64()),
+    ("gradient_passes", pa.int64()),
+    ("params", pa.string()),
+    ("seed", pa.int64()),
+)
+
+
 class Attack(JobKind):
     name = "attack"
     field = "attacks"
@@ -318,26 +344,7 @@ class Attack(JobKind):
             ("target_mode", pa.string()),
             ("eps_budget", pa.float64()),
             ("minimal", pa.bool_()),
-            ("index", pa.int64()),
-            ("label", pa.int64()),
-            ("target", pa.int64()),
-            ("clean_pred", pa.int64()),
-            ("adv_pred", pa.int64()),
-            ("success", pa.bool_()),
-            ("status", pa.string()),
-            ("correct", pa.bool_()),
-            ("robust", pa.bool_()),
-            ("won", pa.bool_()),
-            ("fixed_budget", pa.bool_()),
-            ("l0", pa.float64()),
-            ("l1", pa.float64()),
-            ("l2", pa.float64()),
-            ("linf", pa.float64()),
-            ("eps", pa.float64()),
-            ("forward_passes", pa.int64()),
-            ("gradient_passes", pa.int64()),
-            ("params", pa.string()),
-            ("seed", pa.int64()),
+            *POINT_COLUMNS,
         ),
     )
 

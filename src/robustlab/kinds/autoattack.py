@@ -35,6 +35,7 @@ from robustlab.bench.jobs import JobContext, record_constants
 from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import NormName, SpecSection, StudySpec
 from robustlab.errors import RobustlabError
+from robustlab.kinds.attack import POINT_COLUMNS
 from robustlab.report.figures import short
 from robustlab.report.html import Section, rate_cell, render, sources_of
 from robustlab.stats import Rate
@@ -343,26 +344,7 @@ class AutoAttackKind(JobKind):
             ("version", pa.string()),
             ("norm", pa.string()),
             ("eps_budget", pa.float64()),
-            ("index", pa.int64()),
-            ("label", pa.int64()),
-            ("target", pa.int64()),
-            ("clean_pred", pa.int64()),
-            ("adv_pred", pa.int64()),
-            ("success", pa.bool_()),
-            ("status", pa.string()),
-            ("correct", pa.bool_()),
-            ("robust", pa.bool_()),
-            ("won", pa.bool_()),
-            ("fixed_budget", pa.bool_()),
-            ("l0", pa.float64()),
-            ("l1", pa.float64()),
-            ("l2", pa.float64()),
-            ("linf", pa.float64()),
-            ("eps", pa.float64()),
-            ("forward_passes", pa.int64()),
-            ("gradient_passes", pa.int64()),
-            ("params", pa.string()),
-            ("seed", pa.int64()),
+            *POINT_COLUMNS,
             ("broken_by", pa.string()),
             ("stages", pa.list_(pa.string())),
             ("stage_seconds", pa.list_(pa.float64())),
