@@ -6,6 +6,10 @@ Parts (``--parts``, default all):
   test images (every point falls to APGD-CE: the work is what an implementation spends on points already broken).
 - ``lenet``: standard AutoAttack, L∞ 0.3, advertorch's PGD-trained LeNet5 on the first ``--n-lenet`` MNIST test
   images (most points survive to the end: the work is the algorithm itself).
+- ``resnet-linf1`` and ``resnet-l2``: the outcome comparison of issue 13 (the published ResNet-20 on the first
+  ``--n-outcome`` CIFAR-10 test images at L∞ 1/255 and at L2 0.1, budgets where robust accuracy lies between 10 % and
+  90 %): per-point verdicts, the paired test and the difference in robust accuracy (target: never significantly
+  weaker, within 0.5 points). ``lenet`` with ``--n-lenet 1000`` is the third configuration.
 - ``iteration``: one APGD iteration against the floor of one forward + input-gradient pass (ResNet-20, a batch that
   is never fooled at a tiny eps, so every row runs every iteration).
 
@@ -40,6 +44,7 @@ from robustlab.data import load_dataset
 from robustlab.models import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results" / "autoattack.json"
 REF_SCRIPT = Path(__file__).resolve().parent / "_autoattack_ref.py"
 
 
@@ -118,6 +123,7 @@ def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Na
         "wall_seconds": {"robustlab": wall, "reference": ref["wall_seconds"]},
         "speedup_cpu": ref["cpu_seconds"] / cpu if cpu else None,
         "verdicts": _mcnemar(robust, ref["robust"].cpu()),
+        "difference_points": 100 * (s["robust_accuracy"] - float(ref["robust"].double().mean())),
         "largest_distortion_of_a_success": over,
         "flags": s["flags"],
     }
@@ -178,6 +184,7 @@ def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
         "CPU s robustlab | CPU s reference | speed-up |",
         "|---|---:|---|---:|---:|---:|---|---:|---:|---:|",
     ]
+    results = sorted(results, key=lambda r: (r["part"], r.get("n", 0)))
     for r in results:
         if r["part"] == "iteration":
             continue
@@ -185,7 +192,8 @@ def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
         lines.append(
             f"| {r['part']} | {r['n']} | {r['norm']} {r['eps']:.4g} | {r['clean_accuracy']:.2%} | "
             f"{r['robust_accuracy']['robustlab']:.2%} | {r['robust_accuracy']['reference']:.2%} | "
-            f"{v['robust_ours_only']} / {v['robust_reference_only']} | {r['cpu_seconds']['robustlab']:.1f} | "
+            f"{v['robust_ours_only']} / {v['robust_reference_only']}{' (**weaker**)' if v['weaker'] else ''} | "
+            f"{r['cpu_seconds']['robustlab']:.1f} | "
             f"{r['cpu_seconds']['reference']:.1f} | {r['speedup_cpu']:.2f}× |"
         )
     for r in results:
@@ -198,9 +206,12 @@ def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
             ]
     for r in results:
         if r["part"] != "iteration":
+            run = r.get("machine")
+            when = "" if run is None else f" (commit {run['commit']}, load average {run['load_average']})"
             lines += [
                 "",
-                f"Cascade, {r['part']}: robustlab {r['cascade']['robustlab']}; reference {r['cascade']['reference']}.",
+                f"Cascade, {r['part']}, n {r['n']}{when}: robustlab {r['cascade']['robustlab']}; "
+                f"reference {r['cascade']['reference']}.",
             ]
     return "\n".join(lines) + "\n"
 
@@ -211,6 +222,7 @@ def main() -> None:
     p.add_argument("--parts", default="iteration,resnet,lenet")
     p.add_argument("--n-resnet", type=int, default=1000)
     p.add_argument("--n-lenet", type=int, default=200)
+    p.add_argument("--n-outcome", type=int, default=1000, help="Points of the resnet-linf1 and resnet-l2 parts.")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--iter-batch", type=int, default=128)
@@ -230,16 +242,30 @@ def main() -> None:
         results.append(
             compare("resnet20 (standard)", load_model("resnet20-akamaster"), x, y, args, norm="linf", eps=8 / 255)
         )
+    for part, norm, eps in (("resnet-linf1", "linf", 1 / 255), ("resnet-l2", "l2", 0.1)):
+        if part in parts:
+            data = load_dataset("cifar10", "test")
+            x, y = data.images()[: args.n_outcome], data.y[: args.n_outcome].long()
+            model = load_model("resnet20-akamaster")
+            results.append(compare(f"resnet20 (standard), {part}", model, x, y, args, norm=norm, eps=eps))
     if "lenet" in parts:
         from _lenet5 import lenet5
 
         data = load_dataset("mnist", "test")
         x, y = data.images()[: args.n_lenet], data.y[: args.n_lenet].long()
         results.append(compare("lenet5 (PGD-trained)", lenet5(), x, y, args, norm="linf", eps=0.3))
+    # Parts run on their own (they take CPU-hours) accumulate in RESULTS: a new result replaces the one of the same
+    # part and size, and the docs section is written from all of them.
+    for r in results:
+        r["machine"] = m
+    stored = json.loads(RESULTS.read_text())["results"] if RESULTS.is_file() else []
+    fresh = {(r["part"], r.get("n")) for r in results}
+    merged = [r for r in stored if (r["part"], r.get("n")) not in fresh] + results
+    RESULTS.write_text(json.dumps({"results": merged}, indent=1) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"machine": m, "results": results}, indent=1))
     if args.write_docs:
-        write_section(ROOT / "docs" / "benchmarks.md", "## AutoAttack: robustlab against", docs(results, m))
+        write_section(ROOT / "docs" / "benchmarks.md", "## AutoAttack: robustlab against", docs(merged, m))
 
 
 if __name__ == "__main__":
