@@ -90,7 +90,7 @@ def mnist(args: argparse.Namespace) -> list[dict[str, Any]]:
         test = test.subset(args.n, 0)
     out = []
     for spec in _robust_specs():
-        if spec["dataset"] != "mnist":
+        if spec["dataset"] != "mnist" or (args.only and spec["name"] not in args.only):
             continue
         name = spec["name"]
         model = load_model(str(ROBUST_DIR / spec["weights"]["filename"]))
@@ -225,12 +225,16 @@ def main() -> None:
     p.add_argument("--restarts", type=int, default=10)
     p.add_argument("--n", type=int, default=None, help="Test images (default: all 10,000).")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--only", action="append", default=[], help="mnist: evaluate only this model (repeatable).")
     p.add_argument("--write", type=Path, default=None, help="Markdown file to write the results section into.")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     res: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for part in args.parts.split(","):
-        res[part] = {"mnist": mnist, "cifar": cifar}[part](args)
+        rows = {"mnist": mnist, "cifar": cifar}[part](args)
+        # A partial run (--only) replaces its models' rows and keeps the others'.
+        fresh = {r["name"] for r in rows}
+        res[part] = [r for r in res.get(part, []) if r["name"] not in fresh] + rows
     res["machine"] = machine()
     RESULTS.write_text(json.dumps(res, indent=1) + "\n")
     if args.write:
