@@ -9,9 +9,15 @@ Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
 loop), ``cw`` and ``ead`` (one binary search over the constant). Norms (``linf``, ``l2``, ``l1``), target modes
 (``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor) and losses are the threat
 primitives of :mod:`robustlab.threat`.
+
+The checks of a model and of an evaluation (:data:`CHECKS`: stable codes, their explanation and the fix to try) are
+shared by AutoAttack and the gradient-masking audit (:mod:`robustlab.audit`), as are the evaluator's projection
+(:func:`constrain`) and the pass counter the attack objects report their model calls to.
 """
 
 from robustlab.attacks import _apgd, _autoattack, _fab, _square  # noqa: F401 - each registers its attacks
+from robustlab.attacks._checks import CHECKS, Check, GradientCheck, check_gradients, looks_like_probabilities
+from robustlab.attacks._evaluator import PassCounter, constrain
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
@@ -20,6 +26,7 @@ from robustlab.threat import LOSSES, NORMS, TARGET_MODES
 
 __all__ = [
     "ATTACKS",
+    "CHECKS",
     "LOSSES",
     "NORMS",
     "RECORD_FIELDS",
@@ -27,11 +34,17 @@ __all__ = [
     "AttackMethod",
     "AttackResult",
     "Batch",
+    "Check",
     "Cost",
+    "GradientCheck",
+    "PassCounter",
     "RunContext",
     "attack",
+    "check_gradients",
     "check_params",
+    "constrain",
     "list_attacks",
+    "looks_like_probabilities",
     "parse_eps",
     "perturb",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._checks import FLAG_TEXT, check_model
+from robustlab.attacks._checks import check_model, flag
 from robustlab.attacks._evaluator import constrain, is_success
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, _apply_params
 from robustlab.errors import ConfigError
@@ -297,12 +297,7 @@ def cascade_summary(log: dict[str, Any], n: int, clean_correct: int) -> dict[str
         # 0.2 points: the gradients may be masked.
         extra = sum(c["broken"] for c in black) / n
         if extra > 0.002:
-            flags.append(
-                {
-                    "code": "black-box-beats-white-box",
-                    "message": FLAG_TEXT["black-box-beats-white-box"].format(points=100 * extra),
-                }
-            )
+            flags.append(flag("black-box-beats-white-box", points=100 * extra, threshold=0.2))
     return {
         "cascade": cascade,
         "flags": [f["code"] for f in flags],
