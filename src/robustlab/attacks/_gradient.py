@@ -276,24 +276,26 @@ def gradient_attack(
         else:
             s["x"] = s["x0"].clone()
         rule.start(s)
+        where = index[s.rows]  # (n,) global positions of the active rows, for the counter and the cache
         for step in range(config.steps + int(rule.final_pass)):
             from_clean = step == 0 and not config.random_start and start is None and start_grads is not None
-            cached = start_grads.get(index[s.rows]) if from_clean and start_grads is not None else None
+            cached = start_grads.get(where) if from_clean and start_grads is not None else None
             if cached is not None:
                 grad, value = cached, torch.zeros(len(s), dtype=x.dtype, device=x.device)
             else:
                 cur = s["x"].requires_grad_(True)
                 grad, value, logits = _expected_pass(model, cur, s, loss_fn, config.eot_iter)
-                counter.add_gradient(index[s.rows], config.eot_iter)
+                counter.add_gradient(where, config.eot_iter)
                 s["x"] = cur.detach()
                 if from_clean and start_grads is not None:
-                    start_grads.put(index[s.rows], grad)
+                    start_grads.put(where, grad)
             if config.early_stop and cached is None:
                 won = is_success(logits, s["labels"], s.get("targets"))
                 if bool(won.any()):
                     out[s.rows[won]] = s["x"][won]
                     done[s.rows[won]] = True
                     s.keep(~won)
+                    where = where[~won]
                     grad, value, logits = grad[~won], value[~won], logits[~won]
                     if len(s) == 0:
                         break

@@ -448,18 +448,18 @@ def train_model(
                     xb, yb = xg[rows].to(device), y[idx][rows].to(device)
                     with trusted_inputs(model):
                         out = method.step(ctx, xb, yb)
-                    # Each process's mean loss weighted by its share, so DDP's gradient average is the global mean.
-                    loss = out.loss * (len(yb) * world.size / len(idx))
+                    # Each process's mean loss weighted by its share, so DDP's gradient average is the global mean
+                    # (one process: the weight is 1, and the product would only add an operation to the graph).
+                    share = len(yb) * world.size / len(idx)
+                    loss = out.loss * share if share != 1 else out.loss
                     opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
-                    stats = torch.tensor(
-                        [out.loss.item() * len(yb), float((out.logits.argmax(1) == yb).sum())], dtype=torch.float64
-                    )
+                    stats = [out.loss.item() * len(yb), float((out.logits.argmax(1) == yb).sum())]
                     if world.size > 1:
-                        stats = stats.to(device)
-                        dist.all_reduce(stats)
-                        stats = stats.cpu()
-                    batch_loss = float(stats[0]) / len(idx)
+                        summed = torch.tensor(stats, dtype=torch.float64, device=device)
+                        dist.all_reduce(summed)
+                        stats = summed.cpu().tolist()
+                    batch_loss = stats[0] / len(idx)
                     if not math.isfinite(batch_loss):
                         last = (
                             f"the checkpoint of epoch {epoch} is kept"
@@ -472,7 +472,7 @@ def train_model(
                         )
                     opt.step()
                     sched.step()
-                    loss_sum += float(stats[0])
+                    loss_sum += stats[0]
                     correct += int(stats[1])
                     for k, v in out.logs.items():
                         sums[k] = sums.get(k, 0.0) + v * len(idx)

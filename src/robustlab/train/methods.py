@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from torch import Tensor, nn
 from robustlab._registry import Registry
 from robustlab.errors import ConfigError
 from robustlab.models.adapter import eval_mode
+
+if TYPE_CHECKING:
+    from robustlab.attacks import AttackMethod
 
 #: Batch-norm modes of the inner maximiser.
 ATTACK_BN_MODES = ("eval", "train")
@@ -71,6 +74,7 @@ class StepContext:
     batch_size: int = 0
     inner_passes: int = 0
     inner_seconds: float = 0.0
+    _attacks: dict[tuple[int, float, str, bool], AttackMethod] = field(default_factory=dict, repr=False)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits of the outer loss (through the DDP wrapper when there is one). Shape: (B, C, H, W) → (B, K)."""
@@ -145,6 +149,12 @@ class StepContext:
 
             norm_obj = get_norm(norm)
             init = x + self.draw(x, lambda t: norm_obj.random_init(t, eps, self.generator))
+        attack = None
+        if clip_start:  # configured once per run and setting, not per batch
+            key = (steps, step_size, loss, random_start)
+            attack = self._attacks.get(key)
+            if attack is None:
+                attack = self._attacks[key] = inner_attack(steps, step_size, loss=loss, random_start=random_start)
         with self.attack_mode(), torch.enable_grad():
             out = inner_maximise(
                 self.model,
@@ -160,6 +170,7 @@ class StepContext:
                 reference=reference,
                 init=init,
                 clip_start=clip_start,
+                attack=attack,
             )
         self.inner_passes += steps * len(x)
         self.inner_seconds += time.perf_counter() - t0
@@ -181,6 +192,21 @@ def kl_to_reference(logits: Tensor, reference: Tensor) -> Tensor:
     return KL()(logits, reference.new_zeros(0, dtype=torch.long), None, reference)
 
 
+def inner_attack(steps: int, step_size: float, *, loss: str = "ce", random_start: bool = True) -> AttackMethod:
+    """The attack engine's PGD configured as the inner maximiser: every point takes every step (no early stop).
+
+    Args:
+        steps: Gradient steps.
+        step_size: Absolute step length.
+        loss: ``"ce"`` or ``"kl"``.
+        random_start: Start from a uniform point of the ball when no starting points are given.
+    """
+    from robustlab.attacks import ATTACKS
+
+    params = {"loss": loss, "random_start": random_start, "early_stop": False}
+    return ATTACKS.get("pgd").configure(steps, step_size, params)
+
+
 def inner_maximise(
     model: nn.Module,
     x: Tensor,
@@ -196,6 +222,7 @@ def inner_maximise(
     reference: Tensor | None = None,
     init: Tensor | None = None,
     clip_start: bool = True,
+    attack: AttackMethod | None = None,
 ) -> Tensor:
     """The inner maximiser of adversarial training: ascend ``loss`` inside the eps-ball, no judging, no early stop.
 
@@ -220,6 +247,9 @@ def inner_maximise(
         reference: Clean logits for ``"kl"``.
         init: Starting points.
         clip_start: Clip the starting point to [0, 1] (always projected into the ball).
+        attack: :func:`inner_attack` of these ``steps``, ``step_size``, ``loss`` and ``random_start``, when the
+            caller keeps it across batches (configuring the attack is pure Python, a few percent of a small
+            network's step); ``None``: configured here.
 
     Shape:
         x, init: (B, C, H, W); y: (B,); reference: (B, K) → (B, C, H, W)
@@ -235,17 +265,12 @@ def inner_maximise(
             model,
             x,
             y,
-            "pgd",
+            attack if attack is not None else inner_attack(steps, step_size, loss=loss, random_start=random_start),
             norm=norm,
             eps=float(eps),
-            steps=steps,
-            step_size=step_size,
             generator=generator,
             reference=reference,
             init=init,
-            loss=loss,
-            random_start=random_start,
-            early_stop=False,
         )
     norm_obj = get_norm(norm)
     eps_t = torch.full((len(x),), float(eps), dtype=x.dtype, device=x.device)
