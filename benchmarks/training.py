@@ -1,16 +1,34 @@
-"""One PGD-AT epoch of ``robustlab.train_model`` against its gradient floor and against a hand-written PGD-AT loop.
+"""One PGD-AT epoch of ``robustlab.train_model`` against its gradient floor, a hand-written PGD-AT loop and ART.
 
-    python benchmarks/training.py [--arch fast_mnist] [--n 2000] [--steps 7] [--repeats 3] [--write docs/benchmarks.md]
+    ROBUSTLAB_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/training.py [--arch fast_mnist] \\
+        [--n 10000] [--steps 7] [--repeats 5] [--art-python /work/art-venv/bin/python] [--write docs/benchmarks.md]
 
-Same model (architecture, initial weights), same MNIST training images, same batch (100), ε 0.3, PGD-``steps`` with
-step 2.5·ε/steps and a random start, SGD, one thread, CPU time (``time.process_time``), best of ``--repeats``:
+Same model (architecture, initial weights), the same first ``--n`` MNIST training images, batch 100, ε 0.3,
+PGD-``steps`` with step 2.5·ε/steps and a uniform random start, SGD (lr 0.01, Nesterov momentum 0.9), one thread,
+CPU time (``time.process_time``) of one epoch. One untimed round on two batches comes first (imports, first calls),
+then ``--repeats`` rounds; the table gives each contender's best round, the JSON also every round and the median
+of the rounds' ratios. In a round:
 
-- ``robustlab``: one epoch of ``train_model`` with ``method="pgd-at"`` (checkpoint written; no monitor).
-- ``hand loop``: the textbook loop in plain torch (eval-mode attack with ``torch.autograd.grad`` on the input,
-  sign step, projection, clip; train-mode forward, backward, optimiser step).
+- ``robustlab``: the whole ``train_model`` call with ``method="pgd-at"``: set-up, the epoch, its checkpoint and
+  metrics written (no monitor). After each of its steps, its ``on_step`` callback runs the next three contenders on
+  the same batch (the callback's time is taken out of robustlab's), so that the in-process contenders take turns
+  every ~0.1 s and see the same load of the machine (two background trainings share its 2 cores here; epochs run
+  one after the other differed by up to 30 % from load alone).
+- ``hand loop``: the textbook loop in plain torch on the network itself (:class:`HandLoop`: eval-mode attack with
+  ``torch.autograd.grad`` on the input, sign step, projection, clip; train-mode forward, backward, optimiser step),
+  the same batches in the same order as robustlab.
+- ``hand loop through the adapter``: the same loop calling the ``ModelAdapter`` robustlab trains (its
+  normalisation, here mean 0 and std 1, is part of every forward and backward pass): what robustlab's own code adds
+  on top of the adapter.
 - ``floor``: ``(steps + 1) × (forward + backward)`` per batch, with forward + backward measured as one train-mode
   forward and full backward of the batch; and the tighter ``steps × attack pass + training step`` with each part
-  measured on its own.
+  measured on its own (:class:`FloorParts`).
+- ``ART`` (``--art-python``: ART in its own environment, ``_art_ref.py`` as a subprocess after the rest of the
+  round, CPU seconds measured inside it around ``fit`` alone): ``AdversarialTrainer`` with ``ratio=1.0`` and
+  ``ProjectedGradientDescent`` at the same settings and attack batch (what ``AdversarialTrainerMadryPGD`` builds,
+  whose attack batch of 32 cannot be set), and ``AdversarialTrainerMadryPGD`` as shipped; the same network and
+  initial weights (an ``nn.Sequential`` of the same torch modules), ART's own shuffling. Without that environment
+  ART is skipped, with the reason printed.
 
 The result goes to ``benchmarks/results/training.json`` (and a section of ``--write``'s file).
 """
@@ -18,8 +36,12 @@ The result goes to ``benchmarks/results/training.json`` (and a section of ``--wr
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +53,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 EPS = 0.3
+LR, MOMENTUM = 0.01, 0.9
+ART_SCRIPT = Path(__file__).resolve().parent / "_art_ref.py"
+ART_TRAINERS = {
+    "adversarial-trainer": "ART `AdversarialTrainer` (ratio 1, PGD batch = training batch)",
+    "madry": "ART `AdversarialTrainerMadryPGD` as shipped (PGD batch 32)",
+}
 
 
 def _model(arch: str) -> Any:
@@ -42,14 +70,107 @@ def _model(arch: str) -> Any:
     return ModelAdapter(net, num_classes=10, input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,))
 
 
-def robustlab_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> float:
+class HandLoop:
+    """The PGD-AT loop as a user writes it in plain torch, one batch at a time: eval-mode attack with
+    ``torch.autograd.grad`` on the input, sign step, projection, clip; train-mode forward, backward, optimiser step.
+
+    Args:
+        arch: Architecture (built as :func:`_model` builds it: the same initial weights as robustlab's).
+        steps: PGD steps.
+        adapter: Call the ``ModelAdapter`` (with its normalisation) instead of the network itself.
+    """
+
+    def __init__(self, arch: str, steps: int, *, adapter: bool = False) -> None:
+        model = _model(arch)
+        self.net: nn.Module = model if adapter else model.net
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True)
+        self.gen = torch.Generator().manual_seed(0)  # the first randperm is train_model's (seed 0)
+        self.steps, self.alpha = steps, 2.5 * EPS / steps
+
+    def order(self, n: int) -> Tensor:
+        """The epoch's order of the ``n`` images."""
+        return torch.randperm(n, generator=self.gen)
+
+    def step(self, x: Tensor, y: Tensor, idx: Tensor) -> None:
+        """One training step on the images ``x[idx]`` (uint8)."""
+        xb, yb = x[idx].float() / 255, y[idx]
+        self.net.eval()
+        delta = (torch.rand(xb.shape, generator=self.gen) * 2 - 1) * EPS
+        xa = (xb + delta).clamp(0, 1)
+        for _ in range(self.steps):
+            xa.requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(self.net(xa), yb), xa)
+            xa = torch.min(torch.max(xa.detach() + self.alpha * g.sign(), xb - EPS), xb + EPS).clamp(0, 1)
+        self.net.train()
+        loss = F.cross_entropy(self.net(xa), yb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+class FloorParts:
+    """The floor's parts on one batch: a train-mode forward and full backward, one attack pass (eval-mode forward
+    and input gradient) and one training step (forward, backward, optimiser step at learning rate 0)."""
+
+    def __init__(self, arch: str) -> None:
+        self.net: nn.Module = _model(arch).net
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=0.0)
+
+    def measure(self, x: Tensor, y: Tensor, idx: Tensor, spent: dict[str, float]) -> None:
+        """Add each part's CPU seconds on ``x[idx]`` to ``spent["fb"]``, ``spent["attack"]``, ``spent["train"]``."""
+        xb, yb = x[idx].float() / 255, y[idx]
+        self.net.train()
+        t0 = time.process_time()
+        F.cross_entropy(self.net(xb), yb).backward()
+        spent["fb"] += time.process_time() - t0
+        self.net.eval()
+        xa = xb.clone().requires_grad_(True)
+        t0 = time.process_time()
+        torch.autograd.grad(F.cross_entropy(self.net(xa), yb), xa)
+        spent["attack"] += time.process_time() - t0
+        self.net.train()
+        t0 = time.process_time()
+        loss = F.cross_entropy(self.net(xb), yb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        spent["train"] += time.process_time() - t0
+
+
+def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> dict[str, float]:
+    """One epoch of each in-process contender, taking turns batch by batch: after each step of ``train_model``
+    (from its ``on_step`` callback) the hand loop, the hand loop through the adapter and the floor's parts run on
+    the same batch, so that all of them see the same load of the machine, ~0.1 s at a time.
+
+    Returns:
+        CPU seconds of ``robustlab`` (the whole ``train_model`` call without the time spent in the callback),
+        ``hand``, ``hand_adapter``, and the floor's ``fb``, ``attack`` and ``train`` parts over the epoch.
+    """
     from robustlab import TrainConfig, train_model
+    from robustlab.models.adapter import trusted_inputs
+
+    hands = {"hand": HandLoop(arch, steps), "hand_adapter": HandLoop(arch, steps, adapter=True)}
+    orders = {k: h.order(len(x)) for k, h in hands.items()}
+    parts = FloorParts(arch)
+    spent = dict.fromkeys(("hand", "hand_adapter", "fb", "attack", "train", "callback"), 0.0)
+
+    def others(report: Any) -> None:
+        t_in = time.process_time()
+        for name, h in hands.items():
+            idx = orders[name][report.step * batch : (report.step + 1) * batch]
+            t0 = time.process_time()
+            with trusted_inputs(h.net):  # the adapter's input checks off, as in robustlab's own loops
+                h.step(x, y, idx)
+            spent[name] += time.process_time() - t0
+        parts.measure(x, y, orders["hand"][report.step * batch : (report.step + 1) * batch], spent)
+        spent["callback"] += time.process_time() - t_in
 
     model = _model(arch)
     cfg = TrainConfig(
         epochs=1,
         batch_size=batch,
-        lr=0.01,
+        lr=LR,
+        momentum=MOMENTUM,
         augment="none",
         schedule="constant",
         weight_decay=0.0,
@@ -60,94 +181,191 @@ def robustlab_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> 
     run = Path(tempfile.mkdtemp(prefix="rl-bench-train-"))
     try:
         t0 = time.process_time()
-        train_model(model, x, y, cfg, run / "run")
-        return time.process_time() - t0
+        train_model(model, x, y, cfg, run / "run", on_step=others)
+        spent["robustlab"] = time.process_time() - t0 - spent["callback"]
     finally:
         shutil.rmtree(run, ignore_errors=True)
+    return spent
 
 
-def hand_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> float:
-    """The PGD-AT loop as a user writes it in plain torch (the same batches in the same order as robustlab)."""
-    net: nn.Module = _model(arch).net
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    gen = torch.Generator().manual_seed(0)
-    alpha = 2.5 * EPS / steps
-    t0 = time.process_time()
-    perm = torch.randperm(len(x), generator=gen)
-    for i in range(0, len(x), batch):
-        idx = perm[i : i + batch]
-        xb, yb = x[idx].float() / 255, y[idx]
-        net.eval()
-        delta = (torch.rand(xb.shape, generator=gen) * 2 - 1) * EPS
-        xa = (xb + delta).clamp(0, 1)
-        for _ in range(steps):
-            xa.requires_grad_(True)
-            (g,) = torch.autograd.grad(F.cross_entropy(net(xa), yb), xa)
-            xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), xb - EPS), xb + EPS).clamp(0, 1)
-        net.train()
-        loss = F.cross_entropy(net(xa), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return time.process_time() - t0
+def plain_network(net: nn.Module) -> nn.Sequential:
+    """``net`` as an ``nn.Sequential`` of copies of its torch modules, which ART's environment unpickles without
+    robustlab: a network made of a ``features`` and a ``classifier`` sequence (fast_mnist's layout), checked to give
+    the same logits.
+
+    Raises:
+        ValueError: another layout, or a module that is not torch's own.
+    """
+    parts = [getattr(net, name, None) for name in ("features", "classifier")]
+    if not all(isinstance(p, nn.Sequential) for p in parts):
+        raise ValueError(f"{type(net).__name__} is not a features + classifier pair of nn.Sequential")
+    plain = nn.Sequential(*(copy.deepcopy(m) for p in parts for m in p))  # type: ignore[union-attr]
+    foreign = [type(m).__name__ for m in plain.modules() if not type(m).__module__.startswith("torch.")]
+    if foreign:
+        raise ValueError(f"modules outside torch: {', '.join(foreign)}")
+    probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        if not torch.equal(plain(probe), net(probe)):
+            raise ValueError("the sequential copy computes other logits")
+    return plain
 
 
-def floors(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> dict[str, float]:
-    """Per-epoch CPU seconds of (forward + full backward), of one attack pass and of one training step."""
-    net: nn.Module = _model(arch).net
-    opt = torch.optim.SGD(net.parameters(), lr=0.0)
-    fb = attack = train = 0.0
-    for i in range(0, len(x), batch):
-        xb, yb = x[i : i + batch].float() / 255, y[i : i + batch]
-        net.train()
-        t0 = time.process_time()
-        F.cross_entropy(net(xb), yb).backward()
-        fb += time.process_time() - t0
-        net.eval()
-        xa = xb.clone().requires_grad_(True)
-        t0 = time.process_time()
-        torch.autograd.grad(F.cross_entropy(net(xa), yb), xa)
-        attack += time.process_time() - t0
-        net.train()
-        t0 = time.process_time()
-        loss = F.cross_entropy(net(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        train += time.process_time() - t0
-    return {"forward_backward": fb, "attack_pass": attack, "train_step": train}
+def art_epoch(
+    art_python: str, arch: str, x: Tensor, y: Tensor, steps: int, batch: int, trainer: str, threads: int
+) -> dict[str, Any]:
+    """One ART epoch in ART's environment; its CPU seconds around ``fit`` and its versions."""
+    with tempfile.TemporaryDirectory(prefix="rl-bench-art-") as tmp:
+        model_path, job_path, out_path = Path(tmp) / "net.pt", Path(tmp) / "job.pt", Path(tmp) / "out.json"
+        torch.save(plain_network(_model(arch).net), model_path)
+        job = {
+            "model": str(model_path),
+            "x": x.float() / 255,
+            "y": y,
+            "classes": 10,
+            "eps": EPS,
+            "eps_step": 2.5 * EPS / steps,
+            "steps": steps,
+            "batch": batch,
+            "lr": LR,
+            "momentum": MOMENTUM,
+            "trainer": trainer,
+            "threads": threads,
+            "seed": 0,
+        }
+        torch.save(job, job_path)
+        env = {**os.environ, "TQDM_DISABLE": "1"}
+        subprocess.run([art_python, str(ART_SCRIPT), str(job_path), str(out_path)], check=True, env=env)
+        result: dict[str, Any] = json.loads(out_path.read_text())
+        return result
+
+
+def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, float]) -> str:
+    from _common import describe_machine
+
+    floor_fb, floor_parts = result["floor_steps_plus_1_fb_s"], result["floor_parts_s"]
+    rows = [
+        ("robustlab `train_model`", "robustlab"),
+        ("hand-written loop", "hand"),
+        ("hand-written loop through the `ModelAdapter`", "hand_adapter"),
+    ]
+    rows += [(ART_TRAINERS[t], f"art_{t}") for t in result["art"]["trainers"] if f"art_{t}" in best]
+    lines = [
+        "## Adversarial training: one PGD-AT epoch\n",
+        f"`python benchmarks/training.py --n {args.n} --repeats {args.repeats}` — {args.arch}, the first {args.n:,} "
+        f"MNIST training images, batch {args.batch}, PGD-{args.steps} at ε {EPS} (step 2.5·ε/{args.steps}, random "
+        f"start), SGD, {args.threads} thread(s), CPU seconds of one epoch, the best of {args.repeats} rounds after "
+        "an untimed warm-up. robustlab's time is the whole `train_model` call (set-up, checkpoint and metrics "
+        "written); the hand-written loops and the floor's parts run batch by batch between robustlab's steps (from "
+        "its `on_step` callback, whose time is not robustlab's), so all of them see the same load; ART runs in its "
+        "own environment after them in each round, its time taken around its trainer's `fit` alone.\n",
+        "| | CPU s | × floor (steps+1)·(fwd+bwd) | × floor (steps·attack + train) | × robustlab |",
+        "|---|---|---|---|---|",
+    ]
+    for label, key in rows:
+        t = best[key]
+        lines.append(
+            f"| {label} | {t:.2f} | {t / floor_fb:.2f} | {t / floor_parts:.2f} | {t / best['robustlab']:.2f} |"
+        )
+    lines.append(f"| floor (steps+1)·(fwd+bwd) | {floor_fb:.2f} | 1.00 | | |")
+    lines.append(f"| floor steps·attack pass + training step | {floor_parts:.2f} | | 1.00 | |\n")
+    med = result["median_of_rounds"]
+    sentences = [
+        f"robustlab / floor {result['robustlab_over_floor']:.2f} (median of the rounds "
+        f"{med['robustlab_over_floor']:.2f}; target ≤ 1.10)",
+        f"robustlab / hand loop {result['robustlab_over_hand']:.2f} (median {med['robustlab_over_hand']:.2f}; "
+        "target ≤ 1.00)",
+        f"robustlab / hand loop through the adapter {result['robustlab_over_hand_adapter']:.2f} "
+        f"(median {med['robustlab_over_hand_adapter']:.2f})",
+        f"hand loop / floor {result['hand_over_floor']:.2f}",
+    ]
+    for t in result["art"]["trainers"]:
+        if f"art_{t}_over_robustlab" in result:
+            sentences.append(
+                f"ART ({t}) / robustlab {result[f'art_{t}_over_robustlab']:.2f} (median "
+                f"{med[f'art_{t}_over_robustlab']:.2f}; target ≥ 1.3)"
+            )
+    if result["art"].get("skipped"):
+        sentences.append(f"ART not run: {result['art']['skipped']}")
+    art = result["art"]
+    art_versions = f" ART {art['version']} (its torch {art['torch']})." if "version" in art else ""
+    start, end = (" ".join(f"{v:.1f}" for v in result[k]) for k in ("load_average_start", "load_average_end"))
+    lines.append(
+        "; ".join(sentences)
+        + f". Load average {start} at the start and {end} at the end (background trainings share the 2 cores). "
+        + describe_machine(result["machine"])
+        + art_versions
+        + "\n"
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="fast_mnist")
-    ap.add_argument("--n", type=int, default=2000, help="Training images (an epoch's size).")
+    ap.add_argument("--n", type=int, default=10000, help="Training images (an epoch's size).")
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--art-python", default="/work/art-venv/bin/python", help="Python of ART's own environment.")
+    ap.add_argument(
+        "--art-trainers", default=",".join(ART_TRAINERS), help=f"ART trainers to run: {', '.join(ART_TRAINERS)}."
+    )
     ap.add_argument("--write", default=None, help="Markdown file to write the results section into.")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    from _common import describe_machine, machine, write_section
+    from _common import machine, write_section
 
     from robustlab import load_dataset
 
     torch.set_num_threads(args.threads)
+    load_start = [round(v, 2) for v in os.getloadavg()]
     train = load_dataset("mnist", "train")
     x, y = train.x[: args.n], train.y[: args.n]
-    runs: dict[str, list[float]] = {"robustlab": [], "hand": [], "fb": [], "attack": [], "train": []}
-    for _ in range(args.repeats):  # interleaved, so that a change of load hits every contender
-        runs["robustlab"].append(robustlab_epoch(args.arch, x, y, args.steps, args.batch))
-        runs["hand"].append(hand_epoch(args.arch, x, y, args.steps, args.batch))
-        f = floors(args.arch, x, y, args.steps, args.batch)
-        runs["fb"].append(f["forward_backward"])
-        runs["attack"].append(f["attack_pass"])
-        runs["train"].append(f["train_step"])
-    best = {k: min(v) for k, v in runs.items()}
+    art: dict[str, Any] = {"trainers": [t for t in args.art_trainers.split(",") if t]}
+    unknown = [t for t in art["trainers"] if t not in ART_TRAINERS]
+    if unknown:
+        ap.error(f"unknown ART trainer(s) {', '.join(unknown)}; known: {', '.join(ART_TRAINERS)}")
+    if not Path(args.art_python).is_file():
+        art["skipped"] = f"no ART environment at {args.art_python} (--art-python)"
+    else:
+        try:
+            plain_network(_model(args.arch).net)
+        except ValueError as err:
+            art["skipped"] = f"{args.arch} cannot be handed to ART's environment: {err}"
+    if "skipped" in art:
+        print(f"ART skipped: {art['skipped']}", file=sys.stderr)
+    trainers = [] if "skipped" in art else art["trainers"]
+    art_info: dict[str, dict[str, Any]] = {}
+
+    def round_(xs: Tensor, ys: Tensor) -> dict[str, float]:
+        spent = lockstep_epoch(args.arch, xs, ys, args.steps, args.batch)
+        for t in trainers:
+            art_info[t] = art_epoch(args.art_python, args.arch, xs, ys, args.steps, args.batch, t, args.threads)
+            spent[f"art_{t}"] = float(art_info[t]["cpu_seconds"])
+        return spent
+
+    round_(x[: 2 * args.batch], y[: 2 * args.batch])  # untimed: imports and first calls
+    runs: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        for k, v in round_(x, y).items():
+            runs.setdefault(k, []).append(v)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items()), flush=True)
+    best = {k: min(v) for k, v in runs.items() if k != "callback"}
     floor_fb = (args.steps + 1) * best["fb"]
     floor_parts = args.steps * best["attack"] + best["train"]
-    result = {
+    rounds_floor = [(args.steps + 1) * v for v in runs["fb"]]
+
+    def med(num: list[float], den: list[float]) -> float:
+        return round(statistics.median(n / d for n, d in zip(num, den, strict=True)), 3)
+
+    median = {
+        "robustlab_over_floor": med(runs["robustlab"], rounds_floor),
+        "robustlab_over_hand": med(runs["robustlab"], runs["hand"]),
+        "robustlab_over_hand_adapter": med(runs["robustlab"], runs["hand_adapter"]),
+        "hand_over_floor": med(runs["hand"], rounds_floor),
+    }
+    result: dict[str, Any] = {
         "arch": args.arch,
         "images": args.n,
         "batch": args.batch,
@@ -161,25 +379,30 @@ def main() -> None:
         "robustlab_over_floor": round(best["robustlab"] / floor_fb, 3),
         "robustlab_over_parts_floor": round(best["robustlab"] / floor_parts, 3),
         "robustlab_over_hand": round(best["robustlab"] / best["hand"], 3),
-        "machine": machine(),
+        "robustlab_over_hand_adapter": round(best["robustlab"] / best["hand_adapter"], 3),
+        "hand_over_floor": round(best["hand"] / floor_fb, 3),
     }
+    for t, out in art_info.items():
+        key = f"art_{t}"
+        result[f"{key}_over_robustlab"] = round(best[key] / best["robustlab"], 3)
+        median[f"{key}_over_robustlab"] = med(runs[key], runs["robustlab"])
+        art.update(version=out["art"], torch=out["torch"], numpy=out["numpy"])
+        art[f"{t}_attack_batch"] = out["attack_batch"]
+    result["median_of_rounds"] = median
+    result["targets_met"] = {
+        "at_most_1_10_floor": result["robustlab_over_floor"] <= 1.10,
+        "at_most_hand": result["robustlab_over_hand"] <= 1.0,
+        **{f"art_{t}_at_least_1_3": result[f"art_{t}_over_robustlab"] >= 1.3 for t in art_info},
+    }
+    result["art"] = art
+    result["load_average_start"] = load_start
+    result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["machine"] = machine()
     out = Path(__file__).parent / "results" / "training.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     if args.write:
-        text = (
-            "## Adversarial training: one PGD-AT epoch\n\n"
-            f"`python benchmarks/training.py` — {args.arch}, {args.n} MNIST images, batch {args.batch}, "
-            f"PGD-{args.steps} at ε {EPS}, SGD, {args.threads} thread(s), CPU seconds, best of {args.repeats}.\n\n"
-            "| | CPU s | × floor (steps+1)·(fwd+bwd) | × floor (steps·attack + train) |\n|---|---|---|---|\n"
-            f"| robustlab `train_model` | {best['robustlab']:.2f} | {best['robustlab'] / floor_fb:.2f} | "
-            f"{best['robustlab'] / floor_parts:.2f} |\n"
-            f"| hand-written loop | {best['hand']:.2f} | {best['hand'] / floor_fb:.2f} | "
-            f"{best['hand'] / floor_parts:.2f} |\n"
-            f"| floor (steps+1)·(fwd+bwd) | {floor_fb:.2f} | 1.00 | |\n\n"
-            f"robustlab / hand loop: {best['robustlab'] / best['hand']:.2f}. {describe_machine(result['machine'])}\n"
-        )
-        write_section(Path(args.write), "## Adversarial training", text)
+        write_section(Path(args.write), "## Adversarial training", _section(args, result, best))
 
 
 if __name__ == "__main__":
