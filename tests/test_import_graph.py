@@ -20,10 +20,14 @@ BASE = {"errors", "stats", "_io", "_registry", "_version", "_allocator"}
 #: Packages that judge and measure: none of them may import a package that runs, stores or shows studies.
 LOWER = {"attacks", "metrics", "models", "data", "threat"}
 UPPER = {"bench", "kinds", "store", "report", "cli", "analysis", "train"}
+#: The gradient-masking audit runs attacks on models for the packages above it (cli, kinds, train).
+MIDDLE = {"audit"}
 
 #: (importer packages, packages they must not import, the arrow it would break)
 FORBIDDEN = [
     (LOWER, UPPER, "attacks/metrics/models/data/threat never import bench, store, report, cli, analysis, train"),
+    (LOWER, MIDDLE, "attacks/metrics/models/data/threat never import audit"),
+    (MIDDLE, UPPER, "audit → attacks/metrics/models/data, never up to bench, store, report, cli, analysis, train"),
     ({"models", "data"}, {"attacks", "metrics"}, "attacks/metrics → models/data, never back"),
     ({"threat"}, LOWER | UPPER - {"threat"}, "threat is the lower public module: it imports only the base"),
     (BASE, LOWER | UPPER, "the base modules import only each other"),
