@@ -17,7 +17,7 @@ shared by AutoAttack and the gradient-masking audit (:mod:`robustlab.audit`), as
 
 from robustlab.attacks import _apgd, _autoattack, _fab, _square  # noqa: F401 - each registers its attacks
 from robustlab.attacks._checks import CHECKS, Check, GradientCheck, check_gradients, looks_like_probabilities
-from robustlab.attacks._evaluator import PassCounter, constrain
+from robustlab.attacks._evaluator import PassCounter, constrain, correct_fraction
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
@@ -43,6 +43,7 @@ __all__ = [
     "check_gradients",
     "check_params",
     "constrain",
+    "correct_fraction",
     "list_attacks",
     "looks_like_probabilities",
     "parse_eps",

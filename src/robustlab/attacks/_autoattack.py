@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._checks import check_model, flag
-from robustlab.attacks._evaluator import constrain, is_success
+from robustlab.attacks._evaluator import constrain, correct_fraction, is_success
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, _apply_params
 from robustlab.errors import ConfigError
 
@@ -243,14 +243,7 @@ def expected_accuracy(model: nn.Module, x: Tensor, labels: Tensor, draws: int, b
         ``{"value", "low", "high", "n", "draws"}``.
     """
     n = int(x.shape[0])
-    hits = torch.zeros(n, dtype=torch.float64)
-    with torch.no_grad():
-        for _ in range(draws):
-            for lo in range(0, n, batch_size):
-                logits = model(x[lo : lo + batch_size])
-                ok = (logits.argmax(1) == labels[lo : lo + batch_size]) & torch.isfinite(logits).all(1)
-                hits[lo : lo + batch_size] += ok.double().cpu()
-    p = hits / draws
+    p = correct_fraction(model, x, labels, draws, batch_size)
     mean = float(p.mean()) if n else float("nan")
     half = 1.96 * float(p.std(unbiased=True)) / math.sqrt(n) if n > 1 else float("nan")
     return {

@@ -237,10 +237,14 @@ def check_gradients(model: nn.Module, x: Tensor, labels: Tensor) -> GradientChec
     none = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     try:
         point = x.detach().clone().requires_grad_(True)
-        loss = F.cross_entropy(model(point), labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, point)
+        logits = model(point)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, point, allow_unused=True) if loss.requires_grad else (None,)
+        if grad is None:
+            return GradientCheck(none, none, "autograd's graph is cut: the output does not depend on the input")
     except RuntimeError as err:
-        return GradientCheck(none, none, str(err).splitlines()[0][:120])
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return GradientCheck(none, none, first if len(first) <= 120 else first[:119] + "…")
     flat = grad.reshape(grad.shape[0], -1)
     bad = ~torch.isfinite(flat).all(1)
     return GradientCheck(zero=(flat == 0).all(1) & ~bad, non_finite=bad)

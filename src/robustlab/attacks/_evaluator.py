@@ -70,6 +70,37 @@ def is_success(logits: Tensor, labels: Tensor, targets: Tensor | None) -> Tensor
     return ok & torch.isfinite(logits).all(1)
 
 
+def correct_fraction(
+    model: nn.Module,
+    x: Tensor,
+    labels: Tensor,
+    draws: int = 1,
+    batch_size: int = 256,
+    counter: PassCounter | None = None,
+    index: Tensor | None = None,
+) -> Tensor:
+    """The fraction of ``draws`` forward passes that classify each point correctly; non-finite logits count as wrong.
+
+    For a deterministic model ``draws=1`` gives 0 or 1; for a randomised one, each point's accuracy expected over
+    its randomness. With a ``counter``, each draw is counted as one forward pass of the rows ``index``.
+
+    Shape:
+        - x: ``(N, *)``; labels, index: ``(N,)``
+        - output: ``(N,)`` float64 on the CPU
+    """
+    n = int(x.shape[0])
+    hits = torch.zeros(n, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(draws):
+            for lo in range(0, n, batch_size):
+                logits = model(x[lo : lo + batch_size])
+                ok = (logits.argmax(1) == labels[lo : lo + batch_size]) & torch.isfinite(logits).all(1)
+                hits[lo : lo + batch_size] += ok.double().cpu()
+            if counter is not None and index is not None:
+                counter.add_forward(index)
+    return hits / max(draws, 1)
+
+
 def finite_rows(logits: Tensor) -> Tensor:
     """Shape: ``(N, K)`` → ``(N,)`` bool, True where every logit is finite."""
     return torch.isfinite(logits).all(1)
