@@ -17,7 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks import CHECKS, attack, perturb
-from robustlab.audit import THRESHOLDS, AuditConfig, AuditResult, audit
+from robustlab.audit import THRESHOLDS, AuditConfig, AuditResult, Rung, RungResult, audit
+from robustlab.audit._flags import ladder_findings
 from robustlab.audit._model import bypass, find_non_differentiable
 from robustlab.errors import ConfigError
 
@@ -306,6 +307,29 @@ def test_the_json_holds_the_verdict_the_flags_and_robust_accuracy_per_attack() -
     assert set(out["robust_accuracy"]) == {r["attack"] for r in out["rungs"]}
     assert all(v is None or 0 <= v <= 1 for v in out["robust_accuracy"].values())
     assert out["thresholds"] == THRESHOLDS
+
+
+def _result(label: str, role: str, broken: int, after: float, standalone: bool = False) -> RungResult:
+    rung = Rung(label, "pgd", role, standalone=standalone)
+    alone = after if standalone else None
+    return RungResult(rung, {"steps": 20}, EPS, attacked=100, broken=broken, robust_alone=alone, robust_after=after)
+
+
+@pytest.mark.parametrize(
+    ("left", "broken", "flagged"),
+    [(0.81, 3, False), (0.81, 5, True), (0.12, 3, True), (0.12, 2, False)],
+)
+def test_still_falling_needs_two_points_and_five_percent_of_what_was_left(
+    left: float, broken: int, flagged: bool
+) -> None:
+    # 100 points: PGD-20 left `left`, the long PGD broke `broken` more (NoFrost's shape: 12 % -> 5.3 %)
+    results = [
+        _result("fgsm", "fgsm", 0, left, standalone=True),
+        _result("pgd-20", "short", 0, left, standalone=True),
+        _result("pgd-100", "long", broken, left - broken / 100),
+    ]
+    codes = [f.code for f in ladder_findings(results, 100, None)]
+    assert ("still-falling-with-steps" in codes) is flagged
 
 
 # -- bad input ----------------------------------------------------------------------------------------------------

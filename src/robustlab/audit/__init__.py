@@ -10,11 +10,12 @@ lowest verified robust accuracy and the attack that reached it. ``robustlab audi
 """
 
 from robustlab.audit._audit import AuditConfig, AuditResult, audit
-from robustlab.audit._flags import THRESHOLDS, Finding
+from robustlab.audit._flags import RELATIVE, THRESHOLDS, Finding
 from robustlab.audit._ladder import Rung, RungResult, build_ladder
 from robustlab.audit._model import Layer, ModelFacts
 
 __all__ = [
+    "RELATIVE",
     "THRESHOLDS",
     "AuditConfig",
     "AuditResult",

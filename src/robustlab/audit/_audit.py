@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks import PassCounter, correct_fraction, looks_like_probabilities, parse_eps
-from robustlab.audit._flags import THRESHOLDS, Finding, ladder_findings, model_findings
+from robustlab.audit._flags import RELATIVE, THRESHOLDS, Finding, ladder_findings, model_findings
 from robustlab.audit._ladder import GRADIENT_ROLES, Ladder, RungResult, build_ladder
 from robustlab.audit._model import (
     PROBE_POINTS,
@@ -171,6 +171,7 @@ class AuditResult:
             "rungs": [r.to_dict() for r in self.rungs],
             "skipped": list(self.skipped),
             "thresholds": dict(THRESHOLDS),
+            "relative_thresholds": dict(RELATIVE),
             "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
             "gradient_passes": self.gradient_passes,

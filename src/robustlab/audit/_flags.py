@@ -27,6 +27,10 @@ THRESHOLDS: dict[str, float] = {
     "not-monotone-in-eps": 1.0,  # robust accuracy higher at a larger eps
     "large-eps-not-broken": 2.0,  # robust accuracy left at half the box
 }
+#: For the flags that compare attacks of one family (more iterations, another loss), the threshold is also at least
+#: this fraction of the robust accuracy the earlier rungs left: an honest model that is still 81 % robust may lose
+#: 2.7 more points to 30 more iterations (a small MLP here), a masked one at 12 % loses half of it (NoFrost: 5.3 %).
+RELATIVE: dict[str, float] = {"still-falling-with-steps": 0.05, "losses-disagree": 0.05}
 
 #: The roles of the plain white-box rungs (the model's own gradients, no adaptation).
 PLAIN_ROLES = ("fgsm", "short", "long", "loss", "restarts", "apgd")
@@ -140,10 +144,12 @@ def ladder_findings(results: list[RungResult], n: int, surrogate: str | None) ->
             )
     long = _by_role(results, "long")
     if long and short is not None:
-        _compare(out, "still-falling-with-steps", long, n, {"long": long[0].rung.label, "short": short.rung.label})
+        values = {"long": long[0].rung.label, "short": short.rung.label}
+        _compare(out, "still-falling-with-steps", long, n, values, _before(results, long[0]))
     losses = _by_role(results, "loss")
     names = sorted({str(r.params.get("loss")) for r in losses if r.broken}) or ["margin", "DLR"]
-    _compare(out, "losses-disagree", losses, n, {"losses": " or ".join(names)})
+    if losses:
+        _compare(out, "losses-disagree", losses, n, {"losses": " or ".join(names)}, _before(results, losses[0]))
     if _by_role(results, *PLAIN_ROLES):  # with no plain gradient attack there is nothing to beat
         _compare(out, "adaptive-beats-white-box", _by_role(results, "bpda", "eot"), n, {})
         _compare(out, "black-box-beats-white-box", _by_role(results, "square"), n, {})
@@ -152,11 +158,26 @@ def ladder_findings(results: list[RungResult], n: int, surrogate: str | None) ->
     return out
 
 
-def _compare(out: list[Finding], code: str, group: list[RungResult], n: int, values: dict[str, Any]) -> None:
-    """Raise ``code`` when the rungs of ``group`` broke more than its threshold of points the earlier rungs left."""
+def _before(results: list[RungResult], first: RungResult) -> float:
+    """The robust accuracy the ladder rungs before ``first`` left (1 when none ran)."""
+    left = 1.0
+    for r in results:
+        if r is first:
+            break
+        if r.rung.in_ladder and r.robust_after is not None:
+            left = r.robust_after
+    return left
+
+
+def _compare(
+    out: list[Finding], code: str, group: list[RungResult], n: int, values: dict[str, Any], before: float = 0.0
+) -> None:
+    """Raise ``code`` when the rungs of ``group`` broke more than its threshold of points the earlier rungs left
+    (``before``: the robust accuracy they left, for a relative threshold)."""
     if not group:
         return
-    points, threshold = _points(group, n), THRESHOLDS[code]
+    points = _points(group, n)
+    threshold = max(THRESHOLDS[code], RELATIVE.get(code, 0.0) * 100.0 * before)
     if points > threshold:
         out.append(Finding(code, {**values, "attacks": _labels(group), "points": points, "threshold": threshold}))
 

@@ -44,7 +44,9 @@ class Rung:
         eps_factor: The budget as a multiple of the audit's eps; ``None``: the large budget (half the box).
         guide: Whose gradients lead the attack: ``"model"``, ``"surrogate"`` (judged on the model) or ``"bpda"``
             (the model with its non-differentiable layers bypassed).
-        init_from: The rung whose candidates are this rung's starting points.
+        init_from: The rung whose candidates are this rung's starting points (the long PGD continues the short
+            one's runs, so that what it adds is what more iterations give; the guided PGD starts from the transfer
+            rung's points).
     """
 
     label: str
@@ -135,7 +137,7 @@ def build_ladder(
     rungs = [
         Rung("fgsm", "fgsm", "fgsm", standalone=True),
         Rung(f"pgd-{s}", "pgd", "short", s, standalone=True),
-        Rung(f"pgd-{n}", "pgd", "long", n),
+        Rung(f"pgd-{n}", "pgd", "long", max(n - s, 1), init_from=f"pgd-{s}"),  # PGD-s's runs, on to n steps
         Rung(f"pgd-{n}-x{restarts}", "pgd", "restarts", n, {"restarts": restarts}),
         Rung("apgd-ce", "apgd", "apgd", apgd_steps, {"loss": "ce"}),
         Rung(f"pgd-{n}-margin", "pgd", "loss", n, margin),
