@@ -332,6 +332,26 @@ def test_still_falling_needs_two_points_and_five_percent_of_what_was_left(
     assert ("still-falling-with-steps" in codes) is flagged
 
 
+@pytest.mark.parametrize(
+    ("pgd20", "honest", "flagged"),
+    [(0.88, 0.81, True), (0.925, 0.88, False), (0.12, 0.06, True), (0.30, 0.26, False), (0.566, 0.531, False)],
+)
+def test_the_whole_ladder_against_pgd20_needs_five_points_and_five_percent(
+    pgd20: float, honest: float, flagged: bool
+) -> None:
+    # FGSM-RS MNIST here (88 -> 81), Madry's MNIST model (92.5 -> 88.0), NoFrost-like, TRADES' WRN (56.6 -> 53.1)
+    broken = round(100 * (pgd20 - honest))
+    results = [
+        _result("fgsm", "fgsm", 0, pgd20, standalone=True),
+        _result("pgd-20", "short", 0, pgd20, standalone=True),
+        _result("apgd-t", "apgd", broken, honest),
+    ]
+    found = [f for f in ladder_findings(results, 100, None) if f.code == "strong-attacks-beat-pgd"]
+    assert bool(found) is flagged
+    if found:
+        assert "apgd-t (" in found[0].evidence and found[0].values["points"] == pytest.approx(100 * (pgd20 - honest))
+
+
 # -- bad input ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("eps", [0, 0.0, "0", "0/255", -0.1, math.inf])
 def test_eps_zero_negative_or_infinite_is_refused(eps: float | str) -> None:

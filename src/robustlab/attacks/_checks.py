@@ -155,6 +155,16 @@ _add(
     "suspect gradient masking; report the number that includes Square, and find why the gradients mislead",
 )
 _add(
+    "strong-attacks-beat-pgd",
+    "the whole ladder leaves far less robust accuracy than the first PGD attack",
+    "every attack together left {honest:.1%} robust, {points:.2f} points below {short}'s {pgd:.1%} alone (more "
+    "than {threshold:g}): an evaluation with {short} alone overstates robustness; most of the difference came from "
+    "{attacks}",
+    "report the ladder's honest number (AutoAttack-grade attacks), never a PGD number alone; the rungs that broke "
+    "the most say why (restarts: a rugged loss; margin, DLR or APGD-T: an uninformative cross-entropy; Square or "
+    "transfer: misleading gradients)",
+)
+_add(
     "adaptive-beats-white-box",
     "attacks adapted to the defence (BPDA, EoT) succeed where plain gradient attacks fail",
     "{attacks} broke {points:.2f} points that every plain gradient attack left robust (more than {threshold:g}): "

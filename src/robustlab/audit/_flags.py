@@ -26,11 +26,16 @@ THRESHOLDS: dict[str, float] = {
     "transfer-beats-white-box": 1.0,  # surrogate-guided attacks after every white-box one
     "not-monotone-in-eps": 1.0,  # robust accuracy higher at a larger eps
     "large-eps-not-broken": 2.0,  # robust accuracy left at half the box
+    "strong-attacks-beat-pgd": 5.0,  # the whole ladder below the short PGD alone (FGSM-RS MNIST here: 88 -> 81)
 }
 #: For the flags that compare attacks of one family (more iterations, another loss), the threshold is also at least
 #: this fraction of the robust accuracy the earlier rungs left: an honest model that is still 81 % robust may lose
 #: 2.7 more points to 30 more iterations (a small MLP here), a masked one at 12 % loses half of it (NoFrost: 5.3 %).
-RELATIVE: dict[str, float] = {"still-falling-with-steps": 0.05, "losses-disagree": 0.05}
+RELATIVE: dict[str, float] = {
+    "still-falling-with-steps": 0.05,
+    "losses-disagree": 0.05,
+    "strong-attacks-beat-pgd": 0.05,
+}
 
 #: The roles of the plain white-box rungs (the model's own gradients, no adaptation).
 PLAIN_ROLES = ("fgsm", "short", "long", "loss", "restarts", "apgd")
@@ -154,8 +159,34 @@ def ladder_findings(results: list[RungResult], n: int, surrogate: str | None) ->
         _compare(out, "adaptive-beats-white-box", _by_role(results, "bpda", "eot"), n, {})
         _compare(out, "black-box-beats-white-box", _by_role(results, "square"), n, {})
         _compare(out, "transfer-beats-white-box", _by_role(results, "transfer", "guided"), n, {"surrogate": surrogate})
+    if short is not None and short.robust_alone is not None:
+        out.extend(_overall(results, short, n))
     out.extend(_sweep_findings(results, n))
     return out
+
+
+def _overall(results: list[RungResult], short: RungResult, n: int) -> list[Finding]:
+    """The whole ladder against the short PGD alone: how much a PGD-only evaluation overstates."""
+    ladder = [r for r in results if r.rung.in_ladder and r.robust_after is not None]
+    if not ladder or short.robust_alone is None or ladder[-1].robust_after is None:
+        return []
+    honest = ladder[-1].robust_after
+    points = 100.0 * (short.robust_alone - honest)
+    code = "strong-attacks-beat-pgd"
+    threshold = max(THRESHOLDS[code], RELATIVE[code] * 100.0 * short.robust_alone)
+    if points <= threshold:
+        return []
+    shares = sorted((r for r in ladder if not r.rung.standalone and r.broken), key=lambda r: -r.broken)[:3]
+    attacks = ", ".join(f"{r.rung.label} ({100.0 * r.broken / n:.1f})" for r in shares) or "FGSM"
+    values = {
+        "honest": honest,
+        "pgd": short.robust_alone,
+        "short": short.rung.label,
+        "points": points,
+        "threshold": threshold,
+        "attacks": attacks,
+    }
+    return [Finding(code, values)]
 
 
 def _before(results: list[RungResult], first: RungResult) -> float:
