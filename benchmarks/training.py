@@ -30,7 +30,12 @@ of the rounds' ratios. In a round:
   initial weights (an ``nn.Sequential`` of the same torch modules), ART's own shuffling. Without that environment
   ART is skipped, with the reason printed.
 
-The result goes to ``benchmarks/results/training.json`` (and a section of ``--write``'s file).
+The process keeps freed memory as robustlab's command line does (``retain_freed_memory``, and glibc's environment
+variables for ART's process); ``ROBUSTLAB_MALLOC=system`` measures glibc's defaults instead, where every extra
+temporary tensor of a step costs a fresh page-faulted allocation.
+
+The result goes to ``benchmarks/results/training.json`` (``training-system-malloc.json`` with glibc's defaults) and,
+with ``--write``, a section of that file.
 """
 
 from __future__ import annotations
@@ -211,9 +216,10 @@ def plain_network(net: nn.Module) -> nn.Sequential:
 
 
 def art_epoch(
-    art_python: str, arch: str, x: Tensor, y: Tensor, steps: int, batch: int, trainer: str, threads: int
+    art_python: str, arch: str, x: Tensor, y: Tensor, steps: int, batch: int, trainer: str, threads: int, retained: bool
 ) -> dict[str, Any]:
-    """One ART epoch in ART's environment; its CPU seconds around ``fit`` and its versions."""
+    """One ART epoch in ART's environment; its CPU seconds around ``fit`` and its versions. ``retained``: glibc
+    keeps freed memory there too (its environment variables for what ``retain_freed_memory`` sets here)."""
     with tempfile.TemporaryDirectory(prefix="rl-bench-art-") as tmp:
         model_path, job_path, out_path = Path(tmp) / "net.pt", Path(tmp) / "job.pt", Path(tmp) / "out.json"
         torch.save(plain_network(_model(arch).net), model_path)
@@ -233,7 +239,10 @@ def art_epoch(
             "seed": 0,
         }
         torch.save(job, job_path)
-        env = {**os.environ, "TQDM_DISABLE": "1"}
+        one = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        env = {**os.environ, "TQDM_DISABLE": "1", **one}  # numpy's BLAS on as many threads as torch
+        if retained:
+            env.update(MALLOC_MMAP_MAX_="0", MALLOC_TRIM_THRESHOLD_=str(2**31 - 1))
         subprocess.run([art_python, str(ART_SCRIPT), str(job_path), str(out_path)], check=True, env=env)
         result: dict[str, Any] = json.loads(out_path.read_text())
         return result
@@ -254,7 +263,14 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
         f"`python benchmarks/training.py --n {args.n} --repeats {args.repeats}` — {args.arch}, the first {args.n:,} "
         f"MNIST training images, batch {args.batch}, PGD-{args.steps} at ε {EPS} (step 2.5·ε/{args.steps}, random "
         f"start), SGD, {args.threads} thread(s), CPU seconds of one epoch, the best of {args.repeats} rounds after "
-        "an untimed warm-up. robustlab's time is the whole `train_model` call (set-up, checkpoint and metrics "
+        "an untimed warm-up, "
+        + (
+            "freed memory kept in the process as robustlab's command line keeps it (`retain_freed_memory`; ART's "
+            "process through glibc's environment variables)"
+            if result["freed_memory_retained"]
+            else "glibc's default allocator (`ROBUSTLAB_MALLOC=system`)"
+        )
+        + ". robustlab's time is the whole `train_model` call (set-up, checkpoint and metrics "
         "written); the hand-written loops and the floor's parts run batch by batch between robustlab's steps (from "
         "its `on_step` callback, whose time is not robustlab's), so all of them see the same load; ART runs in its "
         "own environment after them in each round, its time taken around its trainer's `fit` alone.\n",
@@ -317,7 +333,9 @@ def main() -> None:
     from _common import machine, write_section
 
     from robustlab import load_dataset
+    from robustlab._allocator import retain_freed_memory
 
+    retained = retain_freed_memory()  # as robustlab's own processes (the command line) do; ROBUSTLAB_MALLOC=system: not
     torch.set_num_threads(args.threads)
     load_start = [round(v, 2) for v in os.getloadavg()]
     train = load_dataset("mnist", "train")
@@ -341,7 +359,9 @@ def main() -> None:
     def round_(xs: Tensor, ys: Tensor) -> dict[str, float]:
         spent = lockstep_epoch(args.arch, xs, ys, args.steps, args.batch)
         for t in trainers:
-            art_info[t] = art_epoch(args.art_python, args.arch, xs, ys, args.steps, args.batch, t, args.threads)
+            art_info[t] = art_epoch(
+                args.art_python, args.arch, xs, ys, args.steps, args.batch, t, args.threads, retained
+            )
             spent[f"art_{t}"] = float(art_info[t]["cpu_seconds"])
         return spent
 
@@ -372,6 +392,7 @@ def main() -> None:
         "steps": args.steps,
         "eps": EPS,
         "repeats": args.repeats,
+        "freed_memory_retained": retained,
         "cpu_s": {k: round(v, 3) for k, v in best.items()},
         "all_cpu_s": {k: [round(t, 3) for t in v] for k, v in runs.items()},
         "floor_steps_plus_1_fb_s": round(floor_fb, 3),
@@ -398,7 +419,7 @@ def main() -> None:
     result["load_average_start"] = load_start
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["machine"] = machine()
-    out = Path(__file__).parent / "results" / "training.json"
+    out = Path(__file__).parent / "results" / ("training.json" if retained else "training-system-malloc.json")
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     if args.write:
