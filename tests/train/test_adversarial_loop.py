@@ -19,6 +19,7 @@ from robustlab.train.loop import (
     LabelSmoothingWarning,
     TrainingDivergedError,
     _lr_lambda,
+    config_changes,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,6 +130,14 @@ def test_a_checkpoint_written_before_methods_existed_resumes_as_standard(tmp_pat
     del state["world_size"]
     torch.save(state, tmp_path / "checkpoint.pt")
     assert train_model(model, x, y, cfg, tmp_path).resumed_from == 2
+
+
+def test_a_pgd_at_checkpoint_written_before_the_budget_ramp_resumes_and_a_ramp_is_a_change() -> None:
+    new = TrainConfig(method="pgd-at", method_params={"eps": 0.1}).fingerprint()
+    old = {**new, "method_params": {k: v for k, v in new["method_params"].items() if k != "eps_ramp"}}
+    assert config_changes(old, new) == []
+    ramped = TrainConfig(method="pgd-at", method_params={"eps": 0.1, "eps_ramp": 0.3}).fingerprint()
+    assert config_changes(old, ramped) == ["method_params.eps_ramp (0.0 → 0.3)"]
 
 
 def test_label_smoothing_defaults_and_warning() -> None:

@@ -69,6 +69,8 @@ def test_json_has_per_epoch_metrics_and_the_model_path(toy: str, tmp_path: Path)
         (["--method", "fgsm-rs", "--eps", "0.1", "--steps", "3"], "fgsm-rs has no setting 'steps'"),
         (["--method", "pgd-at", "--eps", "0.1", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam"),
         (["--method", "pgd-at", "--eps", "abc"], "cannot read eps"),
+        (["--method", "pgd-at", "--eps", "0.1", "--eps-ramp", "2"], "eps_ramp must be in [0, 1]"),
+        (["--method", "trades", "--eps", "0.1", "--eps-ramp", "0.3"], "trades has no setting 'eps_ramp'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_directory(

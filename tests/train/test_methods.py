@@ -46,9 +46,9 @@ def _ball(x: Tensor, x_adv: Tensor, eps: float) -> Tensor:
     return torch.minimum(torch.maximum(x_adv, x - eps), x + eps).clamp(0, 1)
 
 
-def _uniform_start(x: Tensor, seed: int) -> Tensor:
+def _uniform_start(x: Tensor, seed: int, eps: float = EPS) -> Tensor:
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(seed), dtype=x.dtype)
-    return (2 * u - 1) * EPS
+    return (2 * u - 1) * eps
 
 
 def _grad(model: nn.Module, x: Tensor, f: object) -> Tensor:
@@ -64,16 +64,17 @@ def _kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     return (logp.exp() * (logp - logq)).sum(1)
 
 
-def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int) -> Tensor:
-    """The textbook loss of each method, written out (attack in eval mode, outer loss in train mode)."""
+def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int, scale: float = 1.0) -> Tensor:
+    """The textbook loss of each method, written out (attack in eval mode, outer loss in train mode); ``scale``
+    multiplies PGD-AT's budget and step."""
     if name == "standard":
         return F.cross_entropy(model(x), y, label_smoothing=0.1)
     model.eval()
     ce = lambda logits: F.cross_entropy(logits, y, reduction="none")  # noqa: E731
     if name == "pgd-at":
-        xa = (x + _uniform_start(x, seed)).clamp(0, 1)
+        xa = (x + _uniform_start(x, seed, EPS * scale)).clamp(0, 1)
         for _ in range(STEPS):
-            xa = _ball(x, xa + STEP * _grad(model, xa, ce).sign(), EPS)
+            xa = _ball(x, xa + STEP * scale * _grad(model, xa, ce).sign(), EPS * scale)
     elif name == "fgsm-rs":
         xa = x + _uniform_start(x, seed)  # Wong et al.: the start is not clipped to [0, 1]
         model.check_inputs = False  # the model sees the unclipped start
@@ -169,6 +170,7 @@ def test_inner_maximiser_leaves_parameters_grads_and_bn_statistics_alone(name: s
         ("fgsm-rs", {"eps": 0.1, "steps": 3}, "fgsm-rs has no setting 'steps'"),
         ("pgd-at", {"eps": 0.1, "setps": 3}, "Did you mean: steps"),
         ("trades", {"eps": 0.1, "beta": -1.0}, "beta must be >= 0"),
+        ("pgd-at", {"eps": 0.1, "eps_ramp": 1.5}, "eps_ramp must be in \\[0, 1\\]"),
         ("pgd-at", {"eps": 0.1, "steps": "7"}, "steps must be int"),
         ("standard", {"eps": 0.1}, "standard has no setting 'eps'"),
     ],
@@ -185,5 +187,25 @@ def test_unknown_method_lists_close_matches() -> None:
 
 def test_eps_as_a_fraction_and_defaults_recorded() -> None:
     m = get_method("pgd-at", {"eps": "8/255", "steps": 7})
-    assert m.params() == {"eps": 8 / 255, "steps": 7, "step_size": None, "random_start": True, "norm": "linf"}
+    assert m.params() == {
+        "eps": 8 / 255,
+        "steps": 7,
+        "step_size": None,
+        "random_start": True,
+        "norm": "linf",
+        "eps_ramp": 0.0,
+    }
     assert get_method("trades", {"eps": 0.3}).params()["beta"] == 6.0
+
+
+@pytest.mark.parametrize(("progress", "scale"), [(0.1, 0.25), (0.2, 0.5), (0.4, 1.0), (0.9, 1.0)])
+def test_the_budget_ramp_is_pgd_at_at_the_scaled_budget_and_step(progress: float, scale: float) -> None:
+    """eps_ramp 0.4: at 10 % of the training PGD-AT runs at a quarter of the budget and of the step; from 40 % on,
+    at the full ones (the hand-written loss at eps · scale, step · scale)."""
+    x, y = _batch()
+    ctx = StepContext(_net(), torch.Generator().manual_seed(5), progress=progress)
+    out = get_method("pgd-at", {**PARAMS["pgd-at"], "eps_ramp": 0.4}).step(ctx, x, y)
+    expected = _hand("pgd-at", _net(), x, y, seed=5, scale=scale)
+    torch.testing.assert_close(out.loss, expected, rtol=1e-10, atol=1e-12)
+    if scale < 1:  # and it is not the full-budget loss
+        assert not torch.allclose(out.loss, _hand("pgd-at", _net(), x, y, seed=5))

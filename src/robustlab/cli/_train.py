@@ -41,6 +41,7 @@ def _method_params(
     alpha: str | None,
     beta: float | None,
     random_start: bool | None,
+    eps_ramp: float | None = None,
 ) -> dict[str, Any]:
     """The method settings given on the command line (``None``: not given, the method's default applies)."""
     from robustlab.attacks import parse_eps
@@ -52,6 +53,7 @@ def _method_params(
         "alpha": None if alpha is None else _budget(alpha, "--alpha", parse_eps),
         "beta": beta,
         "random_start": random_start,
+        "eps_ramp": eps_ramp,
     }
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps must be > 0, got {steps}")
@@ -162,6 +164,10 @@ def register(app: typer.Typer) -> None:
         random_start: Annotated[
             bool | None, typer.Option("--random-start/--no-random-start", help="Random start (pgd-at, fgsm-rs).")
         ] = None,
+        eps_ramp: Annotated[
+            float | None,
+            typer.Option(help="pgd-at: fraction of the training over which the budget rises linearly to --eps."),
+        ] = None,
         attack_bn: Annotated[str, typer.Option(help="Batch-norm mode of the inner attack: eval or train.")] = "eval",
         epochs: Annotated[int, typer.Option(min=1, help="Epochs.")] = 30,
         batch_size: Annotated[int, typer.Option(min=1, help="Batch size (global, over all processes).")] = 128,
@@ -208,7 +214,7 @@ def register(app: typer.Typer) -> None:
                 kwargs = json.loads(arch_kwargs)
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"--arch-kwargs is not valid JSON: {exc}") from exc
-            params = _method_params(method, eps, steps, step_size, alpha, beta, random_start)
+            params = _method_params(method, eps, steps, step_size, alpha, beta, random_start, eps_ramp)
             cfg = TrainConfig(
                 epochs=epochs,
                 batch_size=batch_size,

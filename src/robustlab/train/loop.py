@@ -175,9 +175,15 @@ _FIELD_DEFAULTS_OF_OLD_RUNS = {
 }
 
 
+#: Method settings added after runs were first written (the value an old run without them had).
+_SETTING_DEFAULTS_OF_OLD_RUNS = {"pgd-at": {"eps_ramp": 0.0}}
+
+
 def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """What differs between two fingerprints, as ``key (old → new)`` (method settings as ``method_params.key``)."""
     old = {**_FIELD_DEFAULTS_OF_OLD_RUNS, **old}
+    added = _SETTING_DEFAULTS_OF_OLD_RUNS.get(str(old["method"]), {})
+    old["method_params"] = {**added, **old["method_params"]}
     out = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
@@ -445,6 +451,7 @@ def train_model(
                     xg = to_float_images(_augment(x[idx], cfg, gen))  # (B, C, H, W) in [0, 1], the global batch
                     rows = world.rows(len(idx))
                     ctx.batch_rows, ctx.batch_size = rows, len(idx)
+                    ctx.progress = (epoch * steps_per_epoch + step + 1) / (cfg.epochs * steps_per_epoch)
                     xb, yb = xg[rows].to(device), y[idx][rows].to(device)
                     with trusted_inputs(model):
                         out = method.step(ctx, xb, yb)

@@ -188,7 +188,9 @@ for _r in [
         "fast_mnist",
         "fast_mnist",
         {},
-        _mnist_at("pgd-at", 0, steps=10, step_size=0.04),
+        # the budget ramps up over the first 3 epochs: at the full 0.3 from the first step the network settles on
+        # the uniform prediction (10 epochs at 11.35 % clean, loss ln 10, measured 2026-12-02)
+        _mnist_at("pgd-at", 0, steps=10, step_size=0.04, eps_ramp=0.3),
         dataset="mnist",
         normalize=False,
     ),
