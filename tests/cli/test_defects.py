@@ -420,3 +420,18 @@ def test_corrupt_and_clever_json_rates(data_dir: Path) -> None:
     c = json.loads(clever.stdout)
     assert c["rates"]["clean_accuracy"]["n"] == 3 and c["rates"]["poor_fit"]["k"] == c["n_poor_fit"]
     assert c["rates"]["clean_accuracy"]["k"] == c["n_clean_correct"]
+
+
+def test_a_resumed_runs_rate_counts_only_the_work_done_since(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run resumed at step 900 of 1,000 that then does 10 steps in 10 s: 1 step/s and 90 s left, not 91/s."""
+    clock = [100.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: clock[0])
+    said: list[str] = []
+    monkeypatch.setattr(common, "notice", said.append)
+    monkeypatch.setattr(common, "PROGRESS_SECONDS", 5.0)
+    plain = common._PlainProgress("train", "steps")
+    clock[0] += 0.5
+    plain.update(900, 1000)  # the first report after the resume
+    clock[0] += 10.0
+    plain.update(910, 1000)
+    assert said == ["train: 910/1000 steps (91 %), 1/s, ETA 1m30s"]

@@ -211,8 +211,13 @@ class _PlainProgress:
         self.t0 = self.last = time.monotonic()
         self.done, self.total = 0, 0
         self.extra = ""
+        # work already done when the first report came (a resumed run): the rate counts only what this process did
+        self.base: int | None = None
+        self.t_base = self.t0
 
     def update(self, done: int, total: int | None, description: str | None = None, extra: str = "") -> None:
+        if self.base is None:
+            self.base, self.t_base = int(done), time.monotonic()
         self.done, self.total = int(done), int(total or 0)
         if description is not None:
             self.description = description
@@ -228,7 +233,11 @@ class _PlainProgress:
         text = f"{self.description}: {self.done}" + (f"/{self.total}{unit}" if self.total else unit)
         if self.total:
             text += f" ({100 * self.done / self.total:.0f} %)"
-        speed = self.done / elapsed if elapsed > 0 else 0.0
+        since, base = time.monotonic() - self.t_base, self.base or 0
+        if since > 0 and self.done > base:
+            speed = (self.done - base) / since
+        else:  # nothing done since the first report yet
+            speed = self.done / elapsed if elapsed > 0 else 0.0
         text += f", {speed:.3g}/s"
         if final:
             text += f", done in {_duration(elapsed)}"
