@@ -22,7 +22,7 @@ demo: setup
 	$(BIN)/robustlab zoo eval --n 1000
 	$(BIN)/robustlab run
 
-## make test: set up, lint (ruff check, ruff format --check, mypy strict), then the default test suite (slow and distributed tests excluded).
+## make test: set up, lint (ruff check, ruff format --check, mypy strict), then the default test suite (slow, reproduction, reference and distributed tests excluded; .ci/run adds all but slow).
 test: setup lint
 	$(BIN)/python -m pytest
 

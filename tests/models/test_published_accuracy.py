@@ -13,10 +13,10 @@ from robustlab.models import MODELS
 @pytest.mark.parametrize(
     "name",
     [
-        "resnet20-akamaster",
-        pytest.param("resnet32-akamaster", marks=pytest.mark.slow),
-        pytest.param("resnet44-akamaster", marks=pytest.mark.slow),
-        pytest.param("resnet56-akamaster", marks=pytest.mark.slow),
+        pytest.param("resnet20-akamaster", marks=pytest.mark.reproduction),
+        pytest.param("resnet32-akamaster", marks=(pytest.mark.reproduction, pytest.mark.slow)),
+        pytest.param("resnet44-akamaster", marks=(pytest.mark.reproduction, pytest.mark.slow)),
+        pytest.param("resnet56-akamaster", marks=(pytest.mark.reproduction, pytest.mark.slow)),
     ],
 )
 def test_published_accuracy_on_the_full_test_set(name: str, data_dir: Path) -> None:

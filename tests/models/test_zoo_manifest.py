@@ -27,12 +27,20 @@ def test_zoo_size_families_and_accuracy_floor() -> None:
 
 
 def _reproduction_params() -> list[object]:
-    """One model per family (the default study's, the cheapest of each) in the default run; the rest are
-    ``slow`` (a full-test-set pass each: the DenseNet-BC-16s alone took 40 s apiece on 2 cores): `pytest -m slow`."""
+    """A full-test-set pass each (``reproduction``: `.ci/run` runs them after the default suite): one model per
+    family, the default study's (the cheapest of each); the rest are also ``slow`` (the DenseNet-BC-16s alone took
+    40 s apiece on 2 cores): `pytest -m reproduction` and `pytest -m slow`."""
     from robustlab.bench.default import DEFAULT_MODELS
 
     return [
-        pytest.param(e, id=e["name"], marks=() if e["name"] in DEFAULT_MODELS else pytest.mark.slow) for e in ENTRIES
+        pytest.param(
+            e,
+            id=e["name"],
+            marks=(pytest.mark.reproduction,)
+            if e["name"] in DEFAULT_MODELS
+            else (pytest.mark.reproduction, pytest.mark.slow),
+        )
+        for e in ENTRIES
     ]
 
 
