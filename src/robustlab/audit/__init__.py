@@ -3,7 +3,8 @@
 ``audit(model, x, y, eps=8/255)`` checks the model (probability outputs, randomness, train-mode layers, zero or
 non-finite input gradients, layers without a derivative), climbs a ladder of attacks on the same points (FGSM,
 PGD-20, PGD-100 with CE, margin and DLR, restarts, APGD-CE, APGD-T, BPDA, EoT, Square, transfer from a surrogate
-and surrogate-initialised PGD, each only on the points still robust; a PGD ε sweep), raises flags with stable codes
+and surrogate-initialised PGD, each only on the points still robust; a PGD ε sweep; without a surrogate named, the
+cheapest standard zoo model of the same data, :func:`choose_surrogate`), raises flags with stable codes
 (:data:`robustlab.attacks.CHECKS`) against documented thresholds, and gives a verdict with the honest number: the
 lowest verified robust accuracy and the attack that reached it. ``robustlab audit`` is its command; see
 ``docs/audit.md``.
@@ -13,6 +14,7 @@ from robustlab.audit._audit import AuditConfig, AuditResult, audit
 from robustlab.audit._flags import RELATIVE, THRESHOLDS, Finding
 from robustlab.audit._ladder import Rung, RungResult, build_ladder
 from robustlab.audit._model import Layer, ModelFacts
+from robustlab.audit._surrogate import SurrogateChoice, choose_surrogate
 
 __all__ = [
     "RELATIVE",
@@ -24,6 +26,8 @@ __all__ = [
     "ModelFacts",
     "Rung",
     "RungResult",
+    "SurrogateChoice",
     "audit",
     "build_ladder",
+    "choose_surrogate",
 ]

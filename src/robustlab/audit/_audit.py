@@ -29,7 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +46,7 @@ from robustlab.audit._model import (
     probe_randomness,
     train_mode_layers,
 )
+from robustlab.audit._surrogate import GIVEN, NONE, SurrogateChoice, choose_surrogate
 from robustlab.errors import ConfigError, RobustlabError
 from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
 from robustlab.stats import Rate, wilson_interval
@@ -110,6 +111,7 @@ class AuditResult:
         verdict: One sentence a reader can act on.
         warnings: Caveats (too few points, gradients unavailable, ...).
         surrogate: The surrogate's name, or ``None``.
+        surrogate_choice: Which surrogate was used and why (given, chosen by default from the zoo, or none).
         broken_by: Per point, the ladder rung that broke it first (``""``: robust, or misclassified clean).
         index: The dataset row of each point.
         seconds: Wall time.
@@ -136,6 +138,7 @@ class AuditResult:
     gradient_passes: int = 0
     forward_passes: int = 0
     adversarials: Tensor | None = None
+    surrogate_choice: SurrogateChoice | None = None
 
     @property
     def masking_suspected(self) -> bool:
@@ -167,6 +170,7 @@ class AuditResult:
             "clean_accuracy": self.clean_accuracy,
             "stochastic": self.facts.stochastic,
             "surrogate": self.surrogate,
+            "surrogate_choice": None if self.surrogate_choice is None else self.surrogate_choice.to_dict(),
             "checks": self.facts.to_dict(),
             "rungs": [r.to_dict() for r in self.rungs],
             "skipped": list(self.skipped),
@@ -186,7 +190,7 @@ def audit(
     *,
     eps: float | str,
     norm: str = "linf",
-    surrogate: nn.Module | None = None,
+    surrogate: nn.Module | Literal["auto"] | None = "auto",
     surrogate_name: str | None = None,
     config: AuditConfig | None = None,
     seed: int = 0,
@@ -194,6 +198,7 @@ def audit(
     index: Tensor | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     keep_adversarials: bool = False,
+    dataset: str | None = None,
 ) -> AuditResult:
     """Audit ``model``'s robustness on ``(x, y)`` for gradient masking.
 
@@ -204,7 +209,10 @@ def audit(
         eps: The budget (a number or a string such as ``"8/255"``); must be > 0.
         norm: ``"linf"``, ``"l2"`` or ``"l1"`` (Square covers L∞ and L2 only).
         surrogate: A model of the same data and classes whose gradients guide the transfer rungs (a standard
-            zoo model, or an independently trained one); ``None`` skips them.
+            zoo model, or an independently trained one); ``"auto"`` (the default): the standard zoo model of the
+            same dataset, input shape and classes with the fewest FLOPs (:func:`choose_surrogate`), the rungs
+            skipped when none fits; ``None`` skips them. The result records which one and why
+            (``surrogate_choice``).
         surrogate_name: Its name, for the report.
         config: Budgets (default :class:`AuditConfig`).
         seed: Seeds every random start (each rung's seed also depends on its label only).
@@ -212,6 +220,8 @@ def audit(
         index: The dataset row of each point (default ``0..N-1``).
         progress: Called as ``progress(attack, done, total)`` in per-sample model calls of the attack running.
         keep_adversarials: Keep each point's worst candidate in the result (``adversarials``).
+        dataset: The data's registry name (``"cifar10"``), for the default surrogate (default: the model's
+            ``spec.dataset`` when it has one; else input shape and classes alone decide).
 
     Returns:
         The :class:`AuditResult`.
@@ -267,6 +277,8 @@ def audit(
             raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(clean_logits.shape)}")
         k = int(clean_logits.shape[1])
         check_labels(y, k)
+        surrogate, choice = _resolve_surrogate(model, surrogate, surrogate_name, x, k, dataset)
+        surrogate_name = choice.name
         if surrogate is not None:
             _check_surrogate(surrogate, x, k, surrogate_name)
         _model_checks(model, x, y, clean_logits, facts, cfg, batch_size, counter, everyone)
@@ -301,7 +313,7 @@ def audit(
             if surrogate is not None:
                 guard.enter_context(eval_mode(surrogate))
                 guard.enter_context(trusted_inputs(surrogate))
-            _climb(ladder, facts, cfg, k, surrogate is not None)
+            _climb(ladder, facts, cfg, k, None if surrogate is not None else choice.reason)
         honest = _honest(ladder, model, y, cfg, facts.stochastic, batch_size, counter, everyone)
     flags = model_findings(facts) + ladder_findings(ladder.results, n, surrogate_name or _name(surrogate))
     clean_accuracy = float(clean.mean())
@@ -325,6 +337,7 @@ def audit(
         gradient_passes=int(counter.gradient.sum()),
         forward_passes=int(counter.forward.sum()),
         adversarials=ladder.worst_x if keep_adversarials else None,
+        surrogate_choice=choice,
     )
 
 
@@ -332,6 +345,34 @@ def _name(module: nn.Module | None) -> str | None:
     if module is None:
         return None
     return str(getattr(module, "name", type(module).__name__))
+
+
+def _resolve_surrogate(
+    model: nn.Module,
+    surrogate: nn.Module | str | None,
+    name: str | None,
+    x: Tensor,
+    k: int,
+    dataset: str | None,
+) -> tuple[nn.Module | None, SurrogateChoice]:
+    """The surrogate module (``None``: none) and the record of how it was chosen."""
+    if isinstance(surrogate, nn.Module):
+        return surrogate, SurrogateChoice(name or _name(surrogate), GIVEN, "given by the caller")
+    if surrogate is None:
+        return None, SurrogateChoice(None, NONE, "no surrogate given")
+    if surrogate != "auto":
+        raise ConfigError(f"surrogate must be a model, 'auto' or None, got {surrogate!r}")
+    spec = getattr(model, "spec", None)
+    data = dataset if dataset is not None else getattr(spec, "dataset", None)
+    own = getattr(model, "name", None)
+    choice = choose_surrogate(
+        input_shape=tuple(x.shape[1:]), num_classes=k, dataset=data, exclude=(own,) if isinstance(own, str) else ()
+    )
+    if choice.name is None:
+        return None, choice
+    from robustlab.models import load_model
+
+    return load_model(choice.name, device=x.device), choice
 
 
 def _check_surrogate(surrogate: nn.Module, x: Tensor, k: int, name: str | None) -> None:
@@ -388,7 +429,7 @@ def _model_checks(
         facts.layers = find_non_differentiable(model, x[:PROBE_POINTS])
 
 
-def _condition(role: str, facts: ModelFacts, have_surrogate: bool) -> str | None:
+def _condition(role: str, facts: ModelFacts, no_surrogate: str | None) -> str | None:
     """Why a rung of ``role`` does not run on this model (``None``: it runs)."""
     if role in GRADIENT_ROLES and not facts.gradients_available:
         return "the model's input gradients are unavailable"
@@ -396,13 +437,13 @@ def _condition(role: str, facts: ModelFacts, have_surrogate: bool) -> str | None
         return "no non-differentiable layer with its input's shape was found (nothing to bypass)"
     if role == "eot" and not facts.stochastic:
         return "the model is deterministic (EoT runs on randomised models)"
-    if role in ("transfer", "guided") and not have_surrogate:
-        return "no surrogate given"
+    if role in ("transfer", "guided") and no_surrogate is not None:
+        return no_surrogate
     return None
 
 
-def _climb(ladder: Ladder, facts: ModelFacts, cfg: AuditConfig, k: int, have_surrogate: bool) -> None:
-    """Run every rung whose condition holds, in order."""
+def _climb(ladder: Ladder, facts: ModelFacts, cfg: AuditConfig, k: int, no_surrogate: str | None) -> None:
+    """Run every rung whose condition holds, in order (``no_surrogate``: why there is no surrogate, if none)."""
     rungs = build_ladder(
         steps_short=cfg.steps_short,
         steps_long=cfg.steps_long,
@@ -415,7 +456,7 @@ def _climb(ladder: Ladder, facts: ModelFacts, cfg: AuditConfig, k: int, have_sur
     starts = {r.init_from for r in rungs if r.init_from}
     ran: set[str] = set()
     for rung in rungs:
-        reason = _condition(rung.role, facts, have_surrogate)
+        reason = _condition(rung.role, facts, no_surrogate)
         if reason is None and rung.init_from is not None and rung.init_from not in ran:
             reason = f"{rung.init_from} did not run"
         if reason is None and not rung.standalone and not bool(ladder.open.any()):

@@ -63,8 +63,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 "--surrogate",
-                help="A model of the same data and classes whose gradients guide the transfer attacks (e.g. a "
-                "standard zoo model); without one the transfer checks are skipped.",
+                help="A model of the same data and classes whose gradients guide the transfer attacks (default: "
+                "the standard zoo model of the same data with the fewest FLOPs, e.g. vgg8-w25 for CIFAR-10; the "
+                "transfer checks are skipped when there is none, or with --surrogate none).",
             ),
         ] = None,
         param: Annotated[
@@ -100,8 +101,8 @@ def register(app: typer.Typer) -> None:
             inputs = load_inputs(model, dataset, "test", n, seed, data, device)
             ds = inputs.data
             images = ds.images().to(device)
-            guide = None
-            if surrogate is not None:
+            guide: Any = "auto" if surrogate is None else None
+            if surrogate is not None and surrogate.lower() != "none":
                 try:
                     guide = load_model(surrogate, data_dir=data, device=device, input_shape=tuple(images.shape[1:]))
                 except RobustlabError as err:
@@ -114,7 +115,8 @@ def register(app: typer.Typer) -> None:
                     eps=eps_value,
                     norm=norm_obj.name,
                     surrogate=guide,
-                    surrogate_name=surrogate,
+                    surrogate_name=surrogate if guide is not None and guide != "auto" else None,
+                    dataset=ds.name,
                     config=config,
                     seed=seed,
                     batch_size=batch_size,
@@ -141,6 +143,9 @@ def _print(result: Any, model: str) -> None:
             r.rung.label, fmt(r.eps), str(r.attacked), str(r.broken), fmt(r.robust_accuracy) + alone, fmt(r.seconds)
         )
     out_console.print(table)
+    choice = result.surrogate_choice
+    if choice is not None and choice.name is not None and choice.how != "given":
+        out_console.print(f"surrogate {choice.name}: {choice.reason}", soft_wrap=True)
     for s in result.skipped:
         out_console.print(f"skipped {s['attack']}: {s['reason']}", soft_wrap=True)
     for f in result.flags:
