@@ -131,6 +131,11 @@ def make_quantised() -> nn.Module:
     return nn.Sequential(Quantise(), trained_mlp()).eval()
 
 
+def make_quantised_template() -> nn.Module:
+    """Rounding in front of the template matcher: planted zero gradients with no training (cheap to load often)."""
+    return nn.Sequential(Quantise(), template_matcher()).eval()
+
+
 def make_threshold() -> nn.Module:
     return nn.Sequential(Threshold(), trained_mlp()).eval()
 

@@ -122,20 +122,7 @@ class StudySpec(SpecSection):
     @field_validator("models")
     @classmethod
     def _known_models(cls, v: list[str]) -> list[str]:
-        from robustlab.models import MODELS
-
-        errors = []
-        for name in v:
-            problem = _user_model_problem(name) if ":" in name or name.endswith(".safetensors") else None
-            if problem:
-                errors.append(problem)
-                continue
-            if ":" in name or name.endswith(".safetensors"):
-                continue
-            try:
-                lookup(MODELS.get, name)
-            except ValueError as exc:
-                errors.append(str(exc))
+        errors = [problem for name in v if (problem := model_problem(name)) is not None]
         if errors:
             raise ValueError("; ".join(errors))
         if len(set(v)) != len(v):
@@ -182,6 +169,20 @@ def _new_kind_fields() -> set[str]:
 def _default_json(field: Any) -> str:
     value = field.get_default(call_default_factory=True)
     return json.dumps(value, default=lambda o: o.model_dump(mode="json"))
+
+
+def model_problem(name: str) -> str | None:
+    """Why the model reference ``name`` of a spec cannot load (an unknown zoo name with close matches, a missing
+    file or module), or ``None``."""
+    from robustlab.models import MODELS
+
+    if ":" in name or name.endswith(".safetensors"):
+        return _user_model_problem(name)
+    try:
+        lookup(MODELS.get, name)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _user_model_problem(ref: str) -> str | None:

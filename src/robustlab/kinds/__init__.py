@@ -1,4 +1,5 @@
-"""The built-in study job kinds, one module each: ``clean``, ``attack``, ``clever``, ``corruption``, ``transfer``.
+"""The built-in study job kinds, one module each: ``clean``, ``attack``, ``audit``, ``autoattack``, ``clever``,
+``corruption``, ``transfer``.
 
 Each module subclasses :class:`robustlab.store.kinds.JobKind` and registers one instance; it owns the kind's
 spec section, phase dependencies, planning, run function, record schema (with its version), analysis and
@@ -24,6 +25,7 @@ records changed, so their ids changed; ``corruption`` keeps version 1 and its id
 """
 
 from robustlab.kinds import attack as attack
+from robustlab.kinds import audit as audit
 from robustlab.kinds import autoattack as autoattack
 from robustlab.kinds import clean as clean
 from robustlab.kinds import clever as clever
