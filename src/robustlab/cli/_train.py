@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +18,7 @@ from robustlab.cli._common import (
     SeedOpt,
     ThreadsOpt,
     check_writable,
+    count_progress,
     emit_json,
     err_console,
     notice,
@@ -189,6 +190,17 @@ def register(app: typer.Typer) -> None:
         monitor_n: Annotated[int, typer.Option(min=0, help="Held-out monitor images (0: no monitor).")] = 256,
         on_overfit: Annotated[str, typer.Option(help="On catastrophic overfitting: warn, stop or rollback.")] = "warn",
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+        audit: Annotated[
+            bool | None,
+            typer.Option(
+                "--audit/--no-audit",
+                help="End an adversarial run (pgd-at, fgsm-rs, trades) with the gradient-masking audit at the "
+                "training budget, written to audit.json in --out (default: on for adversarial methods).",
+            ),
+        ] = None,
+        audit_n: Annotated[
+            int, typer.Option("--audit-n", help="Held-out test points the audit attacks (the first N).")
+        ] = 200,
         seed: SeedOpt = 0,
         threads: ThreadsOpt = None,
         data: DataOpt = None,
@@ -201,6 +213,10 @@ def register(app: typer.Typer) -> None:
         NCCL on GPU) and only rank 0 writes. A named dataset's test split is evaluated after training (test
         accuracy; its first --monitor-n images are the per-epoch monitor batch); a npz: file or an image folder has
         one split, so only the accuracy on the training images is reported (train accuracy).
+
+        An adversarial run (pgd-at, fgsm-rs, trades) ends with the gradient-masking audit at the training budget on
+        the first --audit-n test points (a reduced ladder: minutes, not hours), written to audit.json beside the
+        weights; --no-audit skips it.
         """
         import json
 
@@ -215,6 +231,13 @@ def register(app: typer.Typer) -> None:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"--arch-kwargs is not valid JSON: {exc}") from exc
             params = _method_params(method, eps, steps, step_size, alpha, beta, random_start, eps_ramp)
+            if audit_n < 1:
+                raise ConfigError(f"--audit-n must be >= 1 (points audited), got {audit_n}")
+            if audit and method == "standard":
+                raise ConfigError(
+                    "--audit audits at the training budget, which the standard method has none of: use it with "
+                    "pgd-at, fgsm-rs or trades, or run `robustlab audit --model <weights> --eps ...`"
+                )
             cfg = TrainConfig(
                 epochs=epochs,
                 batch_size=batch_size,
@@ -236,6 +259,7 @@ def register(app: typer.Typer) -> None:
             check_writable(out, "--out", folder=True)
             world = ddp.setup(device)
             progress = _TrainProgress(f"train {arch} ({cfg.method})", epochs, enabled=not json_out and world.main)
+            audit_bar = ExitStack()
             try:
                 result = train_architecture(
                     arch,
@@ -248,9 +272,12 @@ def register(app: typer.Typer) -> None:
                     device=device,
                     on_step=progress.step,
                     on_epoch=progress.epoch,
+                    audit_n=audit_n if audit is not False else None,
+                    audit_progress=_lazy_bar(audit_bar, progress.close) if not json_out else None,
                 )
             finally:
                 progress.close()
+                audit_bar.close()
                 ddp.teardown()
         if not world.main:
             return
@@ -266,3 +293,34 @@ def register(app: typer.Typer) -> None:
                 f"train accuracy {result['train_accuracy']:.4f} (on the training images: {dataset} has no "
                 f"separate test split); weights {result['weights']}"
             )
+        if result.get("audit"):
+            _audit_lines(result["audit"])
+
+
+def _lazy_bar(stack: ExitStack, before: Callable[[], None]) -> Callable[[str, int, int], None]:
+    """The audit's progress callback: its progress display opens at the first call (after training's closes)."""
+    bar: list[Callable[..., None]] = []
+
+    def update(label: str, done: int, total: int) -> None:
+        if not bar:
+            before()
+            bar.append(stack.enter_context(count_progress("audit", "model calls")))
+        bar[0](done, total, description=f"audit {label}")
+
+    return update
+
+
+def _audit_lines(a: dict[str, Any]) -> None:
+    """The audit's last lines: the honest number against PGD-20 alone, the flags, the verdict, the file."""
+
+    first = a.get("first_pgd") or {}
+    versus = f", {first['attack']} alone {first['value']:.4f}" if first.get("value") is not None else ""
+    notice(
+        f"audit ({a['n']} points of {a['data']}, {a['norm']} eps {a['eps']:.4g}): honest robust accuracy "
+        f"{a['robust_accuracy']:.4f} ({a['attack'] or 'no attack broke a point'}{versus}); "
+        f"flags: {', '.join(a['codes']) or 'none'}"
+    )
+    if a.get("note"):
+        notice(f"audit note: {a['note']}")
+    notice(f"audit verdict: {a['verdict']}")
+    notice(f"audit written to {a['file']}{' (kept: same weights and settings)' if a.get('reused') else ''}")

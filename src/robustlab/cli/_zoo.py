@@ -67,6 +67,7 @@ def _list_robust(json_out: bool) -> None:
 
     from rich.table import Table
 
+    from robustlab.train.post_audit import describe
     from robustlab.train.zoo import PENDING, ROBUST_RECIPES, ROBUST_ZOO_DIR
 
     manifest = ROBUST_ZOO_DIR / "manifest.json"
@@ -91,12 +92,13 @@ def _list_robust(json_out: bool) -> None:
                 "test_accuracy": e.get("test_accuracy"),
                 "pgd20": rob.get("pgd20"),
                 "autoattack": rob.get("autoattack", PENDING if e else None),
+                "audit": e.get("audit"),
             }
         )
     if json_out:
         emit_json({"models": rows})
         return
-    table = Table("name", "dataset", "method", "budget", "clean acc", "PGD-20", "AutoAttack")
+    table = Table("name", "dataset", "method", "budget", "clean acc", "PGD-20", "AutoAttack", "audit")
     for row in rows:
         aa = row["autoattack"]
         table.add_row(
@@ -107,6 +109,7 @@ def _list_robust(json_out: bool) -> None:
             "not built" if not row["built"] else f"{row['test_accuracy']:.4f}",
             "" if row["pgd20"] is None else f"{row['pgd20']:.4f}",
             "" if aa is None else aa if isinstance(aa, str) else f"{aa:.4f}",
+            "" if row["audit"] is None else describe(row["audit"]),
             style=None if row["built"] else "dim",
         )
     out_console.print(table)
@@ -122,7 +125,10 @@ def register(app: typer.Typer) -> None:
         source: Annotated[str | None, typer.Option(help="Only 'zoo' or 'published' models.")] = None,
         archs: Annotated[bool, typer.Option("--archs", help="List architecture names instead.")] = False,
         robust: Annotated[
-            bool, typer.Option("--robust", help="The robust zoo: budget, PGD-20 and AutoAttack robust accuracy.")
+            bool,
+            typer.Option(
+                "--robust", help="The robust zoo: budget, PGD-20 and AutoAttack robust accuracy, the audit's verdict."
+            ),
         ] = False,
         json_out: JsonOpt = False,
     ) -> None:
@@ -233,3 +239,60 @@ def register(app: typer.Typer) -> None:
                     "manifest_models": len(result.manifest["models"]),
                 }
             )
+
+    @zoo_app.command("audit")
+    def audit_cmd(
+        robust: Annotated[
+            bool, typer.Option("--robust", help="Audit the robust zoo (the only zoo with a budget).")
+        ] = False,
+        only: Annotated[list[str] | None, typer.Option("--only", help="Audit only these models (repeatable).")] = None,
+        n: Annotated[int, typer.Option("--n", help="Test points audited per model (the first N).")] = 300,
+        param: Annotated[
+            list[str] | None,
+            typer.Option("--param", "-p", help="Audit budget KEY=VALUE, repeatable (as in `robustlab audit`)."),
+        ] = None,
+        out: Annotated[Path | None, typer.Option(help="The robust zoo folder (default: the package's).")] = None,
+        device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+        threads: ThreadsOpt = None,
+        data: DataOpt = None,
+        json_out: JsonOpt = False,
+    ) -> None:
+        """Audit built robust zoo models for gradient masking at their budget and record the verdict, the honest
+        number and the flags in their sidecars and the manifest (shown by `zoo list --robust`)."""
+        from robustlab.cli._attack import _parse_params
+        from robustlab.cli._audit import _config
+        from robustlab.cli._common import check_writable
+        from robustlab.errors import ConfigError
+        from robustlab.train.post_audit import describe
+        from robustlab.train.zoo import ROBUST_ZOO_DIR, audit_zoo
+
+        set_threads(threads)
+        with user_errors():
+            if not robust:
+                raise ConfigError(
+                    "zoo audit audits the robust zoo at each model's training budget: add --robust (the standard "
+                    "zoo has no budget; audit one with `robustlab audit --model M --eps ...`)"
+                )
+            if n < 1:
+                raise ConfigError(f"--n must be >= 1 (points audited per model), got {n}")
+            config = _config(_parse_params(param or [], set()))
+            folder = out or ROBUST_ZOO_DIR
+            check_writable(folder, "--out", folder=True)
+
+            def audited(name: str, summary: dict[str, object]) -> None:
+                if not json_out:
+                    notice(f"{name}: {describe(summary)}; {summary['verdict']}")
+
+            with count_progress("zoo audit", "model calls") as bar:
+                rows = audit_zoo(
+                    only,
+                    folder,
+                    n=n,
+                    config=config,
+                    data_dir=data,
+                    device=device,
+                    progress=lambda model, label, done, total: bar(done, total, description=f"{model} {label}"),
+                    on_audited=audited,
+                )
+        if json_out:
+            emit_json({"n": n, "models": rows})

@@ -126,6 +126,8 @@ def train_architecture(
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     device: str = "cpu",
+    audit_n: int | None = None,
+    audit_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``dataset``'s train split; write ``model.safetensors`` (+ sidecar) into ``out``.
 
@@ -139,6 +141,15 @@ def train_architecture(
             raw [0, 1] pixels, as many published MNIST recipes train).
         on_step, on_epoch: Per-step and per-epoch callbacks of :func:`robustlab.train.train_model`.
         device: Where to train.
+        audit_n: An adversarial method's run ends with the gradient-masking audit at the training budget on the
+            first ``audit_n`` test points (:func:`robustlab.train.post_audit.audit_run`; a dataset with one split:
+            its first training images, said in the record), written to ``audit.json`` in ``out`` and summarised
+            under ``audit`` in the returned summary; ``None``: no audit (``audit`` is ``None``, as for the
+            standard method).
+        audit_progress: The audit's progress callback ``(attack, done, total)``.
+
+    Raises:
+        ConfigError: ``audit_n`` given but not an integer >= 1 (before training).
     """
     train = load_dataset(dataset, "train", data_dir)
     held_out = train.name in DATASETS  # npz: and folder: datasets have one split: "test" is the same images
@@ -157,6 +168,10 @@ def train_architecture(
         source="user",
         classes=train.classes,
     )
+    from robustlab.train.post_audit import AUDIT_FILE, audit_run, check_audit_n, summary
+
+    if audit_n is not None:
+        check_audit_n(audit_n, "audit_n")
     out = Path(out)
     check_device(device)
     spec = fit_and_export(
@@ -168,10 +183,26 @@ def train_architecture(
         if (metrics_file.is_file())
         else []
     )
+    audited = None
+    if audit_n is not None and cfg.method != "standard" and current().main:
+        p = cfg.method_params
+        record = audit_run(
+            out,
+            test if test is not None else train,
+            eps=float(p["eps"]),
+            norm=str(p.get("norm", "linf")),
+            n=audit_n,
+            seed=cfg.seed,
+            device=device,
+            note=None if test is not None else f"{dataset} has no held-out split: these are training images",
+            progress=audit_progress,
+        )
+        audited = {**summary(record), "file": str(out / AUDIT_FILE), "reused": record["reused"]}
     return {
         "name": spec.name,
         "weights": str(out / "model.safetensors"),
         **spec.metrics,
         "recipe": spec.recipe,
         "epochs": epochs,
+        "audit": audited,
     }

@@ -10,6 +10,8 @@ CIFAR-10 at L∞ 8/255 with ``pgd-at`` and ``trades``, MNIST at L∞ 0.3 with ``
 own folder (``zoo/robust``, with its own ``manifest.json``: the models span datasets, so they stay out of the
 CIFAR-10 zoo's manifest), and records each model's robustness: its budget, PGD-20 robust accuracy (random start,
 step 2.5·ε/20) on the test images, and the AutoAttack robust accuracy, ``"pending"`` until AutoAttack is run.
+``robustlab zoo audit --robust`` (:func:`audit_zoo`) runs the gradient-masking audit on built robust models at
+their budget and records its summary (``metrics["audit"]``) in their sidecars and the manifest.
 """
 
 from __future__ import annotations
@@ -327,7 +329,99 @@ def _told(progress: ZooProgressFn, recipe: ZooRecipe) -> ProgressFn:
 
 def _robust(spec: ModelSpec) -> dict[str, Any]:
     r: dict[str, Any] = dict(spec.metrics["robust"])
-    return {"robust": {k: r.get(k) for k in ("norm", "eps", "pgd20", "pgd20_images", "autoattack")}}
+    out: dict[str, Any] = {"robust": {k: r.get(k) for k in ("norm", "eps", "pgd20", "pgd20_images", "autoattack")}}
+    if "audit" in spec.metrics:
+        out["audit"] = spec.metrics["audit"]
+    return out
+
+
+#: Points ``robustlab zoo audit --robust`` audits by default.
+ZOO_AUDIT_N = 300
+
+
+def audit_zoo(
+    only: Sequence[str] | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    n: int = ZOO_AUDIT_N,
+    config: Any = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
+    progress: Callable[[str, str, int, int], None] | None = None,
+    on_audited: Callable[[str, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Audit built robust zoo models for gradient masking and record the summary in their sidecars.
+
+    Each model is audited at its recorded budget (``metrics["robust"]``) on the first ``n`` test points of its
+    dataset, with the default surrogate; :func:`robustlab.train.post_audit.summary` of the audit goes under
+    ``metrics["audit"]`` of its sidecar (rewritten atomically; the weights are not touched), then the manifest is
+    rewritten.
+
+    Args:
+        only: Model names (close matches suggested for unknown ones); ``None``: every built robust model.
+        out_dir: The robust zoo folder (default :data:`ROBUST_ZOO_DIR`).
+        n: Points audited per model.
+        config: The ladder's budgets (an :class:`~robustlab.audit.AuditConfig`; default: the audit's defaults).
+        data_dir: Data directory.
+        device: Where to run.
+        progress: Called as ``progress(model, attack, done, total)``.
+        on_audited: Called with each model's name and summary once its sidecar is written.
+
+    Returns:
+        The summaries, in order, each with ``name``.
+
+    Raises:
+        UnknownNameError: a name of ``only`` that is not a built robust model (before any audit).
+        ConfigError: ``n`` not an integer >= 1.
+    """
+    from robustlab.audit import AuditConfig
+    from robustlab.errors import UnknownNameError
+    from robustlab.train.post_audit import audit_weights, check_audit_n, summary
+
+    check_audit_n(n, "n")
+    folder = Path(out_dir) if out_dir is not None else ROBUST_ZOO_DIR
+    sidecars = {
+        side.stem: side
+        for side in sorted(folder.glob("*.json"))
+        if side.name != "manifest.json" and "robust" in json.loads(side.read_text(encoding="utf-8")).get("metrics", {})
+    }
+    for name in only or ():
+        if name not in sidecars:
+            import difflib
+
+            close = difflib.get_close_matches(name, list(sidecars), n=3)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown robust zoo model {name!r} in {folder}.{hint} Built: {', '.join(sidecars) or 'none'}."
+            )
+    cfg = config if config is not None else AuditConfig()
+    done = []
+    for name in only or list(sidecars):
+        side = sidecars[name]
+        raw = json.loads(side.read_text(encoding="utf-8"))
+        spec = ModelSpec.from_dict(raw)
+        rob = spec.metrics["robust"]
+        weights = side.with_suffix(".safetensors")
+        step = None if progress is None else (lambda a, d, t, m=name: progress(m, a, d, t))
+        record = audit_weights(
+            weights,
+            load_dataset(spec.dataset, "test", data_dir),
+            eps=float(rob["eps"]),
+            norm=str(rob.get("norm", "linf")),
+            n=n,
+            config=cfg,
+            device=device,
+            progress=step,
+        )
+        short = summary(record)
+        raw["metrics"] = {**raw.get("metrics", {}), "audit": short}
+        atomic_write_text(side, json.dumps(raw, indent=2) + "\n")
+        log.info("%s: %s", name, short["verdict"])
+        if on_audited is not None:
+            on_audited(name, short)
+        done.append({"name": name, **short})
+    write_manifest(folder)
+    return done
 
 
 def write_manifest(out_dir: str | os.PathLike[str] = ZOO_DIR) -> dict[str, Any]:
