@@ -130,17 +130,20 @@ def test_an_audit_entry_writes_what_the_audit_found_and_the_report_shows_flags_r
 def test_budgets_and_points_are_part_of_the_job_and_each_entry_keeps_its_key(tmp_path: Path, data_dir: Path) -> None:
     small = {**BUDGETS, "square_queries": 10}
     spec = parse_spec(
-        _spec(tmp_path, [_entry(n=10, surrogate=None), _entry(n=10, surrogate=None, params=small)], models=[TEMPLATE])
+        _spec(tmp_path, [_entry(n=10, surrogate="none"), _entry(n=10, surrogate=None, params=small)], models=[TEMPLATE])
     )
     summary = run_study(spec, tmp_path / "run", data_dir=data_dir)
     assert summary.executed == 1 + 2  # two audits at one budget, apart by their budgets
     recs = [r for f in (tmp_path / "run" / "records" / "audit").glob("*.parquet") for r in pq.read_table(f).to_pylist()]
     assert len(recs) == 20 and len({r["key"] for r in recs}) == 2
     assert {r["surrogate"] for r in recs} == {None}
-    assert all({"transfer-pgd-10", "guided-pgd-10"} <= set(r["skipped"]) for r in recs)  # no surrogate named
+    assert all({"transfer-pgd-10", "guided-pgd-10"} <= set(r["skipped"]) for r in recs)  # none named, none fits
+    reasons = {r["surrogate_reason"] for r in recs}  # 'none', and the default finding no zoo model of 8x8 images
+    assert reasons == {"no surrogate given", next(r for r in reasons if "no standard zoo model" in r)}
     labels = {r["label"] for r in analyse_run(tmp_path / "run")["audit"].rows}
-    assert labels == {"L∞ 0.1 (first 10 points, " + ", ".join(f"{k}={v}" for k, v in sorted(b.items())) + ")"
-                      for b in (BUDGETS, small)}  # fmt: skip
+    budgets = {f"no surrogate, {', '.join(f'{k}={v}' for k, v in sorted(BUDGETS.items()))}"}
+    budgets.add(", ".join(f"{k}={v}" for k, v in sorted(small.items())))
+    assert labels == {f"L∞ 0.1 (first 10 points, {b})" for b in budgets}
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ Spec section ``audit`` (a list; ``norm`` and ``eps`` lists expand to one job per
 
 ``n`` audits the first ``n`` points of the evaluation subset (default: all of it); ``seed`` seeds the audit's random
 starts (default: the study's seed); ``surrogate`` names a model of the same data whose gradients guide the transfer
-rungs (a zoo name or ``path.py:factory``; without one those rungs are skipped); ``params`` sets the audit's budgets
+rungs (a zoo name or ``path.py:factory``; unset: the audit's default, the cheapest standard zoo model of the same
+data, :func:`robustlab.audit.choose_surrogate`; ``none``: the rungs are skipped); ``params`` sets the audit's budgets
 (the fields of :class:`~robustlab.audit.AuditConfig`). An entry is checked when the spec is parsed: ε must be finite
 and > 0, the surrogate must be known, every budget a known field with a valid value.
 
@@ -87,7 +88,11 @@ class AuditSection(SpecSection):
     eps: list[float | str] = Field(min_length=1, description="Budgets (> 0), e.g. 8/255.")
     n: int | None = Field(default=None, gt=0, description="The first n points of the evaluation subset (default all).")
     seed: int | None = Field(default=None, description="Seed of the audit's random starts (default: the study's).")
-    surrogate: str | None = Field(default=None, description="A model of the same data guiding the transfer rungs.")
+    surrogate: str | None = Field(
+        default=None,
+        description="A model of the same data guiding the transfer rungs (default: the audit's choice from the zoo; "
+        "'none': no transfer rungs).",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Budgets: the fields of AuditConfig.")
 
     @field_validator("norm", "eps", mode="before")
@@ -114,7 +119,7 @@ class AuditSection(SpecSection):
     @field_validator("surrogate")
     @classmethod
     def _known_surrogate(cls, v: str | None) -> str | None:
-        problem = None if v is None else model_problem(v)
+        problem = None if v is None or v.lower() == "none" else model_problem(v)
         if problem is not None:
             raise ValueError(f"surrogate: {problem}")
         return v
@@ -174,7 +179,7 @@ def config_label(cfg: dict[str, Any]) -> str:
     """The name readers see, e.g. ``L∞ 8/255 (surrogate vgg8-w25, steps_long=50)``."""
     extra = [f"first {cfg['n']} points"] if cfg["n"] is not None else []
     if cfg["surrogate"] is not None:
-        extra.append(f"surrogate {cfg['surrogate']}")
+        extra.append("no surrogate" if cfg["surrogate"].lower() == "none" else f"surrogate {cfg['surrogate']}")
     extra += [f"{k}={cfg['config'][k]}" for k in cfg.get("changed", [])]
     base = f"{NORM_NAMES.get(cfg['norm'], cfg['norm'])} {_eps_text(cfg['eps'])}"
     return base + (f" ({', '.join(extra)})" if extra else "")
@@ -237,6 +242,7 @@ def _analyse(con: Any, study: Any) -> AuditAnalysis:
             "eps_budget",
             "seed",
             "surrogate",
+            "surrogate_reason",
             "clean_accuracy",
             "robust_accuracy",
             "robust_accuracy_low",
@@ -331,6 +337,7 @@ class AuditKind(JobKind):
             ("eps_budget", pa.float64()),
             ("seed", pa.int64()),
             ("surrogate", pa.string()),
+            ("surrogate_reason", pa.string()),
             ("clean_accuracy", pa.float64()),
             ("robust_accuracy", pa.float64()),
             ("robust_accuracy_low", pa.float64()),
@@ -387,10 +394,11 @@ class AuditKind(JobKind):
         p = job.params
         x, y, idx = ctx.images(job)
         model = ctx.model(job.model)
-        surrogate = None
-        if p["surrogate"] is not None:
+        named = p["surrogate"]
+        surrogate: Any = "auto" if named is None else None  # unset: the audit's default surrogate
+        if named is not None and named.lower() != "none":
             surrogate = load_model(
-                p["surrogate"], data_dir=ctx.data_dir, download=False, device=ctx.device, input_shape=ctx.input_shape
+                named, data_dir=ctx.data_dir, download=False, device=ctx.device, input_shape=ctx.input_shape
             )
         result = audit(
             model,
@@ -398,8 +406,9 @@ class AuditKind(JobKind):
             y,
             eps=p["eps"],
             norm=p["norm"],
-            surrogate=surrogate,  # None when the entry names none: the transfer rungs are skipped
-            surrogate_name=p["surrogate"],
+            surrogate=surrogate,
+            surrogate_name=None if isinstance(surrogate, str) or surrogate is None else named,
+            dataset=p["dataset"],
             config=audit_config(p["config"]),
             seed=p["seed"],
             batch_size=p["batch_size"],
@@ -428,6 +437,7 @@ class AuditKind(JobKind):
             eps_budget=result.eps,
             seed=p["seed"],
             surrogate=result.surrogate,
+            surrogate_reason=None if result.surrogate_choice is None else result.surrogate_choice.reason,
             clean_accuracy=result.clean_accuracy,
             robust_accuracy=honest["robust_accuracy"],
             robust_accuracy_low=honest["low"],
