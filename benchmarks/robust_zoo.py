@@ -229,10 +229,11 @@ def main() -> None:
     p.add_argument("--write", type=Path, default=None, help="Markdown file to write the results section into.")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    measured = {part: {"mnist": mnist, "cifar": cifar}[part](args) for part in args.parts.split(",")}
+    # Read when writing, not when starting: runs of different models may overlap. A partial run (--only) replaces
+    # its models' rows and keeps the others'.
     res: dict[str, Any] = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    for part in args.parts.split(","):
-        rows = {"mnist": mnist, "cifar": cifar}[part](args)
-        # A partial run (--only) replaces its models' rows and keeps the others'.
+    for part, rows in measured.items():
         fresh = {r["name"] for r in rows}
         res[part] = [r for r in res.get(part, []) if r["name"] not in fresh] + rows
     res["machine"] = machine()
