@@ -175,6 +175,33 @@ def test_a_model_ending_in_softmax_is_flagged_and_its_honest_number_matches_atta
     _check_verified(result, model, x, y)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fgsm_training_without_random_start_is_flagged_and_pgd_gives_the_honest_number(
+    seed: int, data_dir: Path
+) -> None:
+    # robustlab's own fgsm-rs training without its random start, on 5,000 MNIST images (about 30 s a seed: slow)
+    from robustlab.data import load_dataset
+
+    model = P.fgsm_at_without_random_start(seed)
+    test = load_dataset("mnist", "test")
+    x, y = test.x[:N].float() / 255, test.y[:N]
+    eps = 0.3
+    result = audit(model, x, y, eps=eps, config=CONFIG, surrogate=None, seed=seed, keep_adversarials=True)
+    assert "single-step-far-above-iterative" in result.codes, result.verdict
+    assert result.verdict.startswith("masking suspected") and result.masking_suspected
+    fgsm, pgd20 = result.robust_accuracy["fgsm"], result.robust_accuracy["pgd-20"]
+    assert fgsm is not None and pgd20 is not None and fgsm - pgd20 > 0.2
+    careful = min(
+        attack(model, x, y, "pgd", eps=eps, steps=50, restarts=3, seed=seed).summary()["robust_accuracy"],
+        attack(model, x, y, "apgd", eps=eps, steps=50, seed=seed).summary()["robust_accuracy"],
+    )
+    assert result.honest["robust_accuracy"] <= careful + 0.03
+    adv = result.adversarials
+    assert adv is not None and float((adv - x).abs().max()) <= eps + 1e-6
+    assert _accuracy(model, adv, y) == pytest.approx(result.honest["robust_accuracy"], abs=1e-9)
+
+
 def test_a_model_whose_gradients_are_unavailable_everywhere_runs_the_gradient_free_checks_and_says_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -241,6 +268,50 @@ def test_layers_in_train_mode_and_batch_dependent_outputs_are_flagged_and_modes_
     assert all(m.training for m in model.modules())  # the caller's modes are restored
     forced = audit(ForcedTrainBN(), x, y, eps=EPS, config=small)
     assert "batch-dependent-outputs" in forced.codes and forced.facts.batch_diff
+
+
+# -- CLEVER above a found distortion ----------------------------------------------------------------------------
+#: A cheap ladder for the CLEVER tests: the comparison needs broken points, not converged attacks.
+CLEVER_CONFIG = AuditConfig(steps_long=10, apgd_steps=10, restarts=1, square_queries=100, min_points=1, clever_points=5)
+
+
+def test_clever_above_a_distortion_the_audit_found_is_flagged_on_planted_zero_gradients() -> None:
+    x, y = _points(n=40)
+    model = P.make_quantised_template()  # rounding in front of the linear template matcher
+    result = audit(model, x, y, eps=EPS, config=CLEVER_CONFIG, surrogate=None, keep_adversarials=True)
+    record = result.clever
+    assert record is not None and record["ran"] and record["n_compared"] == len(record["rows"]) > 0
+    assert "clever-above-found-distortion" in result.codes
+    assert record["n_exceeds"] == record["n_compared"] and record["median_ratio"] > 1
+    # CLEVER sees zero gradients, so its score is its radius (2 eps); the found points really are adversarial,
+    # within eps of their clean points, so the true minimal distortion is below CLEVER's estimate
+    rows = torch.tensor(record["rows"])
+    adv = result.adversarials
+    assert adv is not None
+    assert float((adv[rows] - x[rows]).abs().amax()) <= EPS + 1e-6 < record["radius"]
+    with torch.no_grad():
+        assert bool((model(adv[rows]).argmax(1) != y[rows]).all())
+    found = next(f for f in result.flags if f.code == "clever-above-found-distortion")
+    assert found.masking and f"on {record['n_exceeds']} of {record['n_compared']} broken points" in found.evidence
+
+
+def test_clever_on_an_honest_linear_model_stays_below_every_found_distortion() -> None:
+    x, y = _points(n=60)
+    model = P.template_matcher()  # CLEVER equals the minimal distortion of a linear model exactly
+    result = audit(model, x, y, eps=0.15, config=CLEVER_CONFIG, surrogate=None)
+    record = result.clever
+    assert record is not None and record["ran"] and record["n_compared"] >= 4
+    assert record["n_exceeds"] == 0 and record["max_ratio"] <= 1
+    assert "clever-above-found-distortion" not in result.codes
+
+
+def test_the_clever_comparison_is_off_by_default_and_its_budget_is_checked() -> None:
+    x, y = _points(n=20)
+    small = AuditConfig(steps_long=2, apgd_steps=2, restarts=1, square_queries=5, min_points=1)
+    result = audit(P.template_matcher(), x, y, eps=EPS, config=small, surrogate=None)
+    assert result.clever is None and result.to_dict()["clever"] is None
+    with pytest.raises(ConfigError, match="clever_points must be an integer >= 0"):
+        AuditConfig(clever_points=-1)
 
 
 # -- the ladder -------------------------------------------------------------------------------------------------
@@ -350,6 +421,25 @@ def test_the_whole_ladder_against_pgd20_needs_five_points_and_five_percent(
     assert bool(found) is flagged
     if found:
         assert "apgd-t (" in found[0].evidence and found[0].values["points"] == pytest.approx(100 * (pgd20 - honest))
+
+
+@pytest.mark.parametrize(
+    ("fgsm", "pgd20", "flagged"),
+    [(0.833, 0.002, True), (0.44, 0.02, True), (0.947, 0.901, False), (0.30, 0.12, False), (0.80, 0.83, False)],
+)
+def test_fgsm_far_above_pgd20_needs_twenty_points(fgsm: float, pgd20: float, flagged: bool) -> None:
+    # FGSM-AT without random start (notes: 83.3 vs 0.2; here 44 vs 2 on a subset), healthy FGSM-RS (94.7 vs 90.1)
+    results = [
+        _result("fgsm", "fgsm", 0, fgsm, standalone=True),
+        _result("pgd-20", "short", 0, pgd20, standalone=True),
+    ]
+    found = [f for f in ladder_findings(results, 100, None) if f.code == "single-step-far-above-iterative"]
+    assert bool(found) is flagged
+    if found:
+        assert found[0].values["points"] == pytest.approx(100 * (fgsm - pgd20)) and found[0].masking
+        assert "FGSM left" in found[0].evidence and "pgd-20 only" in found[0].evidence
+    codes = [f.code for f in ladder_findings(results, 100, None)]
+    assert ("single-step-beats-iterative" in codes) is (pgd20 - fgsm > 0.01)
 
 
 # -- bad input ----------------------------------------------------------------------------------------------------

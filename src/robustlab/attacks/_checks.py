@@ -132,6 +132,15 @@ _add(
     "trust neither number; raise the steps and restarts, use APGD and a gradient-free attack (Square)",
 )
 _add(
+    "single-step-far-above-iterative",
+    "the iterative attack leaves far less robust accuracy than one gradient step",
+    "FGSM left {fgsm:.1%} robust, {iterative} only {pgd:.1%} (by {points:.2f} points, more than {threshold:g}): "
+    "the loss is far from linear inside the eps-ball, so one step overstates robustness (the degenerate minimum of "
+    "single-step adversarial training, catastrophic overfitting)",
+    "never report an FGSM number (nor a training run's FGSM accuracy); report the iterative attacks' number, and "
+    "retrain with a random start and a smaller step (FGSM-RS), or with PGD",
+)
+_add(
     "still-falling-with-steps",
     "robust accuracy still falls between the short and the long attack",
     "{long} broke a further {points:.2f} points that {short} left robust (more than {threshold:g}): robust accuracy "
@@ -195,6 +204,15 @@ _add(
     "{robust:.1%} of the points robust (more than {threshold:g} points): an attack that fails at such a budget "
     "is not working",
     "find why the gradient is uninformative (zero gradients, saturated outputs) and use BPDA, a margin loss or Square",
+)
+_add(
+    "clever-above-found-distortion",
+    "CLEVER's estimate of the minimal distortion lies above a distortion an attack actually found",
+    "CLEVER estimated a minimal {norm} distortion above the distortion of an adversarial example the audit found "
+    "on {exceeds} of {compared} broken points ({fraction:.0%}, more than {threshold:.0%}; median CLEVER / found "
+    "{ratio:.3g}): the gradients sampled around them understate how fast the margin can fall",
+    "trust the distortions attacks find, not gradient-based estimates; find what flattens the gradient "
+    "(quantisation, saturation, a non-differentiable layer) and attack through it (BPDA, a margin loss, Square)",
 )
 
 #: Each code's message template (``{...}`` fields are filled with the evidence).

@@ -35,7 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks import PassCounter, correct_fraction, looks_like_probabilities, parse_eps
-from robustlab.audit._flags import RELATIVE, THRESHOLDS, Finding, ladder_findings, model_findings
+from robustlab.audit._flags import (
+    CLEVER_THRESHOLD,
+    RELATIVE,
+    THRESHOLDS,
+    Finding,
+    clever_findings,
+    ladder_findings,
+    model_findings,
+)
 from robustlab.audit._ladder import GRADIENT_ROLES, Ladder, RungResult, build_ladder
 from robustlab.audit._model import (
     PROBE_POINTS,
@@ -54,6 +62,14 @@ from robustlab.threat import check_labels, get_norm
 
 logger = logging.getLogger(__name__)
 
+#: CLEVER's budgets in the audit (batches of sample points, points per batch), its sampling radius as a multiple
+#: of the audit's eps (above 1, so that a score capped at the radius can exceed a found distortion, which is at most
+#: eps) and the relative slack before a score counts as above a distortion.
+CLEVER_BATCHES = 10
+CLEVER_SAMPLES = 20
+CLEVER_RADIUS = 2.0
+CLEVER_RTOL = 0.01
+
 
 @dataclass(frozen=True)
 class AuditConfig:
@@ -71,6 +87,9 @@ class AuditConfig:
         sweep: Budgets of the ε sweep as multiples of eps (the large budget, half the box, is always added).
         gradient_points: Points whose input gradient the model checks look at.
         min_points: Fewer points than this give a warning with the confidence interval they allow.
+        clever_points: Points the ladder broke whose CLEVER score is compared with the distortion of their worst
+            candidate (``clever-above-found-distortion``); 0 (the default): not run. CLEVER costs
+            ``CLEVER_BATCHES × CLEVER_SAMPLES × (K − 1)`` gradients a point (1,800 with 10 classes).
     """
 
     steps_short: int = 20
@@ -84,11 +103,15 @@ class AuditConfig:
     sweep: tuple[float, ...] = (0.5, 2.0)
     gradient_points: int = 512
     min_points: int = 500
+    clever_points: int = 0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "sweep":
+            if f.name == "clever_points":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"clever_points must be an integer >= 0, got {value!r}")
+            elif f.name == "sweep":
                 if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value):
                     raise ConfigError(f"sweep factors must be numbers > 0, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -118,6 +141,8 @@ class AuditResult:
         gradient_passes, forward_passes: Per-sample model calls of the whole audit.
         adversarials: With ``keep_adversarials``: each point's worst candidate at the audit's eps (the clean point
             where no attack did better), so that the honest number can be checked by classifying them again.
+        clever: With ``clever_points``: the CLEVER comparison (``ran``, ``reason`` when it did not, the points,
+            counts, ratios, radius and budgets); else ``None``.
     """
 
     n: int
@@ -139,6 +164,7 @@ class AuditResult:
     forward_passes: int = 0
     adversarials: Tensor | None = None
     surrogate_choice: SurrogateChoice | None = None
+    clever: dict[str, Any] | None = None
 
     @property
     def masking_suspected(self) -> bool:
@@ -171,6 +197,7 @@ class AuditResult:
             "stochastic": self.facts.stochastic,
             "surrogate": self.surrogate,
             "surrogate_choice": None if self.surrogate_choice is None else self.surrogate_choice.to_dict(),
+            "clever": None if self.clever is None else dict(self.clever),
             "checks": self.facts.to_dict(),
             "rungs": [r.to_dict() for r in self.rungs],
             "skipped": list(self.skipped),
@@ -315,7 +342,11 @@ def audit(
                 guard.enter_context(trusted_inputs(surrogate))
             _climb(ladder, facts, cfg, k, None if surrogate is not None else choice.reason)
         honest = _honest(ladder, model, y, cfg, facts.stochastic, batch_size, counter, everyone)
+        clever_record = (
+            _clever(ladder, model, facts, cfg, eps_value, seed, batch_size, counter) if cfg.clever_points else None
+        )
     flags = model_findings(facts) + ladder_findings(ladder.results, n, surrogate_name or _name(surrogate))
+    flags += clever_findings(clever_record)
     clean_accuracy = float(clean.mean())
     verdict = _verdict(flags, honest, facts, eps_value, n)
     return AuditResult(
@@ -338,6 +369,7 @@ def audit(
         forward_passes=int(counter.forward.sum()),
         adversarials=ladder.worst_x if keep_adversarials else None,
         surrogate_choice=choice,
+        clever=clever_record,
     )
 
 
@@ -475,6 +507,59 @@ def _climb(ladder: Ladder, facts: ModelFacts, cfg: AuditConfig, k: int, no_surro
             ladder.skip(rung, f"failed: {str(err).splitlines()[0][:160]}")
             continue
         ran.add(rung.label)
+
+
+def _clever(
+    ladder: Ladder,
+    model: nn.Module,
+    facts: ModelFacts,
+    cfg: AuditConfig,
+    eps: float,
+    seed: int,
+    batch_size: int,
+    counter: PassCounter,
+) -> dict[str, Any]:
+    """CLEVER on the first ``cfg.clever_points`` points the ladder broke, against their worst candidates'
+    distortions (Goodfellow 2018: CLEVER above a found distortion is gradient masking or a poor fit)."""
+    from robustlab.metrics import clever, compare_with_distortions
+
+    record: dict[str, Any] = {"ran": False, "radius": CLEVER_RADIUS * eps, "threshold": CLEVER_THRESHOLD}
+    if facts.stochastic:
+        return {**record, "reason": "the model is randomised (CLEVER's sampled gradients would be draws)"}
+    if not facts.gradients_available:
+        return {**record, "reason": "the model's input gradients are unavailable"}
+    broken = torch.tensor([bool(b) for b in ladder.broken_by], dtype=torch.bool)
+    rows = broken.nonzero().flatten()[: cfg.clever_points]
+    if not rows.numel():
+        return {**record, "reason": "no attack broke any point (no distortion to compare with)"}
+    t0 = time.perf_counter()
+    on = rows.to(ladder.x.device)
+    x, adv = ladder.x[on], ladder.worst_x[on]
+    distortion = ladder.norm.distance(adv - x)  # (P,)
+    result = clever(
+        model,
+        x,
+        ladder.labels[on],
+        norm=ladder.norm.name,
+        batches=CLEVER_BATCHES,
+        samples=CLEVER_SAMPLES,
+        radius=CLEVER_RADIUS * eps,
+        seed=seed,
+        batch_size=batch_size,
+    )
+    counter.add_gradient(rows, int(result.gradient_passes.max()))
+    found = torch.ones_like(distortion, dtype=torch.bool)  # each worst candidate broke its point (verified)
+    comparison = compare_with_distortions(result, distortion, found, rtol=CLEVER_RTOL)
+    return {
+        **record,
+        **comparison.summary(),
+        "ran": True,
+        "rows": rows.tolist(),
+        "batches": CLEVER_BATCHES,
+        "samples": CLEVER_SAMPLES,
+        "rtol": CLEVER_RTOL,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
 
 
 def _honest(

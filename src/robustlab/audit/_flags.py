@@ -19,6 +19,7 @@ from robustlab.audit._model import ModelFacts
 #: Thresholds in points of robust accuracy (see docs/audit.md).
 THRESHOLDS: dict[str, float] = {
     "single-step-beats-iterative": 1.0,  # FGSM alone below the short PGD alone
+    "single-step-far-above-iterative": 20.0,  # FGSM alone far above the short PGD (FGSM-AT, no random start: 83 vs 0.2)
     "still-falling-with-steps": 2.0,  # the long PGD breaks more of what the short one left (NoFrost: 12.0 -> 5.3)
     "losses-disagree": 2.0,  # margin / DLR break what CE left (ClusTR; label smoothing: 3.2 on MNIST)
     "black-box-beats-white-box": 0.5,  # Square after every gradient attack (AutoAttack uses 0.2 after its own)
@@ -36,6 +37,11 @@ RELATIVE: dict[str, float] = {
     "losses-disagree": 0.05,
     "strong-attacks-beat-pgd": 0.05,
 }
+
+#: The CLEVER comparison (``AuditConfig.clever_points``): raised when CLEVER exceeds the distortion the audit found
+#: on more than this fraction of the compared points (CLEVER equals the minimal distortion on linear models, so an
+#: honest model exceeds it only where the Weibull fit errs; zero gradients put CLEVER at its radius on every point).
+CLEVER_THRESHOLD = 0.1
 
 #: The roles of the plain white-box rungs (the model's own gradients, no adaptation).
 PLAIN_ROLES = ("fgsm", "short", "long", "loss", "restarts", "apgd")
@@ -132,21 +138,11 @@ def ladder_findings(results: list[RungResult], n: int, surrogate: str | None) ->
     by_label = {r.rung.role: r for r in results if r.rung.role in ("fgsm", "short")}
     fgsm, short = by_label.get("fgsm"), by_label.get("short")
     if fgsm is not None and short is not None and fgsm.robust_alone is not None and short.robust_alone is not None:
-        points = 100.0 * (short.robust_alone - fgsm.robust_alone)
-        threshold = THRESHOLDS["single-step-beats-iterative"]
-        if points > threshold:
-            out.append(
-                Finding(
-                    "single-step-beats-iterative",
-                    {
-                        "fgsm": fgsm.robust_alone,
-                        "pgd": short.robust_alone,
-                        "iterative": short.rung.label,
-                        "points": points,
-                        "threshold": threshold,
-                    },
-                )
-            )
+        below = 100.0 * (short.robust_alone - fgsm.robust_alone)  # FGSM below PGD: PGD fails; far above: FGSM does
+        for code, points in (("single-step-beats-iterative", below), ("single-step-far-above-iterative", -below)):
+            if points > THRESHOLDS[code]:
+                values = {"fgsm": fgsm.robust_alone, "pgd": short.robust_alone, "iterative": short.rung.label}
+                out.append(Finding(code, {**values, "points": points, "threshold": THRESHOLDS[code]}))
     long = _by_role(results, "long")
     if long and short is not None:
         values = {"long": long[0].rung.label, "short": short.rung.label}
@@ -260,3 +256,22 @@ def _sweep_findings(results: list[RungResult], n: int) -> list[Finding]:
             )
         )
     return out
+
+
+def clever_findings(summary: dict[str, Any] | None) -> list[Finding]:
+    """The CLEVER comparison's flag: CLEVER above the found distortion on more than :data:`CLEVER_THRESHOLD` of
+    the compared points (``summary``: the audit's ``clever`` record, ``None`` or not run: no flag)."""
+    if not summary or not summary.get("ran") or not summary["n_compared"]:
+        return []
+    fraction = summary["n_exceeds"] / summary["n_compared"]
+    if fraction <= CLEVER_THRESHOLD:
+        return []
+    values = {
+        "norm": summary["norm"],
+        "exceeds": summary["n_exceeds"],
+        "compared": summary["n_compared"],
+        "fraction": fraction,
+        "threshold": CLEVER_THRESHOLD,
+        "ratio": summary["median_ratio"],
+    }
+    return [Finding("clever-above-found-distortion", values)]

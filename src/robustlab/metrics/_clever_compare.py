@@ -111,12 +111,42 @@ def compare_with_attack(
                 f"({attack_result.target_mode!r}) did not use: a targeted score only compares with an attack on the "
                 "same targets (use the same target mode and seed, or pass the CLEVER targets to the attack as a tensor)"
             )
+    return compare_with_distortions(
+        clever_result, getattr(attack_result, clever_result.norm), attack_result.success, rtol=rtol
+    )
+
+
+def compare_with_distortions(
+    clever_result: CleverResult, distortion: Tensor, success: Tensor, rtol: float = 1e-6
+) -> CleverComparison:
+    """Ratio of each CLEVER score to a distortion, in CLEVER's norm, of an adversarial example found for the same
+    input (the comparison :func:`compare_with_attack` makes; the gradient-masking audit passes the distortions of
+    its worst candidates).
+
+    Args:
+        clever_result: From :func:`robustlab.metrics.clever`.
+        distortion: Per input, the distortion in ``clever_result.norm`` of a misclassified point.
+        success: Per input, whether that point exists (misclassified, within the budget).
+        rtol: Relative slack before a score counts as exceeding the distortion.
+
+    Raises:
+        ConfigError: shapes that do not match the CLEVER result, or a negative or non-finite ``rtol``.
+
+    Shape:
+        - distortion, success: ``(N,)``; every output tensor: ``(N,)``
+    """
+    n = clever_result.n
+    if tuple(distortion.shape) != (n,) or tuple(success.shape) != (n,):
+        raise ConfigError(
+            f"distortion and success must have shape ({n},) like the CLEVER result, got {tuple(distortion.shape)} "
+            f"and {tuple(success.shape)}"
+        )
     if not (math.isfinite(rtol) and rtol >= 0):
         raise ConfigError(f"rtol must be a finite number >= 0, got {rtol!r}")
     score = clever_result.score.double().cpu()
-    dist = getattr(attack_result, clever_result.norm).double().cpu()
+    dist = distortion.detach().double().cpu()
     correct = clever_result.clean_pred.cpu() == clever_result.label.cpu()
-    compared = attack_result.success.cpu() & correct & torch.isfinite(score) & torch.isfinite(dist)
+    compared = success.cpu().bool() & correct & torch.isfinite(score) & torch.isfinite(dist)
     distortion = torch.where(compared, dist, torch.full_like(dist, math.nan))
     with torch.no_grad():
         ratio = torch.where(compared, score / dist, torch.full_like(dist, math.nan))
