@@ -493,3 +493,23 @@ def test_every_check_has_an_explanation_a_fix_and_a_documented_row() -> None:
     for code, threshold in THRESHOLDS.items():
         assert code in CHECKS
         assert f"| `{code}` | {threshold:g} |" in doc, f"docs/audit.md does not give {code}'s threshold"
+
+
+def test_a_weak_pgd_alone_is_not_called_masking_but_the_verdict_says_pgd_overstates() -> None:
+    """`strong-attacks-beat-pgd` alone (FGSM-RS MNIST: APGD-T 84.0 % against PGD-20's 90.7 %) is a weak evaluation
+    attack, not masking; with a masking flag beside it the verdict is "masking suspected"."""
+    from types import SimpleNamespace
+
+    from robustlab.audit._audit import _verdict
+    from robustlab.audit._flags import Finding
+
+    honest = {"robust_accuracy": 0.84, "low": 0.794, "high": 0.877, "expected": False, "attack": "apgd-t"}
+    honest["first_pgd"] = {"attack": "pgd-20", "value": 0.907}
+    facts = SimpleNamespace(gradients_available=True)
+    weak = [Finding("strong-attacks-beat-pgd")]
+    text = _verdict(weak, honest, facts, 0.3, 300)  # type: ignore[arg-type]
+    assert text.startswith("no masking found at this budget (eps 0.3, 300 points), but a PGD number alone overstates")
+    assert "84.0 %" in text and "reached by apgd-t (pgd-20 alone left 90.7 %)" in text
+    assert not CHECKS.get("strong-attacks-beat-pgd").masking
+    both = [*weak, Finding("losses-disagree")]
+    assert _verdict(both, honest, facts, 0.3, 300).startswith("masking suspected (losses-disagree)")  # type: ignore[arg-type]

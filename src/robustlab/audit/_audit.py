@@ -620,12 +620,17 @@ def _verdict(flags: list[Finding], honest: dict[str, Any], facts: ModelFacts, ep
     note = f"; also: {', '.join(hygiene)}" if hygiene else ""
     if not facts.gradients_available:
         note += "; gradients unavailable: only gradient-free checks and BPDA ran"
-    if not masking:
-        return f"no masking found at this budget (eps {eps:.4g}, {n} points): the honest {kind} is {number}, {by}{note}"
     first = honest.get("first_pgd")
     versus = (
         f" ({first['attack']} alone left {100 * first['value']:.1f} %)"
         if first and first.get("value") is not None
         else ""
     )
+    if not masking:
+        weak = "strong-attacks-beat-pgd" in hygiene
+        head = f"no masking found at this budget (eps {eps:.4g}, {n} points)"
+        if weak:
+            overstated = "but a PGD number alone overstates robustness"
+            return f"{head}, {overstated}: the honest {kind} is {number}, {by}{versus}{note}"
+        return f"{head}: the honest {kind} is {number}, {by}{note}"
     return f"masking suspected ({', '.join(masking)}): report the lowest verified {kind}, {number}, {by}{versus}{note}"
