@@ -112,6 +112,7 @@ def test_loss_reaches_the_attacks_that_have_one(data_dir: Path) -> None:
         (["--attack", "pgd", "--version", "standard"], "--version applies to --attack autoattack only, not 'pgd'"),
         (["--attack", "autoattack", "--loss", "dlr"], "--loss applies to attacks with a loss setting"),
         (["--attack", "apgd", "--loss", "margin"], "loss of apgd must be one of ce, dlr, got 'margin'"),
+        (["--attack", "pgd", "--loss", "kl"], "--loss kl is TRADES' training loss"),
         (["--attack", "apgd", "-p", "loss=dlr"], "--param loss: use the command's own option --loss"),
         (["--attack", "autoattack", "-p", "version=plus"], "--param version: use the command's own option --version"),
     ],

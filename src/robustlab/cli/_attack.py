@@ -219,6 +219,11 @@ def _own_settings(attack_name: str, loss: str | None, version: str | None) -> di
             raise ConfigError(
                 f"--loss applies to attacks with a loss setting ({', '.join(with_loss)}); {method.name!r} has none"
             )
+        if loss == "kl":
+            raise ConfigError(
+                "--loss kl is TRADES' training loss (it needs the clean logits as reference), not an evaluation "
+                "loss: use ce, margin or dlr"
+            )
         out["loss"] = loss
     if version is not None:
         if "version" not in method.param_names():
