@@ -340,3 +340,10 @@ def test_progress_counts_the_model_calls_against_the_budget_and_changes_nothing(
     assert len(calls) > 2
     assert torch.equal(res.success, plain.success) and torch.equal(res.l2, plain.l2)
     assert torch.equal(res.gradient_passes, plain.gradient_passes)
+
+
+def test_format_eps_writes_whole_255ths_as_fractions_and_reads_back() -> None:
+    from robustlab.attacks import format_eps, parse_eps
+
+    assert [format_eps(e) for e in (8 / 255, 1 / 255, 0.3, 0.1, 0.0)] == ["8/255", "1/255", "0.3", "0.1", "0"]
+    assert all(parse_eps(format_eps(k / 255)) == pytest.approx(k / 255) for k in (1, 2, 4, 8, 16))

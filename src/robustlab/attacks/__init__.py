@@ -21,7 +21,7 @@ from robustlab.attacks._evaluator import PassCounter, constrain, correct_fractio
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
-from robustlab.attacks._run import attack, check_params, list_attacks, parse_eps
+from robustlab.attacks._run import attack, check_params, format_eps, list_attacks, parse_eps
 from robustlab.threat import LOSSES, NORMS, TARGET_MODES
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "check_params",
     "constrain",
     "correct_fraction",
+    "format_eps",
     "list_attacks",
     "looks_like_probabilities",
     "parse_eps",

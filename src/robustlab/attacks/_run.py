@@ -71,6 +71,13 @@ def parse_eps(value: str | float | int | None) -> float | None:
     return eps
 
 
+def format_eps(eps: float) -> str:
+    """A budget as readers write it: ``8/255`` when it is a whole number of 255ths, else 4 significant digits (the
+    inverse of :func:`parse_eps` for the budgets people use)."""
+    in_255 = eps * 255
+    return f"{round(in_255)}/255" if eps > 0 and abs(in_255 - round(in_255)) < 1e-6 else f"{eps:.4g}"
+
+
 def _check_inputs(x: Tensor, y: Tensor, index: Tensor | None) -> Tensor:
     """Check the images (the one input contract of :func:`robustlab.models.check_images`), the labels' shape and
     the dataset rows; return the rows (``0..N-1`` by default) on the CPU."""

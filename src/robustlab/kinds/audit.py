@@ -162,11 +162,6 @@ def expand(sections: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
     return out
 
 
-def _eps_text(eps: float) -> str:
-    in_255 = eps * 255
-    return f"{round(in_255)}/255" if abs(in_255 - round(in_255)) < 1e-6 else f"{eps:.4g}"
-
-
 def config_key(cfg: dict[str, Any]) -> str:
     """The stored name of an audit, e.g. ``audit-linf-eps0.03137254902-3f2a9c01`` (the last part: a hash of the
     points, seed, surrogate and budgets, so that two entries at one budget stay apart)."""
@@ -177,11 +172,13 @@ def config_key(cfg: dict[str, Any]) -> str:
 
 def config_label(cfg: dict[str, Any]) -> str:
     """The name readers see, e.g. ``L∞ 8/255 (surrogate vgg8-w25, steps_long=50)``."""
+    from robustlab.attacks import format_eps
+
     extra = [f"first {cfg['n']} points"] if cfg["n"] is not None else []
     if cfg["surrogate"] is not None:
         extra.append("no surrogate" if cfg["surrogate"].lower() == "none" else f"surrogate {cfg['surrogate']}")
     extra += [f"{k}={cfg['config'][k]}" for k in cfg.get("changed", [])]
-    base = f"{NORM_NAMES.get(cfg['norm'], cfg['norm'])} {_eps_text(cfg['eps'])}"
+    base = f"{NORM_NAMES.get(cfg['norm'], cfg['norm'])} {format_eps(cfg['eps'])}"
     return base + (f" ({', '.join(extra)})" if extra else "")
 
 

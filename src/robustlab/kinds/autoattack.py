@@ -155,10 +155,9 @@ def expand(sections: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 def _eps_text(eps: float | None, *, readable: bool) -> str:
     if eps is None:
         return "default"
-    in_255 = eps * 255
-    if readable and eps > 0 and abs(in_255 - round(in_255)) < 1e-6:
-        return f"{round(in_255)}/255"
-    return f"{eps:.4g}" if readable else f"{eps:.10g}"  # stored keys: budgets 1e-6 apart stay apart
+    from robustlab.attacks import format_eps
+
+    return format_eps(eps) if readable else f"{eps:.10g}"  # stored keys: budgets 1e-6 apart stay apart
 
 
 def config_key(cfg: dict[str, Any]) -> str:
