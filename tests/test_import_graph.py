@@ -1,7 +1,8 @@
 """The import graph follows DESIGN.md's arrows, read from the source's syntax trees (nothing is imported).
 
 ``cli → bench/train/report → analysis → store`` and ``bench/train → attacks/metrics → models/data``; the public
-lower package ``threat`` and the base modules (errors, stats, _io, ...) sit below everything. Every import
+lower packages ``threat`` and, below it, ``transforms`` and the base modules (errors, stats, _io, ...) sit below
+everything. Every import
 counts, also one inside a function or under ``TYPE_CHECKING``: a dependency is a dependency.
 """
 
@@ -18,18 +19,31 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 #: Modules every package may import, which import only each other.
 BASE = {"errors", "stats", "_io", "_registry", "_version", "_allocator"}
 #: Packages that judge and measure: none of them may import a package that runs, stores or shows studies.
-LOWER = {"attacks", "metrics", "models", "data", "threat"}
+LOWER = {"attacks", "metrics", "models", "data", "threat", "transforms"}
 UPPER = {"bench", "kinds", "store", "report", "cli", "analysis", "train"}
 #: The gradient-masking audit runs attacks on models for the packages above it (cli, kinds, train).
 MIDDLE = {"audit"}
 
 #: (importer packages, packages they must not import, the arrow it would break)
 FORBIDDEN = [
-    (LOWER, UPPER, "attacks/metrics/models/data/threat never import bench, store, report, cli, analysis, train"),
-    (LOWER, MIDDLE, "attacks/metrics/models/data/threat never import audit"),
+    (
+        LOWER,
+        UPPER,
+        "attacks/metrics/models/data/threat/transforms never import bench, store, report, cli, analysis, train",
+    ),
+    (LOWER, MIDDLE, "attacks/metrics/models/data/threat/transforms never import audit"),
     (MIDDLE, UPPER, "audit → attacks/metrics/models/data, never up to bench, store, report, cli, analysis, train"),
     ({"models", "data"}, {"attacks", "metrics"}, "attacks/metrics → models/data, never back"),
-    ({"threat"}, LOWER | UPPER - {"threat"}, "threat is the lower public module: it imports only the base"),
+    (
+        {"threat"},
+        (LOWER | UPPER) - {"threat", "transforms"},
+        "threat is a lower public package: it imports only transforms",
+    ),
+    (
+        {"transforms"},
+        (LOWER | UPPER) - {"transforms"},
+        "transforms is the lowest public package: it imports only the base",
+    ),
     (BASE, LOWER | UPPER, "the base modules import only each other"),
     ({"store"}, UPPER - {"store"}, "store is the bottom of cli → bench/train/report → analysis → store"),
     ({"analysis"}, UPPER - {"analysis", "store"}, "analysis → store only, among the upper packages"),

@@ -5,10 +5,10 @@
 ``ATTACKS.get("pgd").configure(...)``, ``propose(ctx, batch)``) that cascades and training loops hold directly;
 :func:`perturb` is the light primitive for training (no judging, no records, no mode switch).
 
-Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient
-loop), ``cw`` and ``ead`` (one binary search over the constant). Norms (``linf``, ``l2``, ``l1``), target modes
-(``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit tensor) and losses are the threat
-primitives of :mod:`robustlab.threat`.
+Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient loop), ``cw`` and ``ead`` (one binary search over the
+constant), the AutoAttack family, and ``semantic`` (:func:`semantic_attack`: image attributes and a pixel residual,
+judged by re-rendering from the parameters). Norms (``linf``, ``l2``, ``l1``), target modes (``untargeted``, ``random``,
+``least-likely``, ``top2`` or an explicit tensor) and losses are the threat primitives of :mod:`robustlab.threat`.
 
 The checks of a model and of an evaluation (:data:`CHECKS`: stable codes, their explanation and the fix to try) are
 shared by AutoAttack and the gradient-masking audit (:mod:`robustlab.audit`), as are the evaluator's projection
@@ -22,6 +22,7 @@ from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunCo
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
 from robustlab.attacks._run import attack, check_params, format_eps, list_attacks, parse_eps
+from robustlab.attacks._semantic import SemanticConfig, achromatic, semantic_attack
 from robustlab.threat import LOSSES, NORMS, TARGET_MODES
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "GradientCheck",
     "PassCounter",
     "RunContext",
+    "SemanticConfig",
+    "achromatic",
     "attack",
     "check_gradients",
     "check_params",
@@ -49,4 +52,5 @@ __all__ = [
     "looks_like_probabilities",
     "parse_eps",
     "perturb",
+    "semantic_attack",
 ]

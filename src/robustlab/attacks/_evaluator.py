@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from robustlab.models.adapter import predict_logits
 from robustlab.threat import Norm
+from robustlab.threat.semantic import SemanticThreat
 
 STATUS_SUCCESS = "success"
 STATUS_FAILURE = "failure"
@@ -194,3 +195,49 @@ def judge(
         l2=l2,
         linf=linf,
     )
+
+
+def judge_semantic(
+    model: nn.Module,
+    x: Tensor,
+    u: Tensor,
+    delta: Tensor | None,
+    labels: Tensor,
+    targets: Tensor | None,
+    threat: SemanticThreat,
+    batch_size: int | None = None,
+) -> tuple[Judgement, Tensor, Tensor | None]:
+    """Judge proposed semantic parameters: project them into the threat model, re-render the image from them and
+    classify it afresh (the attack's own image is never trusted).
+
+    Returns the judgement and the projected parameters (what the records store).
+
+    Shape:
+        - x: ``(N, C, H, W)``; u: ``(N, A)``; delta: like ``x``; labels, targets: ``(N,)``
+    """
+    u, delta = threat.project(u.detach(), None if delta is None else delta.detach())
+    bs = batch_size or max(int(x.shape[0]), 1)
+    with torch.no_grad():
+        final = (
+            torch.cat(
+                [
+                    threat.render(x[lo : lo + bs], u[lo : lo + bs], None if delta is None else delta[lo : lo + bs])
+                    for lo in range(0, int(x.shape[0]), bs)
+                ]
+            )
+            if x.shape[0]
+            else x.clone()
+        )
+    logits = predict_logits(model, final, batch_size)
+    l0, l1, l2, linf = distortions(final - x)
+    verdict = Judgement(
+        x_adv=final,
+        pred=logits.argmax(1),
+        success=is_success(logits, labels, targets),
+        finite=finite_rows(logits),
+        l0=l0,
+        l1=l1,
+        l2=l2,
+        linf=linf,
+    )
+    return verdict, u, delta

@@ -28,6 +28,7 @@ from robustlab.attacks._gradient import StartGradients
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, check_value, unknown_key
 from robustlab.attacks._minimal import minimal_search
 from robustlab.attacks._result import AttackResult
+from robustlab.attacks._semantic import semantic_attack
 from robustlab.errors import ConfigError
 from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
 from robustlab.threat import L1, Norm, check_labels, get_norm, resolve_targets
@@ -40,8 +41,42 @@ DEFAULT_RTOL = 0.02
 
 
 def list_attacks() -> list[str]:
-    """Names of the registered attacks."""
+    """Names of the registered Lp attacks (``attack()`` also takes ``"semantic"``, the semantic threat models'
+    attack, which has a threat model of its own)."""
     return ATTACKS.names()
+
+
+def _semantic(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    norm: str | None,
+    eps: float | str | None,
+    steps: int | None,
+    step_size: float | None,
+    target: str | Tensor,
+    minimal: bool,
+    seed: int,
+    batch_size: int | None,
+    keep_adversarials: bool,
+    progress: Callable[[int, int], None] | None,
+    index: Tensor | None,
+    params: dict[str, Any],
+) -> AttackResult:
+    """``attack(..., "semantic")``: the semantic threat model's attack; ``eps`` is its L∞ pixel budget."""
+    if norm not in (None, "linf"):
+        raise ConfigError(f"the semantic attack's pixel residual is L∞ (norm='linf'), got norm={norm!r}")
+    if minimal or step_size is not None:
+        raise ConfigError(
+            "the semantic attack has no minimal search and no absolute step_size (its step is rel_step / steps)"
+        )
+    _check_int("steps", steps, 1)
+    if steps is not None:
+        params["steps"] = steps
+    return semantic_attack(
+        model, x, y, pixel_eps=parse_eps(eps), target=target, seed=seed, batch_size=batch_size,
+        keep_adversarials=keep_adversarials, progress=progress, index=index, **params,
+    )  # fmt: skip
 
 
 def parse_eps(value: str | float | int | None) -> float | None:
@@ -291,6 +326,9 @@ def attack(
     Shape:
         - x: ``(N, C, H, W)``; y: ``(N,)`` int64; target (tensor): ``(N,)`` int64
     """
+    if isinstance(name, str) and name.lower() == "semantic":
+        return _semantic(model, x, y, norm, eps, steps, step_size, target, minimal, seed, batch_size,
+                         keep_adversarials, progress, index, params)  # fmt: skip
     t0 = time.perf_counter()
     settings = _settings(name, norm, minimal, steps, step_size, params)
     method, norm_obj = settings.method, settings.norm

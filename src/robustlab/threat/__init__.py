@@ -6,15 +6,18 @@
   checks of labels and explicit targets.
 - **Losses** (:data:`LOSSES`): ``ce``, ``margin``, ``dlr`` on logits, all maximised by the attacker, and ``kl``
   (TRADES' inner maximisation: the KL divergence from reference logits, which the caller passes as ``reference``).
+- **Semantic threat models** (:func:`semantic_threat`, presets :data:`PRESETS` ``mild`` and ``caa``): image
+  attributes within ranges (rendered by :mod:`robustlab.transforms`) plus an L∞ pixel residual.
 
-This package sits below ``attacks`` and ``metrics`` and imports neither (nor ``bench``, ``store``, ``report`` or
-``cli``). Adding a norm, a target mode or a loss is one class and one registration here; the CLI choices and the
-study spec's allowed values are read from the registries.
+This package sits below ``attacks`` and ``metrics`` and above only ``transforms``; it imports neither (nor ``bench``,
+``store``, ``report`` or ``cli``). Adding a norm, a target mode or a loss is one class and one registration here; the
+CLI choices and the study spec's allowed values are read from the registries.
 """
 
 from robustlab.threat.losses import DLR, LOSSES, CrossEntropy, Loss, Margin, make_loss, margin, other_max
 from robustlab.threat.norms import L1, L2, NORMS, Linf, Norm, get_norm, per_sample
 from robustlab.threat.projections import l1_box_correction, project_l1_box
+from robustlab.threat.semantic import PRESETS, SemanticThreat, semantic_threat
 from robustlab.threat.targets import (
     TARGET_MODES,
     LeastLikely,
@@ -33,6 +36,7 @@ __all__ = [
     "L2",
     "LOSSES",
     "NORMS",
+    "PRESETS",
     "TARGET_MODES",
     "CrossEntropy",
     "LeastLikely",
@@ -41,6 +45,7 @@ __all__ = [
     "Margin",
     "Norm",
     "RandomTarget",
+    "SemanticThreat",
     "TargetMode",
     "Top2",
     "Untargeted",
@@ -54,4 +59,5 @@ __all__ = [
     "per_sample",
     "project_l1_box",
     "resolve_targets",
+    "semantic_threat",
 ]
