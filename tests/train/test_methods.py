@@ -79,6 +79,27 @@ def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int, scale
         xa = x + _uniform_start(x, seed)  # Wong et al.: the start is not clipped to [0, 1]
         model.check_inputs = False  # the model sees the unclipped start
         xa = _ball(x, xa + ALPHA * _grad(model, xa, ce).sign(), EPS)
+    elif name == "sia":
+        from robustlab.threat import semantic_threat
+
+        threat = semantic_threat("mild", ["contrast", "brightness"], pixel_eps=EPS)
+        g = torch.Generator().manual_seed(seed)
+        u = torch.rand(len(x), 2, generator=g, dtype=x.dtype) * 2 - 1  # the run's draws, in the method's order
+        d = (torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1) * EPS
+        best, best_loss = None, torch.full((len(x),), -torch.inf, dtype=x.dtype)
+        for t in range(STEPS + 1):  # keep each row's highest-loss iterate, start and end included
+            u, d = u.detach().requires_grad_(True), d.detach().requires_grad_(True)
+            img = threat.render(x, u, d)
+            loss = ce(model(img))
+            up = loss > best_loss
+            best = img.detach() if best is None else torch.where(up.view(-1, 1, 1, 1), img.detach(), best)
+            best_loss = torch.where(up, loss.detach(), best_loss)
+            if t == STEPS:
+                break
+            gu, gd = torch.autograd.grad(loss.sum(), [u, d])
+            u = (u + 2.5 / STEPS * gu.sign()).clamp(-1, 1)
+            d = (d + 2.5 * EPS / STEPS * gd.sign()).clamp(-EPS, EPS)
+        xa = best
     else:
         with torch.no_grad():
             ref = model(x)
@@ -98,6 +119,7 @@ PARAMS = {
     "pgd-at": {"eps": EPS, "steps": STEPS, "step_size": STEP},
     "fgsm-rs": {"eps": EPS, "alpha": ALPHA},
     "trades": {"eps": EPS, "steps": STEPS, "step_size": STEP, "beta": BETA},
+    "sia": {"attributes": "brightness,contrast", "pixel_eps": EPS, "steps": STEPS},
 }
 
 
@@ -173,11 +195,23 @@ def test_inner_maximiser_leaves_parameters_grads_and_bn_statistics_alone(name: s
         ("pgd-at", {"eps": 0.1, "eps_ramp": 1.5}, "eps_ramp must be in \\[0, 1\\]"),
         ("pgd-at", {"eps": 0.1, "steps": "7"}, "steps must be int"),
         ("standard", {"eps": 0.1}, "standard has no setting 'eps'"),
+        ("sia", {"steps": 0}, "sia: steps must be >= 1"),
+        ("sia", {"pixel_eps": -0.1}, "pixel budget must be a finite number >= 0"),
+        ("sia", {"attributes": "brightnes"}, "Did you mean: brightness"),
+        ("sia", {"preset": "wild"}, "unknown semantic preset 'wild'"),
+        ("sia", {"eps": 0.1}, "sia has no setting 'eps'"),
     ],
 )
 def test_bad_settings_are_refused(name: str, params: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
         get_method(name, params)
+
+
+def test_sia_refuses_colour_attributes_on_grey_images() -> None:
+    x, y = _batch()
+    method = get_method("sia", {"attributes": "hue,brightness"})
+    with pytest.raises(ConfigError, match="hue needs RGB images"):
+        method.step(StepContext(_net(), torch.Generator().manual_seed(0)), x, y)
 
 
 def test_unknown_method_lists_close_matches() -> None:

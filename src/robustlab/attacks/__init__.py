@@ -22,7 +22,7 @@ from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunCo
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
 from robustlab.attacks._run import attack, check_params, format_eps, list_attacks, parse_eps
-from robustlab.attacks._semantic import SemanticConfig, achromatic, semantic_attack
+from robustlab.attacks._semantic import SemanticConfig, achromatic, semantic_attack, semantic_perturb
 from robustlab.threat import LOSSES, NORMS, TARGET_MODES
 
 __all__ = [
@@ -53,4 +53,5 @@ __all__ = [
     "parse_eps",
     "perturb",
     "semantic_attack",
+    "semantic_perturb",
 ]

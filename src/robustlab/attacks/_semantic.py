@@ -619,3 +619,39 @@ class _Attribution:
                 phi[:, i] += weight * (value[mask | (1 << i)] - value[mask])
         out[self.won.cpu()] = phi
         return out
+
+
+def semantic_perturb(
+    model: nn.Module,
+    threat: SemanticThreat,
+    x: Tensor,
+    y: Tensor,
+    *,
+    steps: int,
+    u0: Tensor,
+    delta0: Tensor | None = None,
+    loss: str = "ce",
+    rel_step: float = 2.5,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The light semantic inner maximiser for training: sign ascent from ``(u0, delta0)`` on every attribute and the
+    residual, every row taking every step (no judging, no early stop, no records); the model's mode is the caller's.
+
+    Returns the rendered images of the highest-loss iterate of each row and their parameters (projected).
+
+    Shape:
+        - x: ``(B, C, H, W)``; y: ``(B,)``; u0: ``(B, A)``; delta0: like ``x``
+        - output: ``(B, C, H, W)``, ``(B, A)``, like ``x``
+    """
+    cfg = SemanticConfig(steps=steps, restarts=0, single_starts=False, grid=0, loss=loss, rel_step=rel_step,
+                         early_stop=False)  # fmt: skip
+    cfg.check()
+    u0, delta0 = threat.project(u0.detach().clone(), None if delta0 is None else delta0.detach().clone())
+    if threat.pixel_eps > 0 and delta0 is None:
+        delta0 = torch.zeros_like(x)
+    obj = _Objective(model, threat, loss, None)
+    everyone = torch.ones(threat.size, dtype=torch.bool, device=x.device)
+    idx = torch.arange(x.shape[0], device=x.device)
+    u, delta, _, _ = _ascend(obj, x, y, None, idx, u0, delta0 if threat.pixel_eps > 0 else None, everyone, cfg)
+    with torch.no_grad():
+        images = threat.render(x, u, delta)
+    return images.detach(), u.detach(), None if delta is None else delta.detach()
