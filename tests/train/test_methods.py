@@ -17,6 +17,7 @@ from robustlab.train.methods import TRAINING_METHODS, StepContext, get_method
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EPS, ALPHA, STEPS, STEP, BETA = 0.1, 0.125, 3, 0.04, 3.0
+WEIGHTS = (0.5, 1.0, 2.0, 4.0, 0.25)
 
 
 def _net() -> ModelAdapter:
@@ -64,11 +65,14 @@ def _kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     return (logp.exp() * (logp - logq)).sum(1)
 
 
-def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int, scale: float = 1.0) -> Tensor:
+def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int, scale: float = 1.0, skip: int = 0) -> Tensor:
     """The textbook loss of each method, written out (attack in eval mode, outer loss in train mode); ``scale``
     multiplies PGD-AT's budget and step."""
     if name == "standard":
         return F.cross_entropy(model(x), y, label_smoothing=0.1)
+    if name == "reweighted":
+        w = torch.tensor(WEIGHTS, dtype=x.dtype)
+        return (w[y] * F.cross_entropy(model(x), y, reduction="none")).sum() / w[y].sum()
     model.eval()
     ce = lambda logits: F.cross_entropy(logits, y, reduction="none")  # noqa: E731
     if name == "pgd-at":
@@ -84,6 +88,7 @@ def _hand(name: str, model: ModelAdapter, x: Tensor, y: Tensor, seed: int, scale
 
         threat = semantic_threat("mild", ["contrast", "brightness"], pixel_eps=EPS)
         g = torch.Generator().manual_seed(seed)
+        torch.rand(skip, generator=g, dtype=x.dtype)  # draws made before the start (class_fraction's)
         u = torch.rand(len(x), 2, generator=g, dtype=x.dtype) * 2 - 1  # the run's draws, in the method's order
         d = (torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1) * EPS
         best, best_loss = None, torch.full((len(x),), -torch.inf, dtype=x.dtype)
@@ -120,6 +125,7 @@ PARAMS = {
     "fgsm-rs": {"eps": EPS, "alpha": ALPHA},
     "trades": {"eps": EPS, "steps": STEPS, "step_size": STEP, "beta": BETA},
     "sia": {"attributes": "brightness,contrast", "pixel_eps": EPS, "steps": STEPS},
+    "reweighted": {"weights": ",".join(map(str, WEIGHTS))},
 }
 
 
@@ -195,16 +201,49 @@ def test_inner_maximiser_leaves_parameters_grads_and_bn_statistics_alone(name: s
         ("pgd-at", {"eps": 0.1, "eps_ramp": 1.5}, "eps_ramp must be in \\[0, 1\\]"),
         ("pgd-at", {"eps": 0.1, "steps": "7"}, "steps must be int"),
         ("standard", {"eps": 0.1}, "standard has no setting 'eps'"),
-        ("sia", {"steps": 0}, "sia: steps must be >= 1"),
+        ("sia", {"steps": -1}, "sia: steps must be >= 0"),
+        ("sia", {"steps": 0, "random_start": False}, "use method standard"),
         ("sia", {"pixel_eps": -0.1}, "pixel budget must be a finite number >= 0"),
         ("sia", {"attributes": "brightnes"}, "Did you mean: brightness"),
         ("sia", {"preset": "wild"}, "unknown semantic preset 'wild'"),
         ("sia", {"eps": 0.1}, "sia has no setting 'eps'"),
+        ("sia", {"class_fraction": "0.5,x"}, "comma-separated numbers"),
+        ("sia", {"class_fraction": "0.5,1.5"}, "must lie in \\[0, 1\\]"),
+        ("reweighted", {}, "reweighted needs weights"),
+        ("reweighted", {"weights": "1,-1"}, "must be >= 0"),
+        ("reweighted", {"weights": "a,b"}, "comma-separated numbers"),
     ],
 )
 def test_bad_settings_are_refused(name: str, params: dict, message: str) -> None:
     with pytest.raises((ConfigError, UnknownNameError), match=message):
         get_method(name, params)
+
+
+def test_sia_with_no_steps_trains_on_random_attributes() -> None:
+    from robustlab.threat import semantic_threat
+
+    x, y = _batch()
+    ours, theirs = _net(), _net()
+    out = get_method("sia", {"attributes": "contrast,brightness", "pixel_eps": EPS, "steps": 0}).step(
+        StepContext(ours, torch.Generator().manual_seed(5)), x, y
+    )
+    g = torch.Generator().manual_seed(5)
+    u = torch.rand(len(x), 2, generator=g, dtype=x.dtype) * 2 - 1
+    d = (torch.rand(x.shape, generator=g, dtype=x.dtype) * 2 - 1) * EPS
+    image = semantic_threat("mild", ["contrast", "brightness"], pixel_eps=EPS).render(x, u, d)
+    torch.testing.assert_close(out.loss, F.cross_entropy(theirs(image), y), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_sia_class_fraction_zero_trains_on_clean_rows_and_one_on_every_row(fraction: float) -> None:
+    x, y = _batch()
+    params = {**PARAMS["sia"], "class_fraction": ",".join([str(fraction)] * 5)}
+    out = get_method("sia", params).step(StepContext(_net(), torch.Generator().manual_seed(5)), x, y)
+    if fraction == 0.0:  # no row perturbed
+        expected = F.cross_entropy(_net()(x), y)
+    else:  # the rows' draws come after class_fraction's
+        expected = _hand("sia", _net(), x, y, seed=5, skip=len(x))
+    torch.testing.assert_close(out.loss, expected, rtol=1e-10, atol=1e-12)
 
 
 def test_sia_refuses_colour_attributes_on_grey_images() -> None:

@@ -151,8 +151,12 @@ def _ascend(
     delta: Tensor | None,
     free: Tensor,
     cfg: SemanticConfig,
+    highest_loss: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
     """Sign ascent from ``(u, delta)`` on the attributes marked ``free`` (``(A,)`` bool) and on ``delta`` if given.
+
+    ``highest_loss``: keep each row's highest-loss iterate whatever its verdict (the inner maximiser of training);
+    otherwise a success beats any failure (with ``early_stop`` the first success, without it the highest-loss one).
 
     Returns the kept parameters of each row (its first success, else its highest-loss iterate), whether it
     succeeded, and that loss.
@@ -171,9 +175,13 @@ def _ascend(
         loss, ok, gu, gd = obj.evaluate(
             x[a], u[a], None if delta is None else delta[a], y[a], None if t is None else t[a], idx[a], only, not last
         )
-        better = ok | (loss > best_loss[a])
-        if cfg.early_stop:
-            better &= ~won[a]
+        higher = loss > best_loss[a]
+        if highest_loss:
+            better = higher
+        elif cfg.early_stop:
+            better = ok & ~won[a] | ~ok & ~won[a] & higher
+        else:
+            better = ok & ~won[a] | (ok == won[a]) & higher
         rows = a[better]
         best_u[rows] = u[rows]
         if delta is not None and best_d is not None:
@@ -651,7 +659,9 @@ def semantic_perturb(
     obj = _Objective(model, threat, loss, None)
     everyone = torch.ones(threat.size, dtype=torch.bool, device=x.device)
     idx = torch.arange(x.shape[0], device=x.device)
-    u, delta, _, _ = _ascend(obj, x, y, None, idx, u0, delta0 if threat.pixel_eps > 0 else None, everyone, cfg)
+    u, delta, _, _ = _ascend(
+        obj, x, y, None, idx, u0, delta0 if threat.pixel_eps > 0 else None, everyone, cfg, highest_loss=True
+    )
     with torch.no_grad():
         images = threat.render(x, u, delta)
     return images.detach(), u.detach(), None if delta is None else delta.detach()

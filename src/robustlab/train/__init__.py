@@ -1,6 +1,7 @@
 """Training: the loop (resumable checkpoints, schedules, monitor, DDP), the registered training methods (standard,
-pgd-at, fgsm-rs, trades, and sia in its own module) and the zoo builder."""
+pgd-at, fgsm-rs, trades; sia and reweighted in their own modules) and the zoo builder."""
 
+from robustlab.train import reweight as _reweight  # noqa: F401 - registers the reweighted method
 from robustlab.train import sia as _sia  # noqa: F401 - registers the sia method
 from robustlab.train.augment import random_crop_flip
 from robustlab.train.loop import (

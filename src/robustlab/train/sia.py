@@ -6,7 +6,11 @@ every row taking every step) and trains on the rendered images only. The SIA pap
 claims that this training transfers robustness to gradient attacks; ``docs/findings.md`` says what we measured.
 
 Settings: ``preset`` (``mild`` or ``caa``), ``attributes`` (comma-separated; default: the preset's), ``pixel_eps``
-(default: the preset's; 0: attributes only), ``steps``, ``random_start``.
+(default: the preset's; 0: attributes only), ``steps`` (0: no ascent, i.e. **random-attribute augmentation**, the
+baseline that separates "adversarial" from "more augmentation"), ``random_start``, ``class_fraction``
+(comma-separated, one per class: the fraction of each class's rows perturbed, the others trained on clean; for the
+oversampling arms of the imbalanced-data experiment, where it is ``1 - n_c / n_balanced`` so that in expectation
+exactly the duplicated rows are augmented).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class SIASettings:
     pixel_eps: float | None = None
     steps: int = 3
     random_start: bool = True
+    class_fraction: str | None = None
 
 
 class SIA(TrainingMethod):
@@ -51,10 +56,28 @@ class SIA(TrainingMethod):
             params["pixel_eps"] = parse_eps(params["pixel_eps"])
         copy = super().configure(params)
         assert isinstance(copy, SIA)
-        if copy.settings.steps < 1:
-            raise ConfigError(f"sia: steps must be >= 1, got {copy.settings.steps}")
+        if copy.settings.steps < 0:
+            raise ConfigError(f"sia: steps must be >= 0 (0: random attributes, no ascent), got {copy.settings.steps}")
+        if copy.settings.steps == 0 and not copy.settings.random_start:
+            raise ConfigError("sia: steps=0 without random_start trains on the clean images; use method standard")
         copy.threat()  # validates preset, attributes and budget now, not at the first step
+        copy.fractions()
         return copy
+
+    def fractions(self) -> list[float] | None:
+        """The per-class fractions of ``class_fraction`` (``None``: every row is perturbed)."""
+        from robustlab.errors import ConfigError
+
+        text = self.settings.class_fraction
+        if text is None:
+            return None
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise ConfigError(f"sia: class_fraction must be comma-separated numbers, got {text!r}") from None
+        if not all(0 <= v <= 1 for v in values):
+            raise ConfigError(f"sia: every class_fraction must lie in [0, 1], got {text!r}")
+        return values
 
     def threat(self) -> Any:
         """The semantic threat model of these settings."""
@@ -74,6 +97,17 @@ class SIA(TrainingMethod):
         threat = self.threat()
         threat.check_images(x)
         b, a = len(x), threat.size
+        x_full, y_full = x, y
+        pick = None
+        fractions = self.fractions()
+        if fractions is not None:  # drawn first: the rows to perturb
+            from robustlab.errors import ConfigError
+
+            if int(y.max()) >= len(fractions):
+                raise ConfigError(f"sia: class_fraction has {len(fractions)} values; label {int(y.max())} has none")
+            chance = ctx.draw(torch.empty(b, dtype=x.dtype, device=x.device),
+                              lambda t: torch.rand(t.shape, generator=ctx.generator, dtype=t.dtype))  # fmt: skip
+            pick = chance < torch.tensor(fractions, dtype=x.dtype, device=x.device)[y]
         if s.random_start:
 
             def uniform(t: Tensor) -> Tensor:
@@ -83,9 +117,21 @@ class SIA(TrainingMethod):
             delta0 = ctx.draw(x, uniform) * threat.pixel_eps if threat.pixel_eps > 0 else None
         else:
             u0, delta0 = threat.identity(b, x), None
-        with ctx.attack_mode(), torch.enable_grad():
-            x_adv, _, _ = semantic_perturb(ctx.model, threat, x, y, steps=s.steps, u0=u0, delta0=delta0)
-        ctx.inner_passes += s.steps * b
+        if pick is not None:  # only the picked rows are perturbed (and cost inner passes)
+            x, y, u0 = x[pick], y[pick], u0[pick]
+            delta0 = None if delta0 is None else delta0[pick]
+        if len(x) == 0:
+            x_adv = x
+        elif s.steps == 0:  # random-attribute augmentation
+            with torch.no_grad():
+                x_adv = threat.render(x, *threat.project(u0, delta0))
+        else:
+            with ctx.attack_mode(), torch.enable_grad():
+                x_adv, _, _ = semantic_perturb(ctx.model, threat, x, y, steps=s.steps, u0=u0, delta0=delta0)
+        ctx.inner_passes += s.steps * len(x)
+        if pick is not None:
+            x_adv = x_full.index_put((pick,), x_adv)
+            y = y_full
         logits = ctx.forward(x_adv)  # (B, K)
         return StepOutput(ctx.ce(logits, y), logits)
 
