@@ -147,14 +147,26 @@ class SemanticThreat:
         [0, 1]. Differentiable in ``u`` and ``delta``; parameters are used as given (project them first).
 
         Args:
-            only: ``(A,)`` bool: render only these attributes (the others at their identity), for the histograms.
+            only: ``(A,)`` bool: render only these attributes (the others at their identity, clamped into their
+                ranges as :meth:`identity` does, so the image stays inside the threat model), for the histograms.
 
         Shape:
             - x: ``(N, C, H, W)``; u: ``(N, A)``; delta: like ``x``
             - output: ``(N, C, H, W)``
         """
         vals = self.values(u)
-        chosen = {a: vals[:, i] for i, a in enumerate(self.attributes) if only is None or bool(only[i])}
+        drawn = [True] * self.size
+        if only is not None:
+            # An attribute whose range excludes its identity (blur 0.8:1.5) is never absent from the threat model:
+            # it is rendered at its clamped identity, as the joint starts and the evaluator render it.
+            rest = self.values(self.identity(u.shape[0], u))
+            picked = [bool(only[i]) for i in range(self.size)]
+            vals = torch.stack([vals[:, i] if picked[i] else rest[:, i] for i in range(self.size)], dim=1)
+            drawn = [
+                p or not lo <= ATTRIBUTES.get(a).identity <= hi
+                for p, a, lo, hi in zip(picked, self.attributes, self.low, self.high, strict=True)
+            ]
+        chosen = {a: vals[:, i] for i, a in enumerate(self.attributes) if drawn[i]}
         out = apply_attributes(x, chosen, self.padding)
         if delta is not None:
             out = out + delta
@@ -189,7 +201,8 @@ def semantic_threat(
         reg: Registry[Preset] = Registry("semantic preset")
         for name, p in PRESETS.items():
             reg.register(name, p)
-        reg.get(preset)  # raises with close matches
+        reg.get(preset)  # raises with close matches (and finds a name written in other case)
+        preset = preset.lower()
     base = PRESETS[preset]
     names = list(base.ranges) if attributes is None else [ATTRIBUTES.get(a).name for a in attributes]
     if not names:
@@ -197,16 +210,19 @@ def semantic_threat(
     duplicates = sorted({a for a in names if names.count(a) > 1})
     if duplicates:
         raise ConfigError(f"attribute(s) named twice: {', '.join(duplicates)}")
-    ranges = dict(ranges or {})
+    ranges = {ATTRIBUTES.get(name).name: r for name, r in (ranges or {}).items()}
     for name in ranges:
-        ATTRIBUTES.get(name)
         if name not in names:
             raise ConfigError(f"a range is given for {name!r}, which is not among the attributes {', '.join(names)}")
-    chosen = {
-        a: tuple(float(v) for v in ranges.get(a, base.ranges.get(a, ATTRIBUTES.get(a).default_range))) for a in names
-    }
-    for a, (lo, hi) in chosen.items():
+    chosen: dict[str, tuple[float, float]] = {}
+    for a in names:
+        r = ranges.get(a, base.ranges.get(a, ATTRIBUTES.get(a).default_range))
+        try:
+            lo, hi = (float(v) for v in r)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{a}: a range is two numbers (low, high), got {r!r}") from None
         ATTRIBUTES.get(a).check_range(lo, hi)
+        chosen[a] = (lo, hi)
     eps = base.pixel_eps if pixel_eps is None else float(pixel_eps)
     if not math.isfinite(eps) or eps < 0:
         raise ConfigError(f"the pixel budget must be a finite number >= 0 (0: attributes only), got {pixel_eps!r}")

@@ -1,10 +1,10 @@
 """Colour transforms with one parameter per image: hue, saturation, contrast (two kinds each where the field uses
 two), brightness and gamma.
 
-None of them clamps to [0, 1]: a chain of transforms is clamped once at its end (:func:`robustlab.transforms.render`
-does), because a clamp inside every operation zeroes the gradient of every pixel it clips. Each is written as
-``x + change(parameter)`` where the change is exactly zero at the identity value, so the identity returns the input
-bit for bit (a colour-space round trip alone is off by about 1e-7).
+None of them clamps to [0, 1]: a chain of transforms is clamped once at its end
+(:meth:`robustlab.threat.SemanticThreat.render` does), because a clamp inside every operation zeroes the gradient of
+every pixel it clips. Each is written as ``x + change(parameter)`` where the change is exactly zero at the identity
+value, so the identity returns the input bit for bit (a colour-space round trip alone is off by about 1e-7).
 
 Two families, named distinctly because they answer different questions:
 
@@ -58,14 +58,15 @@ def _mix(m: Tensor, x: Tensor) -> Tensor:
 
 
 def luma(x: Tensor) -> Tensor:
-    """ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B`` (the Y of YIQ); a one-channel image is its own luma.
+    """ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B`` (the Y of YIQ; OpenCV ``COLOR_RGB2GRAY``); a one-channel
+    image is its own luma. The one implementation: the corruptions use it too.
 
     Shape:
         - x: ``(N, C, H, W)``; output: ``(N, 1, H, W)``
     """
     if x.shape[1] == 1:
         return x
-    return _mix(_matrix(_RGB_TO_YIQ, x)[:1], x)
+    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
 def chroma(x: Tensor) -> Tensor:
@@ -106,12 +107,13 @@ def brightness(x: Tensor, delta: Tensor) -> Tensor:
 
 
 def gamma(x: Tensor, g: Tensor) -> Tensor:
-    """``x ** g`` on ``x`` clamped to [0, 1] (values below 0 or above 1 from earlier transforms would make the
-    power undefined or unbounded); 0 stays 0 with a zero gradient."""
+    """``x ** g`` on [0, 1]; 0 stays 0 with a zero gradient. The power acts on ``x`` clamped to [0, 1] (values
+    below 0 or above 1 from earlier transforms would make it undefined or unbounded) and is added as a change, so
+    what lies outside passes through unchanged and ``g = 1`` returns any input exactly."""
     base = x.clamp(0.0, 1.0)
     positive = base > 0
     powered = torch.pow(torch.where(positive, base, torch.ones_like(base)), _per_image(g, x))
-    return torch.where(positive, powered, base)
+    return x + (torch.where(positive, powered, base) - base)
 
 
 # ---- HSV, kornia's conventions: hue in radians in [0, 2π), value = max channel, saturation = (max - min) / max ----

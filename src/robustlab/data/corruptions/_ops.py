@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustlab.transforms import luma
+
 # ---------------------------------------------------------------- random numbers (drawn on the generator's device)
 
 
@@ -380,11 +382,9 @@ def next_power_of_2(v: int) -> int:
 
 
 def rgb_to_gray(x: Tensor) -> Tensor:
-    """ITU-R 601 luma (OpenCV ``COLOR_RGB2GRAY``); grey input is returned as is.
+    """ITU-R 601 luma (OpenCV ``COLOR_RGB2GRAY``); grey input is returned as is: :func:`robustlab.transforms.luma`.
 
     Shape:
         x: ``(N, C, H, W)`` → ``(N, 1, H, W)``
     """
-    if x.shape[1] == 1:
-        return x
-    return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
+    return luma(x)
