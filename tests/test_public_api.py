@@ -94,3 +94,25 @@ def test_the_errors_docstring_draws_the_exception_tree() -> None:
     }
     actual = {name: cls.__mro__[1].__name__ for name, cls in classes.items()}
     assert drawn == actual
+
+
+def test_the_semantic_attack_runs_from_the_top_level_attack() -> None:
+    """``robustlab.attack(model, x, y, "semantic", ...)`` (issue 16): ``eps`` is the pixel budget, the threat model's
+    and the search's settings pass through, and the records carry the attribute values and the necessity test."""
+    import torch
+    from torch import nn
+
+    class Luma(nn.Module):  # class 1 when the mean value is above 0.5: brightness decides
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([0.5 - m, m - 0.5], dim=1) * 50
+
+    x = torch.full((4, 3, 8, 8), 0.52)
+    x[2:] = 0.48
+    y = torch.tensor([1, 1, 0, 0])
+    result = robustlab.attack(Luma(), x, y, "semantic", eps=0, attributes=["brightness", "rotation"], steps=2,
+                              restarts=0, grid=3)  # fmt: skip
+    assert isinstance(result, robustlab.AttackResult) and result.attack == "semantic" and result.eps == 0
+    assert result.summary()["success_rate"] == 1.0
+    assert result.columns["undone_by"] == ["brightness"] * 4  # resetting brightness alone undoes every success
+    assert all(abs(v) <= 0.1 + 1e-6 for v in result.columns["attr_brightness"]) and "attr_rotation" in result.columns

@@ -67,7 +67,15 @@ def echo_kind() -> Iterator[Echo]:
 
 
 def test_a_new_kind_is_one_module_from_spec_to_report(echo_kind: Echo, tmp_path: Path, data_dir: Path) -> None:
-    assert [k.name for k in phases()[1]] == ["attack", "audit", "autoattack", "clever", "corruption", "echo"]
+    assert [k.name for k in phases()[1]] == [
+        "attack",
+        "audit",
+        "autoattack",
+        "clever",
+        "corruption",
+        "echo",
+        "semantic",
+    ]
     spec = parse_spec(spec_dict(n=4, attacks=[], corruptions=None, echo={"offset": 100}))
     summary = run_study(spec, tmp_path / "run", data_dir=data_dir)
     assert summary.executed == 4 + 4  # clean, echo

@@ -239,10 +239,8 @@ def test_sia_class_fraction_zero_trains_on_clean_rows_and_one_on_every_row(fract
     x, y = _batch()
     params = {**PARAMS["sia"], "class_fraction": ",".join([str(fraction)] * 5)}
     out = get_method("sia", params).step(StepContext(_net(), torch.Generator().manual_seed(5)), x, y)
-    if fraction == 0.0:  # no row perturbed
-        expected = F.cross_entropy(_net()(x), y)
-    else:  # the rows' draws come after class_fraction's
-        expected = _hand("sia", _net(), x, y, seed=5, skip=len(x))
+    # fraction 0: no row perturbed; 1: every row, its draws after class_fraction's
+    expected = F.cross_entropy(_net()(x), y) if fraction == 0.0 else _hand("sia", _net(), x, y, seed=5, skip=len(x))
     torch.testing.assert_close(out.loss, expected, rtol=1e-10, atol=1e-12)
 
 

@@ -11,7 +11,7 @@ from typer.core import TyperGroup
 
 from robustlab._allocator import retain_freed_memory
 from robustlab._version import __version__
-from robustlab.cli import _attack, _audit, _clever, _corrupt, _data, _eval, _study, _train, _zoo
+from robustlab.cli import _attack, _audit, _clever, _corrupt, _data, _eval, _imbalance, _semantic, _study, _train, _zoo
 from robustlab.cli._common import error_line, setup_logging
 
 
@@ -74,7 +74,7 @@ def _root(
     setup_logging(verbose)
 
 
-for _module in (_eval, _attack, _audit, _clever, _corrupt, _study, _train, _data, _zoo):
+for _module in (_eval, _attack, _audit, _semantic, _clever, _corrupt, _study, _train, _imbalance, _data, _zoo):
     _module.register(app)
 
 

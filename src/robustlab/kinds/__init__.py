@@ -1,5 +1,5 @@
 """The built-in study job kinds, one module each: ``clean``, ``attack``, ``audit``, ``autoattack``, ``clever``,
-``corruption``, ``transfer``.
+``corruption``, ``semantic``, ``transfer``.
 
 Each module subclasses :class:`robustlab.store.kinds.JobKind` and registers one instance; it owns the kind's
 spec section, phase dependencies, planning, run function, record schema (with its version), analysis and
@@ -30,6 +30,7 @@ from robustlab.kinds import autoattack as autoattack
 from robustlab.kinds import clean as clean
 from robustlab.kinds import clever as clever
 from robustlab.kinds import corruption as corruption
+from robustlab.kinds import semantic as semantic
 from robustlab.kinds import transfer as transfer
 
 __all__: list[str] = []  # the modules register their kinds; nothing else to export

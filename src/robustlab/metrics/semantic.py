@@ -15,10 +15,16 @@ can neither act on a grey image nor be blamed for it. ``share`` normalises the f
 ``fraction`` with ``count`` / ``denominator`` is the measurement.
 
 Works on :meth:`AttackResult.to_columns` or on the store's records (the same column names).
+
+Also here, shared by ``robustlab semantic`` and the study's ``semantic`` job kind: the captions of a grid of examples
+(:func:`examples`), the histograms a run supports (:func:`histogram_methods`), and the checks of a diagnosis run's
+settings as people write them (:func:`parse_range`, :func:`semantic_config`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -161,3 +167,134 @@ def top_attribute(histogram: Mapping[str, Any]) -> str | None:
     """The attribute with the largest share (``None`` when nothing was counted)."""
     share = {a: v for a, v in histogram["share"].items() if v is not None and not math.isnan(v)}
     return max(share, key=lambda a: share[a]) if share and max(share.values()) > 0 else None
+
+
+#: Examples shown by default in a grid of semantic adversarial examples.
+GRID_EXAMPLES = 8
+
+
+def examples(
+    columns: Mapping[str, Sequence[Any]],
+    ranges: Mapping[str, Sequence[float]],
+    class_names: Sequence[str] | None = None,
+    k: int = GRID_EXAMPLES,
+) -> tuple[list[int], list[str]]:
+    """The images a grid of examples shows, the first ``k`` successes (``won``), and their captions
+    (:func:`example_caption`). Returns ``(positions, captions)``."""
+    rows = [i for i, won in enumerate(columns["won"]) if bool(won)][: max(k, 0)]
+    return rows, [example_caption(columns, i, ranges, class_names) for i in rows]
+
+
+def _value_text(name: str, value: float) -> str:
+    unit = ATTRIBUTES.get(name).unit
+    number = f"{value:+.3g}" if ATTRIBUTES.get(name).identity == 0 else f"{value:.3g}"
+    return f"{name} {number}{unit if unit in ('°', '×', '') else ' ' + unit}"
+
+
+def example_caption(
+    columns: Mapping[str, Sequence[Any]],
+    row: int,
+    ranges: Mapping[str, Sequence[float]],
+    class_names: Sequence[str] | None = None,
+) -> str:
+    """What changed in one semantic adversarial example, for a grid: the true and predicted classes, then each
+    attribute whose value differs from its identity (clamped into its range, as the threat model renders it: blur's
+    identity is its range's low end), then the pixel residual's L∞ norm when there is one.
+
+    Args:
+        columns: Per-image columns (:meth:`AttackResult.to_columns` of the semantic attack, or its records):
+            ``label``, ``adv_pred``, ``attr_<name>``, ``pixel_linf``.
+        row: The image's position.
+        ranges: The threat model's attribute → ``(low, high)``.
+        class_names: Names of the classes (default: the label numbers).
+    """
+
+    def name(c: Any) -> str:
+        c = int(c)
+        return class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
+
+    lines = [f"{name(columns['label'][row])} → {name(columns['adv_pred'][row])}"]
+    changed = []
+    for a, (lo, hi) in ranges.items():
+        value = columns[f"attr_{a}"][row]
+        if value is None:
+            continue
+        identity = min(max(ATTRIBUTES.get(a).identity, lo), hi)
+        if abs(float(value) - identity) > 1e-6 * max(1.0, hi - lo):
+            changed.append(_value_text(a, float(value)))
+    lines.append(", ".join(changed) if changed else "no attribute changed")
+    pixel = columns.get("pixel_linf", [None] * (row + 1))[row]
+    if pixel:
+        lines.append(f"pixel L∞ {float(pixel) * 255:.3g}/255")
+    return "\n".join(lines)
+
+
+def _number(text: str) -> float:
+    """``0.5``, ``-1/255``, ``pi``, ``-pi/6``, ``2*pi/3`` or ``2pi`` as a float (:class:`ValueError` otherwise)."""
+    t = text.strip().lower().replace(" ", "")
+    sign = -1.0 if t.startswith("-") else 1.0
+    t = t[1:] if t[:1] in ("+", "-") else t
+    if t[:1] in ("+", "-"):
+        raise ValueError(text)
+    num, slash, den = t.partition("/")
+    if num.endswith("pi"):
+        coeff = num[:-2].removesuffix("*")
+        value = (float(coeff) if coeff else 1.0) * math.pi
+    else:
+        value = float(num)
+    if slash:
+        value /= float(den)
+    return sign * value
+
+
+def parse_range(text: Any, what: str) -> tuple[float, float]:
+    """An attribute range as ``"LOW:HIGH"`` (or a pair of numbers): numbers, fractions and multiples of ``pi``,
+    e.g. ``-0.5:0.5``, ``-pi/6:pi/6``, ``0.7:1.3``.
+
+    Raises:
+        ConfigError: naming ``what`` and what was given (the domain is checked by the threat model).
+    """
+    hint = f"{what}: a range is LOW:HIGH, e.g. -0.5:0.5, -pi/6:pi/6 or 0.7:1.3; got {text!r}"
+    if isinstance(text, list | tuple):
+        if len(text) != 2:
+            raise ConfigError(hint)
+        parts = [str(v) for v in text]
+    elif isinstance(text, str):
+        parts = text.split(":")
+        if len(parts) != 2:
+            raise ConfigError(hint)
+    else:
+        raise ConfigError(hint)
+    try:
+        low, high = (_number(p) for p in parts)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(hint) from None
+    return low, high
+
+
+def semantic_config(settings: Mapping[str, Any]) -> Any:
+    """The :class:`~robustlab.attacks.SemanticConfig` of search settings, checked.
+
+    Raises:
+        ConfigError: an unknown setting (close matches named) or an invalid value.
+    """
+    from robustlab.attacks import SemanticConfig
+
+    fields = [f.name for f in dataclasses.fields(SemanticConfig)]
+    for key in settings:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise ConfigError(f"unknown semantic attack setting {key!r}{hint}; settings: {', '.join(fields)}")
+    for key in ("single_starts", "early_stop"):
+        if key in settings and not isinstance(settings[key], bool):
+            raise ConfigError(f"semantic attack: {key} must be true or false, got {settings[key]!r}")
+    config = SemanticConfig(**settings)
+    config.check()
+    return config
+
+
+def histogram_methods(single_starts: bool, shapley: bool) -> list[str]:
+    """The diagnosis histograms a run supports: necessity; sensitivity when the single-attribute searches ran;
+    Shapley when it was asked for."""
+    return ["necessity", *(["sensitivity"] if single_starts else []), *(["shapley"] if shapley else [])]

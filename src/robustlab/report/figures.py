@@ -5,11 +5,15 @@ report) and their matplotlib rendering (static PNG for papers and slides). Each 
 from __future__ import annotations
 
 import math
+import textwrap
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
+from robustlab._io import atomic_path
 from robustlab.analysis.classwise import ClasswiseAnalysis, class_rates
 from robustlab.stats import Rate
 
@@ -168,13 +172,19 @@ def confusion_figure(c: ClasswiseAnalysis) -> go.Figure:
     )
 
 
-def save_png(fig: go.Figure, path: Path) -> None:
-    """Render a plotly figure's traces with matplotlib (no browser or kaleido needed)."""
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only: no display, no browser, no kaleido)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_png(fig: go.Figure, path: Path) -> None:
+    """Render a plotly figure's traces with matplotlib (no browser or kaleido needed)."""
+    plt = _pyplot()
     layout = fig.layout
     mfig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     for trace in fig.data:
@@ -223,3 +233,63 @@ def save_png(fig: go.Figure, path: Path) -> None:
     mfig.tight_layout()
     mfig.savefig(path)
     plt.close(mfig)
+
+
+def _image(x: Any) -> np.ndarray:
+    """One image ``(C, H, W)`` in [0, 1] (a tensor or an array) as ``imshow`` takes it: ``(H, W)`` or ``(H, W, 3)``."""
+    a = np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0)
+    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
+
+
+def example_grid_png(
+    clean: Sequence[Any],
+    changed: Sequence[Any],
+    captions: Sequence[str],
+    path: str | Path,
+    title: str = "",
+    headings: tuple[str, str] = ("clean", "adversarial"),
+) -> Path:
+    """A grid of examples as a PNG, one row each: the clean image, the changed image and a caption (e.g. the
+    attribute values and the predicted classes). Written atomically (:func:`robustlab._io.atomic_path`).
+
+    Args:
+        clean, changed: Images ``(C, H, W)`` in [0, 1] (tensors or arrays; one or three channels), one per row.
+        captions: One text per row (lines separated by ``\\n``; long lines are wrapped).
+        path: The PNG file.
+        title: Above the grid.
+        headings: Titles of the two image columns.
+
+    Raises:
+        ValueError: no row, or the three sequences differ in length.
+    """
+    if not len(clean) or not len(clean) == len(changed) == len(captions):
+        raise ValueError(
+            f"a grid needs one clean image, one changed image and one caption per row, got {len(clean)}, "
+            f"{len(changed)}, {len(captions)}"
+        )
+    plt = _pyplot()
+    rows = len(clean)
+    fig, axes = plt.subplots(
+        rows, 3, figsize=(6.4, 1.35 * rows + 0.4), dpi=110, squeeze=False, gridspec_kw={"width_ratios": [1, 1, 2.6]}
+    )
+    for i in range(rows):
+        for j, x in enumerate((clean[i], changed[i])):
+            img = _image(x)
+            axes[i][j].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            axes[i][j].set_xticks([])
+            axes[i][j].set_yticks([])
+            if i == 0:
+                axes[i][j].set_title(headings[j], fontsize=8)
+        text = "\n".join(textwrap.fill(line, 48) for line in captions[i].split("\n"))
+        axes[i][2].axis("off")
+        axes[i][2].text(0.0, 0.5, text, fontsize=7, va="center", ha="left", transform=axes[i][2].transAxes)
+    if title:
+        fig.suptitle(title[:90], fontsize=9)
+    fig.tight_layout()
+    final = Path(path)
+    try:
+        with atomic_path(final) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return final
