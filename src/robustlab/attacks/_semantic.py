@@ -205,8 +205,9 @@ def _ascend(
 
 def _single(
     obj: _Objective, x: Tensor, y: Tensor, t: Tensor | None, idx: Tensor, k: int, cfg: SemanticConfig
-) -> tuple[Tensor, Tensor]:
-    """Attribute ``k`` alone: the best point of a grid sweep, then a sign ascent from it. Returns ``(u, success)``."""
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Attribute ``k`` alone: the best point of a grid sweep, then a sign ascent from it. Returns ``(u, success,
+    loss)`` of each row's kept point."""
     threat = obj.threat
     n = x.shape[0]
     free = torch.zeros(threat.size, dtype=torch.bool, device=x.device)
@@ -231,8 +232,8 @@ def _single(
             best_v[rows] = torch.where(better, torch.full_like(loss, v), best_v[rows])
             done[rows] |= ok
         u[:, k] = best_v
-    best_u, _, won, _ = _ascend(obj, x, y, t, idx, u, None, free, cfg)
-    return best_u, won
+    best_u, _, won, loss = _ascend(obj, x, y, t, idx, u, None, free, cfg)
+    return best_u, won, loss
 
 
 def propose_semantic(
@@ -278,12 +279,18 @@ def propose_semantic(
     if cfg.single_starts:
         single_success = torch.zeros(n, a_count, dtype=torch.bool, device=x.device)
         single_u = threat.identity(n, x)
+        # Of the attributes that fool an image alone, the kept example is the one with the highest loss (not the
+        # first in rendering order, which would bias the necessity histogram towards geometry).
+        chosen_u, chosen_loss = threat.identity(n, x), torch.full_like(best_loss, -math.inf)
+        everyone_rows = torch.arange(n, device=x.device)
         for k in range(a_count):
-            rows = torch.arange(n, device=x.device)
-            uk, ok = _single(obj, *pick(rows), k, cfg)
+            uk, ok, lk = _single(obj, *pick(everyone_rows), k, cfg)
             single_success[:, k], single_u[:, k] = ok, uk[:, k]
-            # the single optimum judged as a joint point (no residual): an early success ends the image
-            keep(rows, uk, None, ok, torch.where(ok, math.inf, -math.inf) * torch.ones_like(best_loss))
+            better = ok & (lk > chosen_loss)
+            chosen_u[better], chosen_loss[better] = uk[better], lk[better]
+        fooled = single_success.any(1)
+        # the chosen single optimum judged as a joint point (no residual): an early success ends the image
+        keep(everyone_rows, chosen_u, None, fooled, torch.where(fooled, math.inf, -math.inf))
 
     def identity_start(m: int) -> tuple[Tensor, Tensor | None]:
         d0 = torch.zeros(m, *x.shape[1:], dtype=x.dtype, device=x.device) if with_delta else None
