@@ -24,6 +24,7 @@ Shape (every function):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -38,13 +39,16 @@ _RGB_TO_YIQ = (
 )
 
 
-def _matrix(rows: tuple[tuple[float, ...], ...], like: Tensor) -> Tensor:
-    return torch.tensor(rows, dtype=torch.float64).to(like.device, like.dtype)
+@functools.lru_cache(maxsize=16)
+def _matrices(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """RGB → YIQ and its inverse (computed in float64), on ``device`` in ``dtype``; built once per pair."""
+    forward = torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)
+    inverse: Tensor = torch.linalg.inv(forward)
+    return forward.to(device, dtype), inverse.to(device, dtype)
 
 
 def _yiq_to_rgb(like: Tensor) -> Tensor:
-    inverse: Tensor = torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64))
-    return inverse.to(like.device, like.dtype)
+    return _matrices(like.device, like.dtype)[1]
 
 
 def _per_image(p: Tensor, x: Tensor) -> Tensor:
@@ -71,7 +75,7 @@ def luma(x: Tensor) -> Tensor:
 
 def chroma(x: Tensor) -> Tensor:
     """The I and Q planes of YIQ. Shape: ``(N, 3, H, W)`` → ``(N, 2, H, W)``."""
-    return _mix(_matrix(_RGB_TO_YIQ, x)[1:], x)
+    return _mix(_matrices(x.device, x.dtype)[0][1:], x)
 
 
 def hue(x: Tensor, angle: Tensor) -> Tensor:
