@@ -90,10 +90,12 @@ def summarise(out: Path) -> None:
     cols = ["clean", "fgsm 2/255", "pgd-20 2/255", "pgd-20 4/255", "cw median l2", "semantic mild", "semantic caa",
             "corruptions s3"]  # fmt: skip
 
-    def cell(v: Any) -> str:
-        if isinstance(v, dict):
+    def cell(v: Any, column: str) -> str:
+        if isinstance(v, dict):  # a rate with its interval, in %
             return f"{100 * v['value']:.1f} ({100 * v['low']:.1f}–{100 * v['high']:.1f})"
-        return "—" if v is None else (f"{v:.3f}" if v < 1 else f"{100 * v:.1f}")
+        if v is None:
+            return "—"
+        return f"{v:.3f}" if column == "cw median l2" else f"{100 * v:.1f}"  # a distance, or a mean accuracy in %
 
     settings = json.loads((out / "settings.json").read_text())
     lines = [
@@ -109,8 +111,13 @@ def summarise(out: Path) -> None:
         "|---|" + "---|" * len(cols),
     ]
     for r in rows:
-        lines.append(f"| {r['arm']} | " + " | ".join(cell(r.get(c)) for c in cols) + " |")
-    lines += ["", f"Machine: {describe_machine(machine())}.", ""]
+        lines.append(f"| {r['arm']} | " + " | ".join(cell(r.get(c), c) for c in cols) + " |")
+    lines += [
+        "",
+        describe_machine(machine())
+        + " The 2 cores were shared with other runs while this ran (load average 4-8), so seconds are indicative only.",
+        "",
+    ]
     write_section(ROOT / "docs" / "findings.md", HEADING, "\n".join(lines))
     (ROOT / "benchmarks" / "results" / "semantic_training.json").write_text(
         json.dumps({"machine": machine(), "settings": settings, "arms": rows}, indent=1)
