@@ -49,6 +49,7 @@ def _records(run: Path) -> list[dict[str, Any]]:
     return [r for f in sorted((run / "records" / "semantic").glob("*.parquet")) for r in pq.read_table(f).to_pylist()]
 
 
+@pytest.mark.slow  # a study or a training run end to end (.ci/run runs it after the default run)
 def test_an_entry_writes_what_the_attack_found_the_report_shows_it_and_a_lost_job_is_rerun_alone(
     tmp_path: Path, data_dir: Path
 ) -> None:

@@ -167,6 +167,7 @@ def _tiny(seed: int = 0, per_class: int = 12) -> tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
+@pytest.mark.slow  # a study or a training run end to end (.ci/run runs it after the default run)
 def test_run_arm_end_to_end(tmp_path: Path) -> None:
     train, test = _tiny(0, 10), _tiny(1, 2)
     out = {}
@@ -206,6 +207,7 @@ def _error(result: object) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # trains several arms (.ci/run runs it after the default run)
 def test_cli_runs_resumes_and_reports(lt_npz: str, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     first = runner.invoke(app, _args(lt_npz, out, "--json"))
