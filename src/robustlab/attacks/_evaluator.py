@@ -183,6 +183,22 @@ def judge(
         - x, x_adv: ``(N, C, H, W)``; labels, targets: ``(N,)``
     """
     final = constrain(x, x_adv.detach(), norm, eps)
+    return judge_image(model, x, final, labels, targets, batch_size)
+
+
+def judge_image(
+    model: nn.Module,
+    x: Tensor,
+    final: Tensor,
+    labels: Tensor,
+    targets: Tensor | None,
+    batch_size: int | None = None,
+) -> Judgement:
+    """Classify the final (constrained or re-rendered) images afresh and judge success; distortions from ``x``.
+
+    Shape:
+        - x, final: ``(N, C, H, W)``; labels, targets: ``(N,)``
+    """
     logits = predict_logits(model, final, batch_size)
     l0, l1, l2, linf = distortions(final - x)
     return Judgement(
@@ -228,16 +244,20 @@ def judge_semantic(
             if x.shape[0]
             else x.clone()
         )
-    logits = predict_logits(model, final, batch_size)
-    l0, l1, l2, linf = distortions(final - x)
-    verdict = Judgement(
-        x_adv=final,
-        pred=logits.argmax(1),
-        success=is_success(logits, labels, targets),
-        finite=finite_rows(logits),
-        l0=l0,
-        l1=l1,
-        l2=l2,
-        linf=linf,
-    )
-    return verdict, u, delta
+    return judge_image(model, x, final, labels, targets, batch_size), u, delta
+
+
+def statuses(finite: Tensor, clean_pred: Tensor, label: Tensor, success: Tensor) -> list[str]:
+    """Each sample's status: a numerical error, misclassified clean input, success or failure (in that order).
+
+    Shape: every input ``(N,)`` on the CPU."""
+    return [
+        STATUS_NUMERICAL_ERROR
+        if not bool(finite[i])
+        else STATUS_MISCLASSIFIED
+        if int(clean_pred[i]) != int(label[i])
+        else STATUS_SUCCESS
+        if bool(success[i])
+        else STATUS_FAILURE
+        for i in range(int(label.numel()))
+    ]

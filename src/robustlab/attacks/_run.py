@@ -15,14 +15,11 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import (
-    STATUS_FAILURE,
-    STATUS_MISCLASSIFIED,
-    STATUS_NUMERICAL_ERROR,
-    STATUS_SUCCESS,
     PassCounter,
     finite_rows,
     is_success,
     judge,
+    statuses,
 )
 from robustlab.attacks._gradient import StartGradients
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, check_value, unknown_key
@@ -451,16 +448,7 @@ def attack(
     label = y.cpu()
     finite_all = (clean_ok & verdict.finite).cpu()
     success = verdict.success.cpu() & finite_all
-    status = [
-        STATUS_NUMERICAL_ERROR
-        if not bool(finite_all[i])
-        else STATUS_MISCLASSIFIED
-        if int(clean_pred[i]) != int(label[i])
-        else STATUS_SUCCESS
-        if bool(success[i])
-        else STATUS_FAILURE
-        for i in range(n)
-    ]
+    status = statuses(finite_all, clean_pred, label, success)
     eps_found[verdict.success.cpu() & ~torch.isin(everyone.cpu(), todo.cpu())] = 0.0  # adversarial as given
     resolved = {f.name: getattr(method.config, f.name) for f in dataclasses.fields(method.config)}
     result = AttackResult(

@@ -29,14 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from robustlab.attacks._evaluator import (
-    STATUS_FAILURE,
-    STATUS_MISCLASSIFIED,
-    STATUS_NUMERICAL_ERROR,
-    STATUS_SUCCESS,
     PassCounter,
     finite_rows,
     is_success,
     judge_semantic,
+    statuses,
 )
 from robustlab.attacks._result import AttackResult
 from robustlab.errors import ConfigError
@@ -459,16 +456,7 @@ def semantic_attack(
     label = y.cpu()
     finite_all = (clean_ok & verdict.finite).cpu()
     success = verdict.success.cpu() & finite_all
-    status = [
-        STATUS_NUMERICAL_ERROR
-        if not bool(finite_all[i])
-        else STATUS_MISCLASSIFIED
-        if int(clean_pred[i]) != int(label[i])
-        else STATUS_SUCCESS
-        if bool(success[i])
-        else STATUS_FAILURE
-        for i in range(n)
-    ]
+    status = statuses(finite_all, clean_pred, label, success)
     values = threat.values(u_final).detach().double().cpu()
     columns: dict[str, list[Any]] = {f"attr_{a}": values[:, i].tolist() for i, a in enumerate(threat.attributes)}
     pixel = torch.zeros(n, dtype=torch.float64) if d_final is None else d_final.flatten(1).abs().amax(1).double().cpu()
