@@ -206,6 +206,9 @@ class ModelAdapter(nn.Module):
         name: Name shown in reports.
         check_inputs: Validate every input (cheap reductions); disable only for trusted hot loops.
         spec: The model's metadata when it came from a spec (family, weights, metrics).
+        route: The route a multi-branch network runs through (:mod:`robustlab.models.norm_layers`): a branch name,
+            or ``select`` / ``select-hard`` for its selector; ``None``: ``main``. Refused for a plain network
+            unless ``None`` or ``main``. An explicit :func:`~robustlab.models.norm_layers.route` block wins.
 
     Shape:
         input: (N, C, H, W) float in [0, 1]; output: (N, num_classes) logits.
@@ -222,8 +225,11 @@ class ModelAdapter(nn.Module):
         name: str = "model",
         check_inputs: bool = True,
         spec: ModelSpec | None = None,
+        route: str | None = None,
     ) -> None:
         super().__init__()
+        from robustlab.models.norm_layers import MAIN, check_route, routes_of
+
         if num_classes < 2:
             raise ModelError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
         if len(mean) != len(std) or any(s <= 0 for s in std):
@@ -234,6 +240,13 @@ class ModelAdapter(nn.Module):
         self.name = name
         self.check_inputs = check_inputs
         self.spec = spec
+        self.routes = routes_of(net)
+        if self.routes:
+            route = route or MAIN
+            check_route(net, route)
+        elif route not in (None, MAIN):
+            check_route(net, route)  # raises: a plain network has no routes
+        self.route = route if self.routes else None
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self._checked_logits = False
@@ -270,9 +283,37 @@ class ModelAdapter(nn.Module):
         if self.check_inputs:
             self.validate_input(x)
         z = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)  # (N, C, H, W) normalised
-        logits: torch.Tensor = self.net(z)  # (N, K)
+        if self.route is None:
+            logits: torch.Tensor = self.net(z)  # (N, K)
+        else:
+            from robustlab.models.norm_layers import routed_forward
+
+            logits = routed_forward(self.net, z, self.route)
         self._validate_logits(logits)
         return logits
+
+    def with_route(self, route: str) -> ModelAdapter:
+        """The same network (shared, not copied) through another route, e.g. ``"adv"`` to study an auxiliary
+        batch norm; its name says which route.
+
+        Raises:
+            ModelError: ``route`` is not one of the network's routes.
+        """
+        import dataclasses
+
+        spec = dataclasses.replace(self.spec, route=route) if self.spec is not None else None
+        same = route == (self.route or "main")
+        return ModelAdapter(
+            self.net,
+            num_classes=self.num_classes,
+            input_shape=self.input_shape,
+            mean=tuple(self.mean.flatten().tolist()),
+            std=tuple(self.std.flatten().tolist()),
+            name=self.name if same else f"{self.name}@{route}",
+            check_inputs=self.check_inputs,
+            spec=spec,
+            route=route,
+        ).to(self.mean.device)
 
     def predict_logits(self, x: torch.Tensor, batch_size: int | None = 256) -> torch.Tensor:
         """Logits in eval mode without gradients, in batches: :func:`predict_logits` on this model.

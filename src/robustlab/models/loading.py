@@ -114,7 +114,7 @@ def build_model(
         state = read_safetensors(path)
     else:
         state = extract_state_dict(read_torch_checkpoint(path), spec.weights, path)
-    return assemble(spec, state, spec.weights.absent_buffers, str(path)).to(device).eval()
+    return assemble(spec, state, spec.weights.absent_buffers, str(path), spec.weights.drop_keys).to(device).eval()
 
 
 def assemble(
@@ -122,13 +122,15 @@ def assemble(
     state: dict[str, torch.Tensor] | None = None,
     absent_buffers: tuple[str, ...] = (),
     source: str = "checkpoint",
+    drop_keys: tuple[str, ...] = (),
 ) -> ModelAdapter:
-    """Build ``spec``'s architecture, load ``state`` strictly when given, and wrap it in its adapter."""
+    """Build ``spec``'s architecture, load ``state`` strictly when given, and wrap it in its adapter (which
+    follows the spec's inference route)."""
     net = build_architecture(
         spec.arch, num_classes=spec.num_classes, in_channels=spec.input_shape[0], **spec.arch_kwargs
     )
     if state is not None:
-        load_state_dict_strict(net, state, absent_buffers, source=source)
+        load_state_dict_strict(net, state, absent_buffers, source=source, drop_keys=drop_keys)
     return ModelAdapter(
         net,
         num_classes=spec.num_classes,
@@ -137,6 +139,7 @@ def assemble(
         std=spec.std,
         name=spec.name,
         spec=spec,
+        route=spec.route,
     )
 
 
@@ -182,7 +185,8 @@ def load_safetensors_model(path: str | os.PathLike[str], device: str | torch.dev
                 f"(sha256 {exc.actual[:16]}..., recorded {exc.expected[:16]}...): the weights were changed or "
                 "replaced after saving; save them again with robustlab.models.save_weights."
             ) from exc
-    return assemble(spec, read_safetensors(path), source=str(path)).to(device).eval()
+    drop = spec.weights.drop_keys if spec.weights is not None else ()
+    return assemble(spec, read_safetensors(path), source=str(path), drop_keys=drop).to(device).eval()
 
 
 def _import_factory(ref: str) -> object:

@@ -32,6 +32,9 @@ class WeightsSpec:
         absent_buffers: Suffixes of buffers the checkpoint legitimately lacks (e.g. ``"num_batches_tracked"``);
             they keep the architecture's initial value. Every other missing or unexpected key is an error.
         license: License of the weights.
+        drop_keys: ``fnmatch`` patterns of checkpoint keys this model does not have and that are dropped on purpose,
+            e.g. ``("*.aux.*", "selector.*")`` to load a multi-branch checkpoint's main route into the plain
+            architecture. Any other key the architecture lacks is still an error (no ``strict=False``).
     """
 
     filename: str
@@ -43,6 +46,7 @@ class WeightsSpec:
     strip_prefix: str = ""
     absent_buffers: tuple[str, ...] = ()
     license: str | None = None
+    drop_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class ModelSpec:
         metrics: Measured numbers (e.g. ``{"test_accuracy": 0.9173}``), for information.
         recipe: Training recipe, for zoo models.
         citation: Reference for published checkpoints.
+        route: The inference route of a multi-branch model (``main``, an auxiliary route, ``select`` for the
+            selector's soft routing): evaluation, attacks and studies use it and record it. ``None``: ``main`` for a
+            multi-branch model; ignored for a plain one.
         classes: Class names in logit order; ``None``: those of ``dataset`` when it is a named dataset
             (see :meth:`class_names`).
     """
@@ -81,6 +88,7 @@ class ModelSpec:
     recipe: dict[str, Any] = field(default_factory=dict)
     citation: str | None = None
     classes: tuple[str, ...] | None = None
+    route: str | None = None
 
     def class_names(self) -> tuple[str, ...] | None:
         """The model's class names in logit order: ``classes``, else its named dataset's, else ``None``."""
@@ -104,6 +112,7 @@ class ModelSpec:
             "arch": self.arch,
             "arch_kwargs": self.arch_kwargs,
             "dataset": self.dataset,
+            **({"route": self.route} if self.route is not None else {}),
             **self.metrics,
             "weights": None if w is None else {"filename": w.filename, "sha256": w.sha256, "url": w.url},
         }
@@ -121,6 +130,7 @@ class ModelSpec:
         if w is not None:
             w = dict(w)
             w["absent_buffers"] = tuple(w.get("absent_buffers", ()))
+            w["drop_keys"] = tuple(w.get("drop_keys", ()))
             d["weights"] = WeightsSpec(**w)
         for key in ("input_shape", "mean", "std"):
             d[key] = tuple(d[key])

@@ -8,6 +8,7 @@ run code is refused, and there is no unsafe fallback.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
@@ -75,13 +76,17 @@ def load_state_dict_strict(
     state: dict[str, torch.Tensor],
     absent_buffers: tuple[str, ...] = (),
     source: str = "checkpoint",
+    drop_keys: tuple[str, ...] = (),
 ) -> None:
     """Load ``state`` into ``net`` with ``strict=True``.
 
     Buffers whose names end with one of ``absent_buffers`` may be missing from ``state``; they keep the
-    network's own values (filled in explicitly, so the load itself stays strict). Any other missing or
+    network's own values (filled in explicitly, so the load itself stays strict). Keys matching one of the
+    ``drop_keys`` patterns (``fnmatch``) are declared as not the model's and dropped. Any other missing or
     unexpected key, or a shape mismatch, raises :class:`ModelError` listing them.
     """
+    if drop_keys:
+        state = {k: v for k, v in state.items() if not any(fnmatch.fnmatchcase(k, p) for p in drop_keys)}
     own = net.state_dict()
     missing = [k for k in own if k not in state]
     allowed = [k for k in missing if absent_buffers and k.endswith(absent_buffers)]
@@ -100,7 +105,16 @@ def load_state_dict_strict(
             parts.append(f"unexpected keys {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
         if shapes:
             parts.append(f"shape mismatches {shapes[:5]}")
-        raise ModelError(f"{source} does not fit the architecture: {'; '.join(parts)}")
+        hint = ""
+        branches = sorted({k.split(".aux.")[1].split(".")[0] for k in unexpected if ".aux." in k})
+        if branches or any(k.startswith("selector.") for k in unexpected):
+            hint = (
+                f". The checkpoint holds a multi-branch model (auxiliary batch-norm routes {', '.join(branches)}"
+                f"{' and a selector' if any(k.startswith('selector.') for k in unexpected) else ''}): build it "
+                f"with arch_kwargs norm_layer='multibn', routes={branches}, or load only its main route by "
+                "declaring the dropped branches in the weights spec, drop_keys=('*.aux.*', 'selector.*')"
+            )
+        raise ModelError(f"{source} does not fit the architecture: {'; '.join(parts)}{hint}")
     full = dict(state)
     full.update({k: own[k] for k in allowed})
     net.load_state_dict(full, strict=True)

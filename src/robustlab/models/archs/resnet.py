@@ -51,6 +51,11 @@ class ResNetCifar(nn.Module):
         input: (B, C, 32, 32) normalised; output: (B, num_classes) logits.
     """
 
+    #: The batch norms that end a residual branch (a normalizer-free conversion puts its SkipInit gain there).
+    residual_norms = ("layer*.*.bn2",)
+    #: Where a DuBIN conversion puts DuBIN (the first norm of every block, as AugMax's ResNet does).
+    dubin_sites = ("layer*.*.bn1",)
+
     def __init__(self, depth: int = 20, width: int = 16, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0:
