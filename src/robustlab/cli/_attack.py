@@ -15,6 +15,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     check_writable,
     count_progress,
@@ -114,6 +115,7 @@ def register(app: typer.Typer) -> None:
             Path | None, typer.Option("--save-adversarials", help="Write the adversarial examples (safetensors).")
         ] = None,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -140,7 +142,7 @@ def register(app: typer.Typer) -> None:
                 del settings["batch_size"]  # the library's bounded default, not "all images at once"
             if save_adversarials is not None:
                 check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
-            inputs = load_inputs(model, dataset, "test", n, seed, data, device)
+            inputs = load_inputs(model, dataset, "test", n, seed, data, device, route)
             ds = inputs.data
             with count_progress(f"{attack_name}", "model calls (at most)") as bar:
                 result = attack(
@@ -165,7 +167,7 @@ def register(app: typer.Typer) -> None:
             "params": result.params,
         }
         if json_out:
-            emit_json(payload)
+            emit_json({**payload, "route": inputs.model.route})
             return
         searched = "search_attempts" in result.extra  # a fixed-budget attack run with --minimal
         budget_text = f"minimal search from eps={fmt(result.eps)}" if searched else f"eps={fmt(result.eps)}"

@@ -16,6 +16,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     count_progress,
     emit_json,
@@ -80,6 +81,7 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Images attacked at once.")] = 256,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
                     "to audit"
                 )
             config = _config(_parse_params(param or [], set()))  # before loading anything
-            inputs = load_inputs(model, dataset, "test", n, seed, data, device)
+            inputs = load_inputs(model, dataset, "test", n, seed, data, device, route)
             ds = inputs.data
             images = ds.images().to(device)
             guide: Any = "auto" if surrogate is None else None
@@ -125,7 +127,7 @@ def register(app: typer.Typer) -> None:
                 )
         payload = {"model": model, "dataset": dataset, "subset": inputs.subset, "seed": seed, **result.to_dict()}
         if json_out:
-            emit_json(payload)
+            emit_json({**payload, "route": inputs.model.route})
             return
         _print(result, model)
 

@@ -14,6 +14,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     SplitOpt,
     count_progress,
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Sample points per forward pass.")] = 256,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -70,7 +72,7 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             get_norm(norm)
             get_target_mode(target)
-            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            inputs = load_inputs(model, dataset, split, n, seed, data, device, route)
             ds = inputs.data
             with count_progress("CLEVER", "sample points") as bar:
                 result = clever(
@@ -96,6 +98,7 @@ def register(app: typer.Typer) -> None:
             emit_json(
                 {
                     "model": model,
+                    "route": inputs.model.route,
                     "dataset": f"{dataset}/{split}",
                     "subset": inputs.subset,
                     "indices": ds.indices.tolist(),

@@ -59,6 +59,15 @@ NOpt = Annotated[
         help="Use a seeded subset of N images (default: all; an N above the split's size uses all, with a notice).",
     ),
 ]
+RouteOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--route",
+        help="Multi-branch models (AdvProp, MultiBN, AugMax...): evaluate through this batch-norm route instead of "
+        "the inference route the model records (e.g. adv to study the auxiliary branch; select / select-hard for "
+        "a selector). The route is recorded with the results.",
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the subset and of everything random.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch CPU threads.")]
@@ -176,9 +185,12 @@ def load_inputs(
     seed: int,
     data: Path | None,
     device: str = "cpu",
+    route: str | None = None,
 ) -> Inputs:
     """The load sequence of ``eval``, ``attack``, ``clever`` and ``corrupt``: device, dataset, subset, model, and
     the check that the dataset's labels and class names fit the model.
+
+    ``route``: evaluate a multi-branch model through that route rather than its recorded inference route.
 
     An ``n`` above the split's size uses the whole split and says so on stderr (the ``--json`` ``n`` is the number
     actually used).
@@ -197,7 +209,9 @@ def load_inputs(
     ds = full.subset(n, seed)
     if n is not None and n > len(full):
         notice(f"note: --n {n} is more than the {len(full)} images of {full.name}/{full.split}; using all {len(full)}")
-    net = load_model(model, data_dir=data, device=device, input_shape=tuple(full.x.shape[1:]))
+    net = load_model(model, data_dir=data, device=device, input_shape=tuple(full.x.shape[1:]), route=route)
+    if route is None and net.route is not None and net.route != "main":
+        notice(f"note: {net.name} runs through its recorded inference route {net.route!r} (--route to change it)")
     check_dataset_fits(net, ds.y, ds.classes, dataset=f"{full.name}/{full.split}")
     return Inputs(net, ds, len(full))
 

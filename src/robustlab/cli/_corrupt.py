@@ -14,6 +14,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     SplitOpt,
     count_progress,
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
         constants: Annotated[str, typer.Option(help="auto (by image size), cifar or imagenet.")] = "auto",
         batch_size: BatchSizeOpt = 256,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -80,7 +82,7 @@ def register(app: typer.Typer) -> None:
                     else [c.strip() for c in corruptions.split(",") if c.strip()]
                 )
             sev = _int_list(severities, "--severities")
-            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            inputs = load_inputs(model, dataset, split, n, seed, data, device, route)
             base = load_model(baseline, data_dir=data, device=device) if baseline is not None else None
             with count_progress("corruptions", "corruption × severity") as bar:
 
@@ -104,7 +106,7 @@ def register(app: typer.Typer) -> None:
                 "clean_accuracy": rate(res.clean_correct, res.n),
                 "accuracy": {c: {str(s): rate(k, res.n) for s, k in d.items()} for c, d in res.correct.items()},
             }
-            emit_json({**report.to_dict(), "rates": rates})
+            emit_json({**report.to_dict(), "rates": rates, "route": inputs.model.route})
             return
         table = Table("corruption", *[f"s{s}" for s in res.severities], "mean err", *(["CE"] if err.ce else []))
         for c in res.corruptions:

@@ -12,6 +12,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     SplitOpt,
     emit_json,
@@ -35,6 +36,7 @@ def register(app: typer.Typer) -> None:
         seed: SeedOpt = 0,
         batch_size: BatchSizeOpt = 256,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
         from robustlab.metrics import evaluate
 
         with user_errors():
-            inputs = load_inputs(model, dataset, split, n, seed, data, device)
+            inputs = load_inputs(model, dataset, split, n, seed, data, device, route)
             result = evaluate(inputs.model, inputs.data, batch_size)
         accuracy = rate(result.correct, result.n)
         if json_out:
@@ -54,6 +56,7 @@ def register(app: typer.Typer) -> None:
                     "rates": {"accuracy": accuracy},
                     "subset": inputs.subset,
                     "seed": seed if inputs.subset else None,
+                    "route": inputs.model.route,
                 }
             )
             return

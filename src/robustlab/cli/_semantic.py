@@ -18,6 +18,7 @@ from robustlab.cli._common import (
     JsonOpt,
     ModelOpt,
     NOpt,
+    RouteOpt,
     SeedOpt,
     ThreadsOpt,
     check_writable,
@@ -157,6 +158,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--out", help=f"Write {', '.join(OUT_FILES)} (the grid when anything succeeded) here."),
         ] = None,
         device: DeviceOpt = "cpu",
+        route: RouteOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
@@ -177,7 +179,7 @@ def register(app: typer.Typer) -> None:
                 check_writable(grid_png, "--grid-png")  # before the work, not after it
             if out is not None:
                 check_writable(out, "--out", folder=True)
-            inputs = load_inputs(model, dataset, "test", n, seed, data, device)
+            inputs = load_inputs(model, dataset, "test", n, seed, data, device, route)
             ds = inputs.data
             images = ds.images().to(device)
             threat.check_images(images)  # colour attributes on grey images, before the attack
@@ -208,7 +210,7 @@ def register(app: typer.Typer) -> None:
             written = _write(result, images, cols, threat.ranges(), ds.classes, payload, grid_png, out, title)
         payload.update(written)
         if json_out:
-            emit_json(payload)
+            emit_json({**payload, "route": inputs.model.route})
             return
         _print(payload, model)
 

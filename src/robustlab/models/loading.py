@@ -293,6 +293,7 @@ def load_model(
     download: bool = True,
     device: str | torch.device = "cpu",
     input_shape: tuple[int, ...] | None = None,
+    route: str | None = None,
 ) -> ModelAdapter:
     """Load a model from a registry name, a ``.safetensors`` file, or a user factory.
 
@@ -304,15 +305,19 @@ def load_model(
         device: Target device.
         input_shape: (C, H, W) of the images the model will see: lets a user factory return a plain
             ``nn.Module`` (see :func:`load_user_model`).
+        route: A multi-branch model's route to run through instead of the inference route its spec records
+            (:meth:`ModelAdapter.with_route`).
 
     Raises:
         UnknownNameError: unknown registry name (close matches suggested).
-        ModelError: the model cannot be built or its weights do not fit.
+        ModelError: the model cannot be built or its weights do not fit, or it has no route ``route``.
         ConfigError: a device this build or machine cannot use.
     """
     check_device(device)
     if ref.endswith(".safetensors"):
-        return load_safetensors_model(ref, device)
-    if ":" in ref:
-        return load_user_model(ref, device, input_shape)
-    return build_model(MODELS.get(ref), data_dir=data_dir, download=download, device=device)
+        model = load_safetensors_model(ref, device)
+    elif ":" in ref:
+        model = load_user_model(ref, device, input_shape)
+    else:
+        model = build_model(MODELS.get(ref), data_dir=data_dir, download=download, device=device)
+    return model if route is None else model.with_route(route)

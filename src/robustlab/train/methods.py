@@ -352,6 +352,16 @@ class TrainingMethod(ABC):
         """Forward + input-gradient passes of the inner maximiser per sample and training step."""
         return 0
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """Architecture arguments the method needs, merged into the spec's ``arch_kwargs`` before the model is
+        built (e.g. ``{"norm_layer": "multibn", "routes": ["adv"]}`` for AdvProp's auxiliary batch norm); a
+        conflicting value the user gave is refused."""
+        return {}
+
+    def inference_route(self) -> str | None:
+        """The route the trained model is evaluated through (recorded in its spec); ``None``: ``main``."""
+        return None
+
     def describe(self) -> str:
         """One line for logs and progress: the method and its settings."""
         p = self.params()

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from robustlab.data import DATASETS, Dataset, load_dataset
+from robustlab.errors import ConfigError
 from robustlab.metrics.accuracy import evaluate
 from robustlab.models.adapter import eval_mode
 from robustlab.models.loading import assemble, check_device
@@ -31,6 +32,27 @@ def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
     with eval_mode(net), torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.zeros(1, *input_shape))
     return int(counter.get_total_flops())
+
+
+def with_method_needs(spec: ModelSpec, cfg: TrainConfig) -> ModelSpec:
+    """``spec`` with the architecture arguments its training method needs (a multi-branch batch norm and its
+    routes, a selector...) and the method's inference route.
+
+    Raises:
+        ConfigError: the user's ``arch_kwargs`` set one of those arguments to another value.
+    """
+    method = cfg.training_method()
+    needs = method.model_kwargs()
+    clash = [k for k, v in needs.items() if k in spec.arch_kwargs and _plain(spec.arch_kwargs[k]) != _plain(v)]
+    if clash:
+        said = ", ".join(f"{k}={spec.arch_kwargs[k]!r} (it needs {needs[k]!r})" for k in clash)
+        raise ConfigError(f"{method.name} builds its own model layout; drop {said} from the architecture arguments")
+    route = method.inference_route()
+    return dataclasses.replace(spec, arch_kwargs={**spec.arch_kwargs, **needs}, route=route or spec.route)
+
+
+def _plain(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
 
 
 def fit_and_export(
@@ -64,6 +86,7 @@ def fit_and_export(
         The spec with ``weights`` and ``metrics`` (``test_accuracy`` and ``test_images`` when ``test`` is given,
         else ``train_accuracy``; ``train_images``, parameters, FLOPs) filled in.
     """
+    spec = with_method_needs(spec, cfg)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # weight initialisation
         model = assemble(spec)

@@ -1,0 +1,63 @@
+"""``--route``: multi-branch models are evaluated through their recorded inference route, or the one asked for,
+and the route is recorded with the results (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from robustlab.cli import app
+from robustlab.models import ModelSpec, save_weights
+from robustlab.models.loading import assemble
+from robustlab.models.norm_layers import MultiBatchNorm2d
+
+runner = CliRunner()
+
+
+def _multi_model(tmp_path: Path) -> tuple[list[str], Path]:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", x=rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), y=rng.integers(0, 10, 40))
+    kw = {"depth": 8, "width": 4, "norm_layer": "multibn", "routes": ["adv"]}
+    spec = ModelSpec("toy", "resnet", "resnet_cifar", 10, (3, 32, 32), (0.5,) * 3, (0.25,) * 3, "toy", kw)
+    net = assemble(spec).net
+    with torch.no_grad():  # the adv branch sees the world very differently: its predictions differ
+        for m in net.modules():
+            if isinstance(m, MultiBatchNorm2d):
+                m.aux["adv"].running_mean.fill_(2.0)
+    path = tmp_path / "toy.safetensors"
+    save_weights(net, spec, path)
+    return ["--model", str(path), "--dataset", f"npz:{tmp_path / 'toy.npz'}"], path
+
+
+def test_eval_records_the_route_and_follows_route_option(tmp_path: Path) -> None:
+    args, _ = _multi_model(tmp_path)
+    main = runner.invoke(app, ["eval", *args, "--json"])
+    assert main.exit_code == 0, main.output
+    adv = runner.invoke(app, ["eval", *args, "--route", "adv", "--json"])
+    assert adv.exit_code == 0, adv.output
+    a, b = json.loads(main.stdout), json.loads(adv.stdout)
+    assert a["route"] == "main" and b["route"] == "adv"
+    assert b["model"].endswith("@adv") and not a["model"].endswith("@adv")
+
+
+def test_attack_through_an_unknown_route_is_a_one_line_error(tmp_path: Path) -> None:
+    args, _ = _multi_model(tmp_path)
+    result = runner.invoke(app, ["attack", *args, "--attack", "fgsm", "--eps", "8/255", "--route", "avd", "--n", "4"])
+    assert result.exit_code == 2
+    assert "unknown route 'avd': the model's routes are main, adv" in " ".join(result.stderr.split())
+    assert result.stdout == ""
+
+
+def test_route_on_a_plain_model_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "toy.npz", x=rng.integers(0, 256, (30, 8, 8, 1), dtype=np.uint8), y=rng.integers(0, 2, 30))
+    spec = ModelSpec("toy", "mlp", "mlp", 2, (1, 8, 8), (0.5,), (0.25,), "toy", {"image_size": 8})
+    save_weights(assemble(spec).net, spec, tmp_path / "toy.safetensors")
+    args = ["eval", "--model", str(tmp_path / "toy.safetensors"), "--dataset", f"npz:{tmp_path / 'toy.npz'}"]
+    result = runner.invoke(app, [*args, "--route", "adv"])
+    assert result.exit_code == 2
+    assert "the model has a single batch norm" in " ".join(result.stderr.split())
