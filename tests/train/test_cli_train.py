@@ -55,13 +55,16 @@ def test_json_has_per_epoch_metrics_and_the_model_path(toy: str, tmp_path: Path)
         (["--method", "trades", "--eps", "0.1", "--steps", "0"], "--steps must be > 0"),
         (["--method", "pgd-at", "--eps", "0.1", "--steps", "-3"], "--steps must be > 0"),
         (["--method", "pgd-at"], "pgd-at needs eps"),
-        (["--method", "pgd_at", "--eps", "0.1"], "Did you mean: pgd-at?"),
+        (["--method", "pgd_at", "--eps", "0.1"], "Did you mean: pgd-at"),
         (["--method", "fgsm", "--eps", "0.1"], "unknown training method 'fgsm'"),
         (["--method", "fgsm-rs", "--eps", "0.1", "--steps", "3"], "fgsm-rs has no setting 'steps'"),
         (["--method", "pgd-at", "--eps", "0.1", "--optimizer", "rmsprop"], "optimizer must be one of sgd, adam"),
         (["--method", "pgd-at", "--eps", "abc"], "cannot read eps"),
         (["--method", "pgd-at", "--eps", "0.1", "--eps-ramp", "2"], "eps_ramp must be in [0, 1]"),
         (["--method", "trades", "--eps", "0.1", "--eps-ramp", "0.3"], "trades has no setting 'eps_ramp'"),
+        (["--method", "dial", "--eps", "0.1", "--set", "kind"], "--set takes KEY=VALUE, got 'kind'"),
+        (["--method", "dial", "--eps", "0.1", "--set", "knd=ce"], "dial has no setting 'knd'. Did you mean: kind?"),
+        (["--method", "multibn", "--arch-kwargs", '{"norm_layer": "dubin"}'], "multibn builds its own model layout"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_directory(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -59,6 +60,20 @@ def _method_params(
     if steps is not None and steps <= 0:
         raise ConfigError(f"--steps must be > 0, got {steps}")
     return {k: v for k, v in given.items() if v is not None}
+
+
+def _settings(pairs: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` pairs as method settings (JSON values when they parse, else text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set takes KEY=VALUE, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            out[key.strip()] = text
+    return out
 
 
 def _budget(text: str, what: str, parse: Callable[[str], float | None]) -> float:
@@ -154,7 +169,23 @@ def register(app: typer.Typer) -> None:
         arch_kwargs: Annotated[
             str, typer.Option(help="Architecture arguments as JSON, e.g. '{\"depth\": 20}'.")
         ] = "{}",
-        method: Annotated[str, typer.Option(help="standard, pgd-at, fgsm-rs or trades.")] = "standard",
+        method: Annotated[
+            str,
+            typer.Option(
+                help="Training method: standard, pgd-at, fgsm-rs, trades, sia, reweighted, advprop, mdprop, multibn, "
+                "augmax, nofrost, mixed-at, iat, pyramid-at, dial. Methods with their own model layout (advprop, "
+                "mdprop, multibn, augmax: multi-branch batch norm; nofrost: normalizer-free; dial: a domain head) "
+                "build it, and the saved model records its inference route."
+            ),
+        ] = "standard",
+        setting: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--set",
+                help="Any other method setting as KEY=VALUE (repeatable; VALUE read as JSON when it parses, else "
+                "as text), e.g. --set kind=ce --set beta=6 for dial.",
+            ),
+        ] = None,
         eps: Annotated[str | None, typer.Option(help="Training budget (adversarial methods), e.g. 8/255.")] = None,
         steps: Annotated[int | None, typer.Option(help="Inner attack steps (pgd-at, trades).")] = None,
         step_size: Annotated[
@@ -231,6 +262,7 @@ def register(app: typer.Typer) -> None:
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"--arch-kwargs is not valid JSON: {exc}") from exc
             params = _method_params(method, eps, steps, step_size, alpha, beta, random_start, eps_ramp)
+            params.update(_settings(setting or []))
             if audit_n < 1:
                 raise ConfigError(f"--audit-n must be >= 1 (points audited), got {audit_n}")
             if audit and method == "standard":

@@ -401,7 +401,7 @@ def _coerce(method: str, key: str, value: Any, hint: Any) -> Any:
     raise ConfigError(f"{method} setting {key} must be {names}, got {value!r}")
 
 
-def _check_budget(method: str, eps: float | None, steps: int | None = None) -> float:
+def require_budget(method: str, eps: float | None, steps: int | None = None) -> float:
     if eps is None:
         raise ConfigError(f"{method} needs eps (the training budget), e.g. --eps 8/255 or method_params={{'eps': 0.3}}")
     if not (math.isfinite(eps) and eps > 0):
@@ -411,7 +411,7 @@ def _check_budget(method: str, eps: float | None, steps: int | None = None) -> f
     return eps
 
 
-def _check_positive(method: str, name: str, value: float | None) -> None:
+def require_positive(method: str, name: str, value: float | None) -> None:
     if value is not None and not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{method}: {name} must be > 0, got {value}")
 
@@ -474,9 +474,9 @@ class PGDAT(TrainingMethod):
     def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
         copy = super().configure(params)
         s = copy.settings
-        _check_budget(self.name, s.eps, s.steps)
-        _check_positive(self.name, "step_size", s.step_size)
-        _check_norm(self.name, s.norm)
+        require_budget(self.name, s.eps, s.steps)
+        require_positive(self.name, "step_size", s.step_size)
+        require_norm(self.name, s.norm)
         if not (math.isfinite(s.eps_ramp) and 0 <= s.eps_ramp <= 1):
             raise ConfigError(f"pgd-at: eps_ramp must be in [0, 1] (a fraction of the training), got {s.eps_ramp}")
         return copy
@@ -530,8 +530,8 @@ class FGSMRS(TrainingMethod):
 
     def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
         copy = super().configure(params)
-        _check_budget(self.name, copy.settings.eps)
-        _check_positive(self.name, "alpha", copy.settings.alpha)
+        require_budget(self.name, copy.settings.eps)
+        require_positive(self.name, "alpha", copy.settings.alpha)
         return copy
 
     def inner_steps(self) -> int:
@@ -586,8 +586,8 @@ class TRADES(TrainingMethod):
     def configure(self, params: Mapping[str, Any]) -> TrainingMethod:
         copy = super().configure(params)
         s = copy.settings
-        _check_budget(self.name, s.eps, s.steps)
-        _check_positive(self.name, "step_size", s.step_size)
+        require_budget(self.name, s.eps, s.steps)
+        require_positive(self.name, "step_size", s.step_size)
         if not (math.isfinite(s.beta) and s.beta >= 0):
             raise ConfigError(f"trades: beta must be >= 0, got {s.beta}")
         if not (math.isfinite(s.start_std) and s.start_std >= 0):
@@ -623,7 +623,7 @@ class TRADES(TrainingMethod):
         )
 
 
-def _check_norm(method: str, norm: str) -> None:
+def require_norm(method: str, norm: str) -> None:
     from robustlab.threat import NORMS
 
     if norm not in NORMS:

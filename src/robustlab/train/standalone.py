@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ from robustlab.models.spec import ModelSpec
 from robustlab.models.weights import save_weights
 from robustlab.train.distributed import current
 from robustlab.train.loop import EpochMetrics, ProgressFn, StepReport, TrainConfig, train_model
+
+log = logging.getLogger(__name__)
 
 
 def count_flops(net: torch.nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -207,7 +210,10 @@ def train_architecture(
         else []
     )
     audited = None
-    if audit_n is not None and cfg.method != "standard" and current().main:
+    budget = cfg.method_params.get("eps")
+    if audit_n is not None and cfg.method != "standard" and budget is None and current().main:
+        log.warning("%s has no L_p training budget (eps): the gradient-masking audit is skipped", cfg.method)
+    if audit_n is not None and budget is not None and cfg.method != "standard" and current().main:
         p = cfg.method_params
         record = audit_run(
             out,

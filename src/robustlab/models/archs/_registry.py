@@ -21,6 +21,7 @@ def build_architecture(
     norm_layer: str = "bn",
     routes: Sequence[str] = ("aux",),
     selector: bool = False,
+    heads: dict[str, int] | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Instantiate the architecture ``name`` with ``kwargs``, its batch norms converted to ``norm_layer``.
@@ -33,12 +34,15 @@ def build_architecture(
         norm_layer: ``bn`` (as built), ``multibn``, ``dubin``, ``gn`` or ``none`` (normalizer-free).
         routes: Auxiliary routes of ``multibn`` / ``dubin``.
         selector: Give a multi-branch model a learned selector over its routes (MultiBN).
+        heads: Feature heads to add, name → output width (e.g. ``{"domain": 2}`` for DIAL's domain classifier):
+            each reads the input of the network's classifier (:func:`robustlab.models.heads.attach_feature_head`);
+            the network's output is unchanged. Built after the norm conversion.
         kwargs: The family's own arguments (``num_classes``, ``in_channels``, depth, width...).
 
     Raises:
         UnknownNameError: if ``name`` is not registered (close matches listed).
         ModelError: if the keyword arguments do not fit the factory (an unknown keyword, or a value the family
-            refuses, such as a ResNet depth that is not 6n+2).
+            refuses, such as a ResNet depth that is not 6n+2), or a head cannot be attached.
     """
     from robustlab.models.norm_layers import attach_selector, convert_norm
 
@@ -51,4 +55,9 @@ def build_architecture(
         convert_norm(net, norm_layer, routes=tuple(routes))
     if selector:
         attach_selector(net, int(kwargs.get("in_channels", 3)))
+    if heads:
+        from robustlab.models.heads import attach_feature_head
+
+        for head_name, width in dict(heads).items():
+            attach_feature_head(net, head_name, width)
     return net
