@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -27,7 +28,9 @@ def _multi_model(tmp_path: Path) -> tuple[list[str], Path]:
     with torch.no_grad():  # the adv branch sees the world very differently: its predictions differ
         for m in net.modules():
             if isinstance(m, MultiBatchNorm2d):
-                m.aux["adv"].running_mean.fill_(2.0)
+                adv = m.aux["adv"]
+                assert isinstance(adv, torch.nn.BatchNorm2d) and adv.running_mean is not None
+                adv.running_mean.fill_(2.0)
     path = tmp_path / "toy.safetensors"
     save_weights(net, spec, path)
     return ["--model", str(path), "--dataset", f"npz:{tmp_path / 'toy.npz'}"], path
@@ -61,3 +64,25 @@ def test_route_on_a_plain_model_is_refused(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "--route", "adv"])
     assert result.exit_code == 2
     assert "the model has a single batch norm" in " ".join(result.stderr.split())
+
+
+def test_a_model_reference_may_name_its_route_and_study_records_carry_it(tmp_path: Path) -> None:
+    from robustlab.bench.jobs import record_constants
+    from robustlab.bench.plan import Job
+    from robustlab.bench.spec import model_problem
+    from robustlab.errors import ModelError
+    from robustlab.models import load_model
+
+    _, path = _multi_model(tmp_path)
+    assert load_model(str(path)).route == "main"
+    adv = load_model(f"{path}@adv")
+    assert adv.route == "adv" and adv.name == "toy@adv"
+    assert model_problem(f"{path}@adv") is None
+    with pytest.raises(ModelError, match="unknown route 'avd'"):
+        load_model(f"{path}@avd")
+    with pytest.raises(ModelError, match="names route 'adv' and route= asks for 'main'"):
+        load_model(f"{path}@adv", route="main")
+    job = Job(kind="clean", model=f"{path}@adv", params={}, indices=(0,))
+    assert record_constants(job, adv)["route"] == "adv"
+    plain = ModelSpec("p", "mlp", "mlp", 2, (1, 8, 8), (0.5,), (0.25,), "toy", {"image_size": 8})
+    assert "route" not in record_constants(job, assemble(plain))  # plain models: no route column

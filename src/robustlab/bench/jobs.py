@@ -70,8 +70,10 @@ def model_source(model: ModelAdapter) -> tuple[str, str]:
 
 
 def record_constants(job: Job, model: ModelAdapter, **extra: Any) -> dict[str, Any]:
-    """The constant columns of a job's records: its model, the model's family, and ``extra``."""
-    return {"model": job.model, "family": model_source(model)[0], **extra}
+    """The constant columns of a job's records: its model, the model's family, the route of a multi-branch model
+    (plain models have no ``route`` column), and ``extra``."""
+    route = {"route": model.route} if getattr(model, "route", None) is not None else {}
+    return {"model": job.model, "family": model_source(model)[0], **route, **extra}
 
 
 def _output_error(exc: OSError, run: Path) -> bool:

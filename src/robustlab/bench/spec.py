@@ -175,7 +175,9 @@ def model_problem(name: str) -> str | None:
     """Why the model reference ``name`` of a spec cannot load (an unknown zoo name with close matches, a missing
     file or module), or ``None``."""
     from robustlab.models import MODELS
+    from robustlab.models.loading import split_route
 
+    name, _ = split_route(name)  # the route itself is checked when the model loads
     if ":" in name or name.endswith(".safetensors"):
         return _user_model_problem(name)
     try:

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -286,6 +287,16 @@ def _probe_plain_module(
     ).eval()
 
 
+_ROUTE_SUFFIX = re.compile(r"@([A-Za-z0-9_-]+)$")
+
+
+def split_route(ref: str) -> tuple[str, str | None]:
+    """A model reference and the route it names: ``"model.safetensors@adv"`` → ``("model.safetensors", "adv")``;
+    a reference without an ``@route`` suffix → ``(ref, None)``."""
+    m = _ROUTE_SUFFIX.search(ref)
+    return (ref[: m.start()], m.group(1)) if m else (ref, None)
+
+
 def load_model(
     ref: str,
     *,
@@ -299,7 +310,8 @@ def load_model(
 
     Args:
         ref: ``"resnet20-akamaster"`` (see ``robustlab zoo list``), ``"weights.safetensors"``,
-            ``"path/to/file.py:factory"`` or ``"package.module:factory"``.
+            ``"path/to/file.py:factory"`` or ``"package.module:factory"``; any of them may end in ``@route`` to run
+            a multi-branch model through that route (as ``route=`` does; studies name routes this way).
         data_dir: Data directory holding foreign checkpoints.
         download: Allow downloading missing published weights.
         device: Target device.
@@ -314,6 +326,10 @@ def load_model(
         ConfigError: a device this build or machine cannot use.
     """
     check_device(device)
+    ref, named = split_route(ref)
+    if named is not None and route is not None and named != route:
+        raise ModelError(f"the model reference names route {named!r} and route= asks for {route!r}: give one")
+    route = route or named
     if ref.endswith(".safetensors"):
         model = load_safetensors_model(ref, device)
     elif ":" in ref:
