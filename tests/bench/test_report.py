@@ -54,6 +54,9 @@ def test_report_files(four_model_run: tuple[Path, Any], tmp_path: Path) -> None:
     assert {p.name for p in result.tables} >= {"clean.csv", "attacks.csv", "corruption_accuracy.csv"}
     for model in "abcd":
         assert f"make_{model}" in html
+    # the summary puts each model's corruption error and mCE next to its clean accuracy (issue 15)
+    summary = html[html.index('id="summary"') : html.index("</table>", html.index('id="summary"'))]
+    assert "corruption error" in summary and ">mCE<" in summary and "clean accuracy" in summary
 
 
 def _chromium(args: list[str], profile: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:

@@ -25,8 +25,8 @@ from robustlab.bench.plan import Job, PlanState, data_params
 from robustlab.bench.spec import SpecSection, StudySpec, lookup
 from robustlab.metrics.corruption import CorruptionAccuracy, CorruptionErrors, corruption_errors
 from robustlab.report.figures import heatmap, labels, short
-from robustlab.report.html import Section, render, sources_of
-from robustlab.stats import Rate
+from robustlab.report.html import Section, rate_cell, render, sources_of
+from robustlab.stats import Rate, format_number
 from robustlab.store import has_view, write_records
 from robustlab.store.kinds import JobKind, register_kind
 from robustlab.store.schema import RecordSchema
@@ -258,10 +258,16 @@ class Corruption(JobKind):
             }
             for m, e in sorted(a.errors.items())
         ]
+        # the summary table: corruption error and mCE next to each model's clean and AutoAttack accuracy
+        summary = {
+            m: {"corruption error": rate_cell(a.error_rate(m, e.benchmark)), "mCE": format_number(e.mce)}
+            for m, e in a.errors.items()
+        }
         return [
             Section(
                 "corruption",
                 "Corruptions",
+                summary=summary,
                 html=[render(_TABLE, rows=rows)],
                 figures=[("corruption_errors", _figure(a, sources))],
                 tables=[("corruption_accuracy", a.rows())],
