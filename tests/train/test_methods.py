@@ -140,6 +140,7 @@ ELSEWHERE = {
     "mixed-at": "test_nofrost_dial.py",
     "dial": "test_nofrost_dial.py",
     "augmax": "test_augmax.py",
+    "augmix": "test_augmax.py",
 }
 
 

@@ -1,7 +1,9 @@
 """Training: the loop (resumable checkpoints, schedules, monitor, DDP), the registered training methods (standard,
-pgd-at, fgsm-rs, trades; sia and reweighted in their own modules) and the zoo builder."""
+pgd-at, fgsm-rs, trades in :mod:`~robustlab.train.methods`; each other method in its own module: sia, reweighted,
+advprop and mdprop, multibn, augmax and augmix, nofrost and mixed-at, iat, pyramid-at, dial) and the zoo builder."""
 
 from robustlab.train import advprop as _advprop  # noqa: F401 - registers the advprop and mdprop methods
+from robustlab.train import augmax as _augmax  # noqa: F401 - registers the augmax and augmix methods
 from robustlab.train import dial as _dial  # noqa: F401 - registers the dial method
 from robustlab.train import iat as _iat  # noqa: F401 - registers the iat method
 from robustlab.train import multibn as _multibn  # noqa: F401 - registers the multibn method
