@@ -249,6 +249,15 @@ def test_chains_equal_a_per_image_loop_and_are_deterministic() -> None:
     assert not torch.equal(chains[0], chains[1])  # the chains of one image differ
 
 
+def test_chains_all_ops_any_order_large_severity() -> None:
+    """The batched chains group rows by op (and translations by shift) whatever the op order; at severity 40 the
+    shifts reach past the image (all fill), solarize thresholds drop below 1 and the blends clip."""
+    x = _float(_images(6, 3, seed=9))
+    ops = tuple(reversed(AUGMIX_ALL_OPS))
+    chains = sample_chains(x, torch.Generator().manual_seed(3), ops=ops, severity=40.0)
+    assert torch.equal(chains, _chains_one_at_a_time(x, 3, 3, ops, 40.0))
+
+
 def test_chains_replayed_with_pil() -> None:
     """The chains on uint8 images against the same draws replayed with Pillow one image at a time: equal but for
     rare one-level differences of the resampling (which a later op can carry along)."""

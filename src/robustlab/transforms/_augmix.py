@@ -3,10 +3,11 @@ ways of mixing the chains: AugMix's random one and AugMax's differentiable one.
 
 The references apply each operation with PIL to one uint8 image at a time. Here every operation acts on a whole
 batch ``(N, C, H, W)`` with its parameters as ``(N,)`` tensors, and :func:`sample_chains` groups the draws by
-operation across the batch: per step of the chains, one table pass for all rows (image, chain) that drew
-autocontrast or equalize (histograms from one ``bincount``), one exact shift for all translations, one
-``F.grid_sample`` for all rotations and shears, and one call for each other op; a handful of batched calls per step
-whatever the batch size.
+operation across the batch: per step of the chains, the rows (image, chain) sorted by what they drew (one gather),
+then in place on each op's run of rows: one table pass for autocontrast and equalize (histograms from one
+``bincount``), one exact copy per translation shift, one ``F.grid_sample`` per rotation or shear op (rotations: one
+grid per whole-degree angle), and one call for each other op; a handful of batched calls per step whatever the
+batch size.
 
 Two kinds of input, one semantics:
 
@@ -56,6 +57,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -115,11 +117,16 @@ def _channel_offsets(n: int, c: int, device: torch.device) -> Tensor:
     return (torch.arange(n * c, device=device, dtype=torch.int32) * _LEVELS).view(n, c, 1, 1)
 
 
+def _level_index(q: Tensor) -> Tensor:
+    """Each value's entry in flat per-channel tables: ``256 · (image, channel) + level``, int32 ``(N, C, H, W)``
+    (the bins of the histograms and the indices of the table lookups)."""
+    n, c = q.shape[:2]
+    return q.to(torch.int32).add_(_channel_offsets(n, c, q.device))
+
+
 def _apply_lut(q: Tensor, lut: Tensor) -> Tensor:
     """Map each channel's levels through its own table: q uint8 ``(N, C, H, W)``, lut uint8 ``(N C, 256)``."""
-    n, c, h, w = q.shape
-    idx = q.to(torch.int32).add_(_channel_offsets(n, c, q.device))
-    return lut.reshape(-1).index_select(0, idx.reshape(-1)).view(n, c, h, w)
+    return lut.reshape(-1).index_select(0, _level_index(q).reshape(-1)).view(q.shape)
 
 
 # ---- point and histogram ops: 256-entry tables per image and channel ---------------------------------------------
@@ -142,39 +149,47 @@ def _autocontrast_lut(q: Tensor) -> Tensor:
     return (ix * scale[:, None]).add_(offset[:, None]).trunc_().clamp_(0, 255).to(torch.uint8)
 
 
-def _equalize_lut(q: Tensor) -> Tensor:
+def _equalize_lut(q: Tensor, index: Tensor | None = None) -> Tensor:
     """``ImageOps.equalize``: with ``h`` a channel's histogram and ``step = (total − h[last non-empty]) // 255``,
     level ``i`` ↦ ``(step // 2 + Σ_{j<i} h[j]) // step``, clipped to 255 (PIL's uint8 table clips); identity for a
-    one-level channel or ``step`` 0. All histograms from one ``bincount``. ``(N C, 256)`` uint8."""
+    one-level channel or ``step`` 0. All histograms from one ``bincount`` (of ``index``, :func:`_level_index` of
+    ``q``, when given). ``(N C, 256)`` uint8."""
     n, c, h, w = q.shape
     flat = q.reshape(n * c, -1)
-    hist = torch.bincount(
-        q.to(torch.int32).add_(_channel_offsets(n, c, q.device)).reshape(-1), minlength=n * c * _LEVELS
-    )
-    hist = hist.view(n * c, _LEVELS)
+    idx = _level_index(q) if index is None else index
+    hist = torch.bincount(idx.reshape(-1), minlength=n * c * _LEVELS).view(n * c, _LEVELS)
     lo, hi = flat.amin(1), flat.amax(1)
     step = (h * w - hist.gather(1, hi.long()[:, None]).squeeze(1)) // 255
     keep = (lo == hi) | (step == 0)
-    # identity rows: numerator i over step 1; others (step // 2 + Σ_{j<i} h[j]) over step. The floor of the
-    # quotient is exact in float64 (integers far below 2^53; a quotient below an integer k is at most
-    # k − 1 / step) and vectorised where integer division is not.
+    # (step // 2 + Σ_{j<i} h[j]) // step as the floor of a float quotient: exact for numerators below 2^24 in
+    # float32 (a quotient below an integer k is at most k − 1 / step, and float32's relative error 2^−24 is
+    # smaller than 1 / numerator), else in float64; vectorised where integer division is not. The cast floors
+    # (values ≥ 0). Identity rows (divided by 1 here) are replaced by the identity table.
     before = torch.cumsum(hist, 1).sub_(hist).add_((step // 2)[:, None])
-    numerator = torch.where(keep[:, None], torch.arange(_LEVELS, device=q.device), before).double()
-    divisor = torch.where(keep, 1, step).double()
-    return numerator.div_(divisor[:, None]).floor_().clamp_(max=255).to(torch.uint8)
+    exact = torch.float32 if 2 * h * w < 2**24 else torch.float64
+    divisor = torch.where(keep, 1, step).to(exact)
+    lut = before.to(exact).div_(divisor[:, None]).clamp_(max=255).to(torch.uint8)
+    if bool(keep.any()):
+        lut = torch.where(keep[:, None], torch.arange(_LEVELS, device=q.device, dtype=torch.uint8), lut)
+    return lut
 
 
-def _posterize_levels(q: Tensor, bits: Tensor) -> Tensor:
-    """``ImageOps.posterize`` on uint8 levels: ``i & ~(2^(8 − bits) − 1)``, one mask per image."""
+def _posterize_levels(q: Tensor, bits: Tensor, out: Tensor | None = None) -> Tensor:
+    """``ImageOps.posterize`` on uint8 levels: ``i & ~(2^(8 − bits) − 1)``, one mask per image (into ``out``, which
+    may be ``q``, when given)."""
     mask = (255 - ((1 << (8 - bits.long())) - 1)).to(torch.uint8)
-    return torch.bitwise_and(q, mask.view(-1, 1, 1, 1))
+    return torch.bitwise_and(q, mask.view(-1, 1, 1, 1), out=torch.empty_like(q) if out is None else out)
 
 
-def _solarize_levels(q: Tensor, threshold: Tensor) -> Tensor:
-    """``ImageOps.solarize`` on uint8 levels: ``i ≥ threshold`` becomes ``255 − i`` (``i XOR 255``)."""
+def _solarize_levels(q: Tensor, threshold: Tensor, out: Tensor | None = None) -> Tensor:
+    """``ImageOps.solarize`` on uint8 levels: ``i ≥ threshold`` becomes ``255 − i`` (``i XOR 255``); into ``out``
+    (which may be ``q``) when given."""
     t = threshold.double().ceil().clamp(0, 256).view(-1, 1, 1, 1)
-    flip = (q >= t.clamp(max=255).to(torch.uint8)) & (t <= 255)
-    return torch.bitwise_xor(q, flip.to(torch.uint8).mul_(255))
+    if bool((t >= 1).all()):  # i ≥ t ⟺ i > t − 1, a uint8 threshold (255 for t = 256: nothing flips)
+        flip = torch.gt(q, (t - 1).to(torch.uint8)).view(torch.uint8).neg_()  # 0 or 255
+    else:
+        flip = ((q >= t.clamp(max=255).to(torch.uint8)) & (t <= 255)).to(torch.uint8).mul_(255)
+    return flip.bitwise_xor_(q) if out is None else torch.bitwise_xor(q, flip, out=out)
 
 
 def _lut(name: str, q: Tensor) -> Tensor:
@@ -277,26 +292,58 @@ def _normalised_grid(data: Tensor, h: int, w: int, dtype: torch.dtype) -> Tensor
         ],
         1,
     )  # (N, 2, 3)
-    xs = (torch.arange(w, device=data.device, dtype=torch.float64) * 2 + 1) / w - 1
-    ys = (torch.arange(h, device=data.device, dtype=torch.float64) * 2 + 1) / h - 1
-    ones = torch.ones(h * w, device=data.device, dtype=torch.float64)
-    base = torch.stack([xs.repeat(h), ys.repeat_interleave(w), ones])  # (3, H W)
-    return torch.mm(theta.reshape(n * 2, 3).to(dtype), base.to(dtype)).view(n, 2, h * w)
+    return torch.mm(theta.reshape(n * 2, 3).to(dtype), _grid_base(h, w, data.device, dtype)).view(n, 2, h * w)
 
 
-def _resample(x: Tensor, data: Tensor) -> Tensor:
+@functools.lru_cache(maxsize=16)
+def _grid_base(h: int, w: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The output pixel centres in normalised coordinates, ``(x, y, 1)`` per pixel, built in float64 and stored in
+    ``dtype``: ``(3, H W)``, cached (read only)."""
+    xs = (torch.arange(w, device=device, dtype=torch.float64) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=device, dtype=torch.float64) * 2 + 1) / h - 1
+    ones = torch.ones(h * w, device=device, dtype=torch.float64)
+    return torch.stack([xs.repeat(h), ys.repeat_interleave(w), ones]).to(dtype)
+
+
+def _resample(
+    x: Tensor,
+    data: Tensor,
+    out: Tensor | None = None,
+    *,
+    axes: Sequence[int] | None = None,
+    rows: Tensor | None = None,
+) -> Tensor:
     """PIL's bilinear affine resampling through ``F.grid_sample``: ``padding_mode="border"`` repeats the edge pixels
     for the points inside ``[0, W) × [0, H)`` (normalised: ``[−1, 1)``) as PIL does, and the points outside are 0.
-    uint8 runs in float32 and truncates as PIL does (with :data:`_TRUNC_SLACK`)."""
+    uint8 runs in float32 and truncates as PIL does (with :data:`_TRUNC_SLACK`), into ``out`` when given (which
+    may be ``x`` itself: ``x`` is read before ``out`` is written).
+
+    ``axes``: the coordinates (0 for x, 1 for y) to test against the image; by default those whose map is not the
+    identity in some row (an identity axis maps each pixel centre to itself exactly: products with 1 and 0, sums
+    with 0). ``rows``: image ``i`` takes the map ``data[rows[i]]`` (grids and tests computed once per map)."""
     n, _, h, w = x.shape
     compute = torch.float32 if x.dtype == torch.uint8 else x.dtype
-    coords = _normalised_grid(data.to(x.device), h, w, compute)
-    inside = ((coords.amin(1) >= -1) & (coords.amax(1) < 1)).view(n, 1, h, w)  # PIL's 0 ≤ u < W and 0 ≤ v < H
-    grid = coords.transpose(1, 2).reshape(n, h, w, 2)
-    out = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if x.dtype == torch.uint8:
-        return out.add_(_TRUNC_SLACK).to(torch.uint8).mul_(inside)  # values ≥ 0: the cast truncates
-    return out.mul_(inside)
+    data = data.to(device=x.device, dtype=torch.float64)
+    coords = _normalised_grid(data, h, w, compute)
+    if axes is None:
+        a, b, c, d, e, f = data.unbind(1)
+        identity = ((a, b, c), (e, d, f))
+        axes = [
+            k for k, (one, zero, off) in enumerate(identity) if not bool(((one == 1) & (zero == 0) & (off == 0)).all())
+        ]
+    inside: Tensor | None = None
+    for k in axes:  # PIL's 0 ≤ u < W and 0 ≤ v < H
+        ck = coords[:, k]
+        within = ck.ge(-1).logical_and_(ck.lt(1))  # (elementwise: a reduction over the pair is slow)
+        inside = within if inside is None else inside.logical_and_(within)
+    grid = coords.transpose(1, 2).reshape(-1, h, w, 2)
+    if rows is not None:
+        grid = grid.index_select(0, rows)
+        inside = None if inside is None else inside.index_select(0, rows)
+    sampled = F.grid_sample(x.to(compute), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if x.dtype == torch.uint8:  # values ≥ 0: the cast truncates
+        sampled = (torch.empty_like(x) if out is None else out).copy_(sampled.add_(_TRUNC_SLACK))
+    return sampled if inside is None else sampled.mul_(inside.view(n, 1, h, w))
 
 
 def pil_affine(x: Tensor, data: Tensor) -> Tensor:
@@ -566,53 +613,74 @@ def apply_op(name: str, x: Tensor, p: Tensor) -> Tensor:
     raise ValueError(f"unknown AugMix op {name!r}")
 
 
+def _op_group(name: str) -> int:
+    """Where a step puts the rows of op ``name`` in its sorted state: equalize, autocontrast (one table pass, with
+    equalize's rows first), the translations, the resampled ops (one ``grid_sample``), then the others."""
+    order = ("equalize", "autocontrast", "translate_x", "translate_y")
+    if name in order:
+        return order.index(name)
+    return len(order) if name in _AFFINE_OPS else len(order) + 1
+
+
 def _chain_step(
-    q: Tensor, order: Tensor, usable: Sequence[str], draws: tuple[Tensor, Tensor, Tensor]
-) -> tuple[Tensor, Tensor]:
-    """One step of the chains still running, on the uint8 state ``q`` whose row ``i`` is chain row ``order[i]``.
+    q: Tensor,
+    order: Tensor,
+    runs: list[tuple[int, int, int]],
+    usable: Sequence[str],
+    draws: tuple[Tensor, Tensor],
+    shift_keys: int,
+) -> None:
+    """One step of the chains, in place, on the uint8 state ``q`` whose row ``i`` is chain row ``order[i]``.
 
-    Rows are grouped by what they drew: autocontrast and equalize in one table pass, the translations (integer
-    in AugMix) in one exact shift, rotate and shear in one resampling, each other op in one call. Each group's
-    rows are gathered (``index_select``), processed, and the results concatenated into the new state with its new
-    ``order``: no scatter back (``index_copy_`` is slow on CPU), one reordering at the end of the chains.
+    ``q``'s rows are sorted by what they drew: ``runs`` are ``(op index, shift, rows)``, consecutive runs of rows,
+    in :func:`_op_group` order (a translation's rows split further by their shift, ``shift`` the key's remainder
+    over ``shift_keys``; 0 for the other ops). Autocontrast and equalize go in one table pass, each translation
+    by a whole shift in one exact copy (a pad), rotate and each shear in one resampling, each other op in one call,
+    each writing back into its own rows of ``q``.
     """
-    choice, levels, signs = (t.index_select(0, order) for t in draws)
+    levels, signs = (t.index_select(0, order) for t in draws)
     _, _, h, w = q.shape
-    rows_of = {index: torch.nonzero(choice == index).squeeze(1) for index in range(len(usable))}
-    parts: list[Tensor] = []
-    orders: list[Tensor] = []
+    spans: list[tuple[str, int, int, int]] = []  # (name, shift key, start, stop)
+    start = 0
+    for op, shift, count in runs:
+        spans.append((usable[op], shift, start, start + count))
+        start += count
 
-    def emit(rows: Tensor, out: Tensor) -> None:
-        parts.append(out)
-        orders.append(order.index_select(0, rows))
+    def param(name: str, a: int, b: int) -> Tensor:
+        return op_parameter(name, levels[a:b], signs[a:b], h, w)
 
-    def param(name: str, rows: Tensor) -> Tensor:
-        return op_parameter(name, levels.index_select(0, rows), signs.index_select(0, rows), h, w)
-
-    def drawn(names: frozenset[str]) -> list[tuple[str, Tensor]]:
-        return [(name, rows_of[i]) for i, name in enumerate(usable) if name in names and len(rows_of[i])]
-
-    table = drawn(_HISTOGRAM_OPS)
+    table = [sp for sp in spans if sp[0] in _HISTOGRAM_OPS]
     if table:
-        rows = torch.cat([r for _, r in table])
-        sub = q.index_select(0, rows)
-        splits = sub.split([len(r) for _, r in table])  # type: ignore[no-untyped-call]
-        luts = [_lut(name, part) for (name, _), part in zip(table, splits, strict=True)]
-        emit(rows, _apply_lut(sub, torch.cat(luts)))
-    shifts = drawn(_TRANSLATE_OPS)  # integer shifts (AugMix's int_parameter): exact copies
-    if shifts:
-        rows = torch.cat([r for _, r in shifts])
-        data = torch.cat([_affine_data(name, param(name, r), h, w) for name, r in shifts])
-        emit(rows, _shift(q.index_select(0, rows), data[:, 2].long(), data[:, 5].long()))
-    geometric = drawn(_AFFINE_OPS - _TRANSLATE_OPS)
-    if geometric:
-        rows = torch.cat([r for _, r in geometric])
-        data = torch.cat([_affine_data(name, param(name, r), h, w) for name, r in geometric])
-        emit(rows, _resample(q.index_select(0, rows), data))
-    for name, rows in drawn(frozenset(usable) - _HISTOGRAM_OPS - _AFFINE_OPS):
-        sub, p = q.index_select(0, rows), param(name, rows)
-        emit(rows, _levels_op(name, sub, p) if name in _LEVEL_OPS else _ENHANCE[name](sub, p))
-    return torch.cat(parts), torch.cat(orders)
+        a, b = table[0][2], table[-1][3]
+        sub = q[a:b]
+        index = _level_index(sub)
+        luts = []
+        for name, _, s0, s1 in table:  # equalize's rows first: their bins start at 0
+            part = q[s0:s1]
+            luts.append(_equalize_lut(part, index[s0 - a : s1 - a]) if name == "equalize" else _autocontrast_lut(part))
+        torch.index_select(torch.cat(luts).view(-1), 0, index.view(-1), out=sub.view(-1))
+    for name, shift, a, b in spans:
+        if name == "rotate":  # whole degrees: one grid per angle
+            angles, rows = torch.unique(param(name, a, b), return_inverse=True)
+            _resample(q[a:b], _rotation_data(angles, h, w), out=q[a:b], axes=(0, 1), rows=rows)
+        elif name in _AFFINE_OPS and name not in _TRANSLATE_OPS:  # a shear moves one coordinate: one test
+            axes = (0,) if name == "shear_x" else (1,)
+            _resample(q[a:b], _affine_data(name, param(name, a, b), h, w), out=q[a:b], axes=axes)
+        elif name in _TRANSLATE_OPS:  # integer shifts (AugMix's int_parameter): exact copies
+            side = w if name == "translate_x" else h
+            d = max(-side, min(side, shift - shift_keys // 2))
+            sub = q[a:b]
+            if abs(d) >= side:
+                sub.zero_()
+            elif d:  # output at i takes the input at i + d: crop d on one side, pad d zeros on the other
+                sub.copy_(F.pad(sub, (-d, d) if name == "translate_x" else (0, 0, -d, d)))
+        elif name == "posterize":  # in place
+            _posterize_levels(q[a:b], param(name, a, b), out=q[a:b])
+        elif name == "solarize":
+            _solarize_levels(q[a:b], param(name, a, b), out=q[a:b])
+        elif name not in _HISTOGRAM_OPS and name not in _AFFINE_OPS:
+            sub, p = q[a:b], param(name, a, b)
+            sub.copy_(_levels_op(name, sub, p) if name in _LEVEL_OPS else _ENHANCE[name](sub, p))
 
 
 @torch.no_grad()
@@ -683,21 +751,42 @@ def sample_chains(
     signs = torch.where(torch.rand(steps, n, generator=generator, device=gdev) > 0.5, -1.0, 1.0)
     depths, choice, levels, signs = (t.to(x.device) for t in (depths, choice, levels, signs))
 
-    q = _levels(x).unsqueeze(0).expand(width, b, c, h, w).reshape(n, c, h, w)
-    order = torch.arange(n, device=x.device)
+    # Each step sorts the running rows by a key: the op's group (:func:`_op_group`), then the op, then (for the
+    # translations) the shift; the rows whose chain has ended sort last and are set aside, never to be copied
+    # again. One gather per step, then each op works in place on its own run of rows.
+    plan = sorted(range(len(usable)), key=lambda i: (_op_group(usable[i]), i))
+    rank = torch.empty(len(usable), dtype=torch.long)
+    rank[torch.tensor(plan, dtype=torch.long)] = torch.arange(len(usable))
+    shift_keys = 2 * max(h, w) + 1  # a translation's shift, clamped to ±side, plus max(h, w)
+    keys = rank.to(x.device)[choice] * shift_keys
+    for name, side in (("translate_x", w), ("translate_y", h)):
+        if name in usable:
+            shift = op_parameter(name, levels, signs, h, w).clamp(-side, side).long() + shift_keys // 2
+            keys = torch.where(choice == usable.index(name), keys + shift, keys)
+    ended = len(usable) * shift_keys
+    step_of = torch.arange(steps, device=x.device).view(-1, 1)
+    keys = torch.where(depths.view(1, -1) > step_of, keys, ended)
+
+    q0 = _levels(x)
+    q, order = q0, torch.arange(n, device=x.device)
     done: list[tuple[Tensor, Tensor]] = []
     for step in range(steps):
-        if step:  # chains of depth `step` are finished: set them aside, never to be copied again
-            running = depths.index_select(0, order) > step
-            if not bool(running.all()):
-                finished = torch.nonzero(~running).squeeze(1)
-                done.append((q.index_select(0, finished), order.index_select(0, finished)))
-                keep = torch.nonzero(running).squeeze(1)
-                q, order = q.index_select(0, keep), order.index_select(0, keep)
-        if len(order):
-            q, order = _chain_step(q, order, usable, (choice[step], levels[step], signs[step]))
-    q = torch.cat([q, *(d[0] for d in done)])
-    order = torch.cat([order, *(d[1] for d in done)])
+        key = keys[step].index_select(0, order)
+        sorted_key, perm = torch.sort(key, stable=True)
+        values, counts = torch.unique_consecutive(sorted_key, return_counts=True)
+        order = order.index_select(0, perm)
+        q = q0.index_select(0, order.remainder(b)) if step == 0 else q.index_select(0, perm)
+        runs = [(k // shift_keys, k % shift_keys, cnt) for k, cnt in zip(values.tolist(), counts.tolist(), strict=True)]
+        if runs[-1][0] == len(usable):  # chains that have reached their depth
+            m = len(order) - runs.pop()[2]
+            done.append((q[m:], order[m:]))
+            q, order = q[:m], order[:m]
+        if runs:
+            runs = [(plan[r], shift, cnt) for r, shift, cnt in runs]  # rank back to op index
+            _chain_step(q, order, runs, usable, (levels[step], signs[step]), shift_keys)
+    if done:
+        q = torch.cat([q, *(d[0] for d in done)])
+        order = torch.cat([order, *(d[1] for d in done)])
     return _restore(q.index_select(0, torch.argsort(order)), x).view(width, b, c, h, w)
 
 
