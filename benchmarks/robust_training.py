@@ -45,7 +45,8 @@ ARMS: dict[str, tuple[str, dict[str, Any], float | None]] = {
     "standard": ("standard", {}, 0.0),
     "advprop": ("advprop", {}, 0.0),
     "pyramid-at": ("pyramid-at", {"steps": 3}, 0.0),
-    "augmix": ("augmax", {"steps": 0}, 0.0),
+    "augmax-random": ("augmax", {"steps": 0}, 0.0),
+    "augmix": ("augmix", {}, 0.0),
     "augmax": ("augmax", {}, 0.0),
     "pgd-at": ("pgd-at", {"eps": "{eps}", "steps": "{steps}"}, 0.0),
     "iat": ("iat", {"eps": "{eps}", "steps": "{steps}"}, 0.0),
@@ -231,7 +232,7 @@ FINDINGS: list[tuple[str, str, list[str], list[str]]] = [
     (
         "AugMax-DuBIN vs AugMix-style",
         "AugMax-DuBIN beats the AugMix baseline on CIFAR-10-C (+3.03 %) and on worst-of-k spatial transforms",
-        ["standard", "augmix", "augmax"],
+        ["standard", "augmix", "augmax-random", "augmax"],
         ["clean", "clean_by_route", "corruption_mean", "mce", "worst_of_10_affine"],
     ),
     (
@@ -323,9 +324,36 @@ def report(args: argparse.Namespace, arms: list[str], seeds: list[int]) -> dict[
         lines.append("|---" * (len(metrics) + 3) + "|")
         for arm in compared:
             rs = recs.get(arm, [])
-            route = rs[0]["route"] if rs else "–"
+            route = (rs[0]["route"] or "single BN") if rs else "–"
             cells = [_cell([r.get(m) for r in rs]) if rs else "not run" for m in metrics]
             lines.append(f"| {arm} | {route} | {len(rs)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for rec in recs.get("multibn", [])[:1]:
+        sel = rec.get("selector")
+        if not sel:
+            continue
+        branches = sel["branches"]
+        made = ", ".join(f"{b}: {p}" for b, p in sel["perturbations"].items())
+        lines += [
+            "#### MultiBN: the selector under adaptive attack (seed 0)\n",
+            f"Each perturbation type's inputs are made against the route in the first column (`select`: soft routing; "
+            f"`select-hard`: arg-max routing attacked with the softmax's gradient, BPDA; a branch: that branch "
+            f"alone), on the first {sel['n']} test images: {made}."
+            " Accuracy on each type's inputs, and how often the selector sends them to their own branch.\n",
+            "| route | " + " | ".join(f"accuracy on {b}" for b in branches) + " | routed to own branch |",
+            "|---" * (len(branches) + 2) + "|",
+        ]
+        for r in sel["routes"]:
+            accs = " | ".join(f"{100 * _value(sel['accuracy'][r][b]):.1f}" for b in branches)
+            lines.append(f"| {r} | {accs} | {100 * sel['routing_accuracy'][r]:.1f} |")
+        conf = sel["confusion"]["select"]
+        lines += [
+            "",
+            "Confusion under soft routing (rows: true type, columns: the selector's branch):\n",
+            "| type \\ branch | " + " | ".join(branches) + " |",
+            "|---" * (len(branches) + 1) + "|",
+        ]
+        lines += [f"| {b} | " + " | ".join(str(v) for v in row) + " |" for b, row in zip(branches, conf, strict=True)]
         lines.append("")
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "records": recs}
     (ROOT / "benchmarks" / "results" / "robust_training.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -334,7 +362,8 @@ def report(args: argparse.Namespace, arms: list[str], seeds: list[int]) -> dict[
     if args.write is not None:
         from _common import write_section
 
-        write_section(args.write, "## Robust training across distributions: measured (issue 15)", text)
+        heading = "## Robust training across distributions: measured (issue 15)"
+        write_section(args.write, heading, heading + "\n\n" + text)
     return result
 
 
