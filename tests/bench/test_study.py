@@ -131,6 +131,7 @@ def test_resume_with_a_changed_spec_is_refused(study_spec: dict, tmp_path: Path,
     assert (tmp_path / "manifest.json").read_text() == before
 
 
+@pytest.mark.slow  # ≈ 35 s; .ci/run runs it right after the default run
 def test_process_pool_gives_the_same_records(tmp_path: Path, data_dir: Path) -> None:
     spec = parse_spec(spec_dict(n=8, attacks=[{"name": "ifgsm", "eps": "4/255", "steps": 2, "transfer": True}]))
     run_study(spec, tmp_path / "local", data_dir=data_dir)

@@ -256,6 +256,7 @@ def test_convert_norm_without_batch_norms_is_a_clear_error() -> None:
         build_architecture("resnet_cifar", depth=8, norm_layer="batchnorm")
 
 
+@pytest.mark.slow  # builds every architecture (≈ 6–15 s); .ci/run runs it right after the default run
 def test_every_zoo_architecture_takes_a_norm_layer() -> None:
     """Each architecture converts, and its main route computes what the plain one does, bit for bit."""
     from robustlab.models import ARCHITECTURES
