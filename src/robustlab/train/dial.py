@@ -66,7 +66,14 @@ from torch import Tensor
 
 from robustlab.errors import ConfigError, ModelError
 from robustlab.models.heads import FeatureHead, feature_head, reverse_gradient
-from robustlab.train.methods import TRAINING_METHODS, StepContext, StepOutput, TrainingMethod, kl_to_reference
+from robustlab.train.methods import (
+    TRAINING_METHODS,
+    StepContext,
+    StepOutput,
+    TrainingMethod,
+    kl_to_reference,
+    trades_inner,
+)
 
 #: Name and width of DIAL's domain head (clean = 0, adversarial = 1).
 DOMAIN_HEAD = "domain"
@@ -147,21 +154,8 @@ class DIAL(TrainingMethod):
         s = self.settings
         head = _domain_head(ctx)
         step_size = s.step_size if s.step_size is not None else 2.5 * s.eps / s.steps
-        reference = None
-        if s.kind == "kl":
-            with ctx.attack_mode(), torch.no_grad():
-                reference = ctx.model(x)  # (B, K) clean logits, the KL's fixed side
-        noise = ctx.draw(x, lambda t: torch.randn(t.shape, generator=ctx.generator, dtype=t.dtype, device=t.device))
-        x_adv = ctx.perturb(
-            x,
-            y,
-            eps=s.eps,
-            steps=s.steps,
-            step_size=step_size,
-            random_start=False,
-            loss=s.kind,
-            reference=reference,
-            init=x + s.start_std * noise,
+        x_adv = trades_inner(
+            ctx, x, y, eps=s.eps, steps=s.steps, step_size=step_size, start_std=s.start_std, loss=s.kind
         )
         alpha = grl_alpha(ctx.progress)
         logits = ctx.forward_again(x)  # (B, K)

@@ -600,20 +600,7 @@ class TRADES(TrainingMethod):
     def step(self, ctx: StepContext, x: Tensor, y: Tensor) -> StepOutput:
         s = self.settings
         step_size = s.step_size if s.step_size is not None else 2.5 * s.eps / s.steps
-        with ctx.attack_mode(), torch.no_grad():
-            reference = ctx.model(x)  # (B, K) clean logits, the KL's fixed side
-        noise = ctx.draw(x, lambda t: torch.randn(t.shape, generator=ctx.generator, dtype=t.dtype, device=t.device))
-        x_adv = ctx.perturb(
-            x,
-            y,
-            eps=s.eps,
-            steps=s.steps,
-            step_size=step_size,
-            random_start=False,
-            loss="kl",
-            reference=reference,
-            init=x + s.start_std * noise,
-        )
+        x_adv = trades_inner(ctx, x, y, eps=s.eps, steps=s.steps, step_size=step_size, start_std=s.start_std)
         logits = ctx.forward_again(x)  # (B, K)
         logits_adv = ctx.forward(x_adv)
         natural = ctx.ce(logits, y)
@@ -621,6 +608,42 @@ class TRADES(TrainingMethod):
         return StepOutput(
             natural + s.beta * robust, logits, {"natural_loss": natural.item(), "robust_kl": robust.item()}
         )
+
+
+def trades_inner(
+    ctx: StepContext,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    start_std: float,
+    loss: str = "kl",
+) -> Tensor:
+    """TRADES' inner maximiser (also DIAL's): from ``x + start_std · N(0, 1)``, ascend ``KL(f(x) ‖ f(x'))`` with
+    the clean logits computed once in the attack's batch-norm mode (``loss="kl"``), or the cross-entropy
+    (``loss="ce"``, DIAL's CE variant, from the same start).
+
+    Shape:
+        x: (B, C, H, W); y: (B,) → (B, C, H, W)
+    """
+    reference = None
+    if loss == "kl":
+        with ctx.attack_mode(), torch.no_grad():
+            reference = ctx.model(x)  # (B, K) clean logits, the KL's fixed side
+    noise = ctx.draw(x, lambda t: torch.randn(t.shape, generator=ctx.generator, dtype=t.dtype, device=t.device))
+    return ctx.perturb(
+        x,
+        y,
+        eps=eps,
+        steps=steps,
+        step_size=step_size,
+        random_start=False,
+        loss=loss,
+        reference=reference,
+        init=x + start_std * noise,
+    )
 
 
 def require_norm(method: str, norm: str) -> None:
