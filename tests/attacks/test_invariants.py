@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -30,8 +31,13 @@ FULL: dict[str, dict[str, int]] = {"cw": {"steps": 100, "search_steps": 5}, "ead
 ALL = list_attacks()
 
 
-def fast(name: str) -> dict[str, int]:
-    return FAST.get(name, {})
+def needs(name: str, model: nn.Module) -> dict[str, Any]:
+    """What an attack needs besides the model: the guided attack a surrogate (here the model itself: white-box)."""
+    return {"surrogate": model} if name == "gpga" else {}
+
+
+def fast(name: str, model: nn.Module) -> dict[str, Any]:
+    return {**FAST.get(name, {}), **needs(name, model)}
 
 
 def norm_of(name: str) -> str:
@@ -96,7 +102,7 @@ def test_examples_lie_inside_the_eps_ball_and_the_box(name: str) -> None:
     model, x, y = problem(num_classes=classes(name, 3))
     eps = budget(name)
 
-    res = attack(model, x, y, name, eps=eps, keep_adversarials=True, **fast(name))
+    res = attack(model, x, y, name, eps=eps, keep_adversarials=True, **fast(name, model))
 
     adv = res.adversarials
     assert adv is not None
@@ -111,7 +117,7 @@ def test_examples_lie_inside_the_eps_ball_and_the_box(name: str) -> None:
 def test_eps_zero_returns_the_input(name: str) -> None:
     model, x, y = problem(num_classes=classes(name, 3))
 
-    res = attack(model, x, y, name, eps=0.0, keep_adversarials=True, **fast(name))
+    res = attack(model, x, y, name, eps=0.0, keep_adversarials=True, **fast(name, model))
 
     assert res.adversarials is not None
     assert torch.equal(res.adversarials, x)
@@ -124,7 +130,7 @@ def test_eps_zero_returns_the_input(name: str) -> None:
 def test_dtype_and_device_are_kept(name: str, dtype: torch.dtype) -> None:
     model, x, y = problem(num_classes=classes(name, 3), dtype=dtype)
 
-    res = attack(model, x, y, name, eps=budget(name), keep_adversarials=True, **fast(name))
+    res = attack(model, x, y, name, eps=budget(name), keep_adversarials=True, **fast(name, model))
 
     assert res.adversarials is not None
     assert res.adversarials.dtype == dtype and res.adversarials.device == x.device
@@ -137,7 +143,7 @@ def test_model_mode_is_restored_and_eval_mode_used(name: str) -> None:
     model.train()
     inner.eval()  # mixed modes: each submodule must get its own mode back
 
-    attack(model, x, y, name, eps=budget(name), **fast(name))
+    attack(model, x, y, name, eps=budget(name), **fast(name, model))
 
     assert model.training and model.dropout.training and not inner.training
 
@@ -148,7 +154,7 @@ def test_the_model_and_inputs_are_not_modified(name: str) -> None:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     x0, y0 = x.clone(), y.clone()
 
-    attack(model, x, y, name, eps=budget(name), **fast(name))
+    attack(model, x, y, name, eps=budget(name), **fast(name, model))
 
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert torch.equal(x, x0) and torch.equal(y, y0)
@@ -160,8 +166,8 @@ def test_same_seed_same_result(name: str) -> None:
     model, x, y = problem(num_classes=classes(name, 3))
 
     goal = "random" if targetable(name) else "untargeted"
-    a = attack(model, x, y, name, eps=budget(name), target=goal, seed=7, keep_adversarials=True, **fast(name))
-    b = attack(model, x, y, name, eps=budget(name), target=goal, seed=7, keep_adversarials=True, **fast(name))
+    a = attack(model, x, y, name, eps=budget(name), target=goal, seed=7, keep_adversarials=True, **fast(name, model))
+    b = attack(model, x, y, name, eps=budget(name), target=goal, seed=7, keep_adversarials=True, **fast(name, model))
 
     assert a.adversarials is not None and b.adversarials is not None
     assert torch.equal(a.adversarials, b.adversarials)
@@ -186,7 +192,7 @@ def test_reported_success_equals_recomputed_success(name: str, target: str) -> N
         pytest.skip(f"{name} is untargeted only (a target is a one-line error, tested with the attack)")
     model, x, y = problem(num_classes=4, n=10)
 
-    res = attack(model, x, y, name, eps=2 * budget(name), target=target, keep_adversarials=True, **fast(name))
+    res = attack(model, x, y, name, eps=2 * budget(name), target=target, keep_adversarials=True, **fast(name, model))
 
     assert res.adversarials is not None
     with torch.no_grad():
@@ -204,7 +210,7 @@ def test_success_is_non_decreasing_in_eps(name: str) -> None:
     model, x, y = problem(num_classes=classes(name, 2), n=16)
     scale = budget(name)
 
-    wins = [attack(model, x, y, name, eps=f * scale, **fast(name)).success for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
+    wins = [attack(model, x, y, name, eps=f * scale, **fast(name, model)).success for f in (0.25, 0.5, 1.0, 2.0, 4.0)]
 
     for small, large in itertools.pairwise(wins):
         assert bool((large | ~small).all())
@@ -215,7 +221,7 @@ def test_success_is_non_decreasing_in_eps(name: str) -> None:
 def test_unbounded_eps_reaches_every_sample(name: str) -> None:
     model, x, y = problem(num_classes=classes(name, 3), n=12, scale=20.0)
 
-    res = attack(model, x, y, name, eps=math.inf, **FULL.get(name, {}))
+    res = attack(model, x, y, name, eps=math.inf, **FULL.get(name, {}), **needs(name, model))
 
     assert res.summary()["success_rate"] == 1.0
     assert res.summary()["robust_accuracy"] == 0.0
@@ -227,7 +233,7 @@ def test_the_last_class_as_label_works(name: str) -> None:
     keep = y == 2
     assert int(keep.sum()) >= 2
 
-    res = attack(model, x[keep], y[keep], name, eps=4 * budget(name), **FULL.get(name, {}))
+    res = attack(model, x[keep], y[keep], name, eps=4 * budget(name), **FULL.get(name, {}), **needs(name, model))
 
     assert bool(res.success.all())
     assert bool((res.adv_pred != 2).all())
@@ -243,7 +249,7 @@ def test_nan_logits_are_a_numerical_error_never_robust(name: str) -> None:
             bad = z.reshape(z.shape[0], -1)[:, 0] == 0.0  # sample 0 has a 0 in its first pixel
             return torch.where(bad[:, None], torch.full_like(out, math.nan), out)
 
-    res = attack(NaNForSome(), x, y, name, eps=budget(name), **fast(name))
+    res = attack(NaNForSome(), x, y, name, eps=budget(name), **fast(name, inner))
 
     assert res.status[0] == "numerical_error"
     assert not bool(res.success[0])

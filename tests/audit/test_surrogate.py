@@ -70,6 +70,7 @@ def test_audit_without_a_surrogate_on_data_no_zoo_model_takes_skips_the_transfer
     skipped = {s["attack"]: s["reason"] for s in result.skipped}
     assert skipped["transfer-pgd-3"] == result.surrogate_choice.reason
     assert "no standard zoo model taking (1, 8, 8) inputs" in skipped["guided-pgd-3"]
+    assert "no standard zoo model taking (1, 8, 8) inputs" in skipped["gpga-3"]
     out = result.to_dict()
     assert out["surrogate_choice"] == {"name": None, "how": "none", "reason": result.surrogate_choice.reason}
     explicit = audit(P.make_template(), x, y, eps=0.1, config=TINY, surrogate=None)
@@ -90,6 +91,7 @@ def test_cli_audit_of_a_cifar10_model_without_surrogate_uses_vgg8_and_records_wh
     assert out["surrogate_choice"]["how"] == "default" and "fewest FLOPs" in out["surrogate_choice"]["reason"]
     ran = {r["attack"]: r for r in out["rungs"]}
     assert ran["transfer-pgd-1"]["attacked"] > 0 and ran["guided-pgd-1"]["attacked"] > 0
+    assert ran["gpga-1"]["registered_attack"] == "gpga" and ran["gpga-1"]["guide"] == "surrogate"
     none = CliRunner().invoke(app, [*base, "--surrogate", "none"])
     assert none.exit_code == 0, none.output
     assert "skipped transfer-pgd-1: no surrogate given" in " ".join(none.stdout.split())

@@ -6,16 +6,17 @@
 :func:`perturb` is the light primitive for training (no judging, no records, no mode switch).
 
 Attacks: ``fgsm``, ``ifgsm``, ``pgd``, ``mifgsm`` (one gradient loop), ``cw`` and ``ead`` (one binary search over the
-constant), the AutoAttack family, and ``semantic`` (:func:`semantic_attack`: image attributes and a pixel residual,
-judged by re-rendering from the parameters). Norms (``linf``, ``l2``, ``l1``), target modes (``untargeted``, ``random``,
-``least-likely``, ``top2`` or an explicit tensor) and losses are the threat primitives of :mod:`robustlab.threat`.
+constant), the AutoAttack family, ``gpga`` (a surrogate-guided attack in the manner of G-PGA), and ``semantic``
+(:func:`semantic_attack`: image attributes and a pixel residual, judged by re-rendering from the parameters). Norms
+(``linf``, ``l2``, ``l1``), target modes (``untargeted``, ``random``, ``least-likely``, ``top2`` or an explicit
+tensor) and losses are the threat primitives of :mod:`robustlab.threat`.
 
 The checks of a model and of an evaluation (:data:`CHECKS`: stable codes, their explanation and the fix to try) are
 shared by AutoAttack and the gradient-masking audit (:mod:`robustlab.audit`), as are the evaluator's projection
 (:func:`constrain`) and the pass counter the attack objects report their model calls to.
 """
 
-from robustlab.attacks import _apgd, _autoattack, _fab, _square  # noqa: F401 - each registers its attacks
+from robustlab.attacks import _apgd, _autoattack, _fab, _guided, _square  # noqa: F401 - each registers its attacks
 from robustlab.attacks._checks import CHECKS, Check, GradientCheck, check_gradients, looks_like_probabilities
 from robustlab.attacks._evaluator import PassCounter, constrain, correct_fraction
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext

@@ -3,6 +3,7 @@ minimal search around it), judge every example with the one evaluator and build 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -250,6 +251,20 @@ def check_params(
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
+def _check_surrogate(surrogate: nn.Module, x: Tensor, num_classes: int) -> None:
+    """Raise :class:`ConfigError` unless ``surrogate`` takes ``x``'s inputs and returns ``num_classes`` logits."""
+    try:
+        with torch.no_grad():
+            out = surrogate(x[:1])
+    except RuntimeError as e:
+        raise ConfigError(f"the surrogate does not take the inputs of shape {tuple(x.shape[1:])}: {e}") from e
+    if out.dim() != 2 or out.shape[1] != num_classes:
+        raise ConfigError(
+            f"the surrogate returns outputs of shape {tuple(out.shape[1:])}, the model {num_classes} classes; "
+            "a surrogate must be a classifier of the same data and classes"
+        )
+
+
 def attack(
     model: nn.Module,
     x: Tensor,
@@ -268,6 +283,7 @@ def attack(
     search_attempts: int = 10,
     progress: Callable[[int, int], None] | None = None,
     index: Tensor | None = None,
+    surrogate: nn.Module | None = None,
     **params: Any,
 ) -> AttackResult:
     """Attack ``model`` on ``(x, y)`` and judge every example with the one evaluator.
@@ -301,6 +317,9 @@ def attack(
             short of it (for a progress bar; it does not change the attack).
         index: The dataset row of each image, recorded as the result's ``index`` (and saved with the
             adversarial examples); default ``0..N-1``. It changes nothing in the attack.
+        surrogate: A model of the same inputs and classes whose gradients guide the attack instead of
+            ``model``'s (a transfer attack: candidates are still judged on ``model``); ``gpga`` takes both models'
+            gradients and needs one.
         **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
             ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
             ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
@@ -351,12 +370,14 @@ def attack(
     everyone = torch.arange(n, device=device)
     eps_found = torch.full((n,), float("nan"), dtype=torch.float64)
 
-    with eval_mode(model):
+    with eval_mode(model), eval_mode(surrogate) if surrogate is not None else contextlib.nullcontext():
         clean_logits = predict_logits(model, x, batch_size)
         counter.add_forward(everyone)
         if clean_logits.dim() != 2:
             raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(clean_logits.shape)}")
         k = clean_logits.shape[1]
+        if surrogate is not None:
+            _check_surrogate(surrogate, x, k)
         y = y.to(device)
         check_labels(y, k)
         mode_name, targets = resolve_targets(target, clean_logits, y, generator)
@@ -381,6 +402,7 @@ def attack(
             counter=counter,
             start_grads=StartGradients(x) if minimal_search_on else None,  # todo rows only: none is adversarial
             unconverged=torch.zeros(n, dtype=torch.bool),
+            gradient_model=surrogate,
         )
         bs = batch_size or max(n, 1)
         with trusted_inputs(model):  # iterates are built from the checked x and kept in [0, 1]

@@ -42,8 +42,8 @@ class Rung:
         params: The attack's settings.
         standalone: Attack every clean-correct point, not only those still robust (FGSM, the short PGD, the sweep).
         eps_factor: The budget as a multiple of the audit's eps; ``None``: the large budget (half the box).
-        guide: Whose gradients lead the attack: ``"model"``, ``"surrogate"`` (judged on the model) or ``"bpda"``
-            (the model with its non-differentiable layers bypassed).
+        guide: Whose gradients lead the attack: ``"model"``, ``"surrogate"`` (judged on the model; ``gpga`` takes
+            both models' gradients) or ``"bpda"`` (the model with its non-differentiable layers bypassed).
         init_from: The rung whose candidates are this rung's starting points (the long PGD continues the short
             one's runs, so that what it adds is what more iterations give; the guided PGD starts from the transfer
             rung's points).
@@ -150,6 +150,7 @@ def build_ladder(
         Rung("square", "square", "square", params={"queries": square_queries, "p_init": 0.8}),
         Rung(f"transfer-pgd-{n}", "pgd", "transfer", n, {"early_stop": False}, guide="surrogate"),
         Rung(f"guided-pgd-{n}", "pgd", "guided", n, margin, init_from=f"transfer-pgd-{n}"),
+        Rung(f"gpga-{n}", "gpga", "guided", n, guide="surrogate"),  # the model's and the surrogate's gradients
     ]
     rungs += [Rung(f"pgd-{s}@{f:g}eps", "pgd", "sweep", s, standalone=True, eps_factor=f) for f in sweep]
     rungs.append(Rung(f"pgd-{s}@large", "pgd", "sweep", s, standalone=True, eps_factor=None))
