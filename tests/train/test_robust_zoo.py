@@ -65,7 +65,7 @@ def test_build_records_robustness_and_list_shows_it(
     registry.register(tiny.name, tiny)
     monkeypatch.setattr(zoo, "ROBUST_RECIPES", registry)
     monkeypatch.setattr(zoo, "ROBUST_ZOO_DIR", tmp_path / "robust")
-    result = zoo.build_zoo(None, tmp_path / "runs", robust=True)
+    result = zoo.build_zoo(None, tmp_path / "runs", robust=True, audit_n=20)
     (spec,) = result.built
     robust = spec.metrics["robust"]
     assert robust["eps"] == 0.3 and robust["pgd20_images"] == 50 and robust["autoattack_images"] == 20
@@ -80,7 +80,22 @@ def test_build_records_robustness_and_list_shows_it(
     assert listed.exit_code == 0, listed.output
     (row,) = json.loads(listed.stdout)["models"]
     assert row["built"] and row["pgd20"] == robust["pgd20"] and row["autoattack"] == robust["autoattack"]
+    audited = spec.metrics["audit"]  # the build audits what it built, on the first 20 of the PGD-20 points
+    assert audited["n"] == 20 and audited["eps"] == 0.3 and isinstance(audited["codes"], list)
+    assert audited["robust_accuracy"] <= audited["first_pgd"]["value"]  # the ladder only lowers PGD-20's number
+    as_json = json.loads(json.dumps(audited))  # tuples become lists in the sidecar
+    assert sidecar["metrics"]["audit"] == as_json and row["audit"] == as_json
     table = CliRunner().invoke(app, ["zoo", "list", "--robust"])
     assert (
         "tiny-fgsm-rs" in table.stdout and f"{robust['autoattack']:.4f}" in table.stdout and "linf 0.3" in table.stdout
     )
+
+
+def test_build_with_a_bad_audit_n_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "robust"
+    result = CliRunner().invoke(
+        app, ["zoo", "build", "--robust", "--audit-n", "0", "--out", str(out), "--runs", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 2
+    assert "--audit-n must be >= 1" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "runs").exists()

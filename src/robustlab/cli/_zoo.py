@@ -22,7 +22,7 @@ from robustlab.cli._common import (
     step_progress,
     user_errors,
 )
-from robustlab.errors import UnknownNameError
+from robustlab.errors import ConfigError, UnknownNameError
 
 #: The values of ``ModelSpec.source`` that ``--source`` accepts.
 _SOURCES = ("zoo", "published")
@@ -207,12 +207,21 @@ def register(app: typer.Typer) -> None:
         robust: Annotated[
             bool, typer.Option("--robust", help="Build the adversarially trained zoo (its own folder and manifest).")
         ] = False,
+        audit: Annotated[
+            bool,
+            typer.Option(
+                "--audit/--no-audit",
+                help="--robust: run the gradient-masking audit on each built model and record its verdict.",
+            ),
+        ] = True,
+        audit_n: Annotated[int, typer.Option("--audit-n", help="Points each audit runs on.")] = 300,
         threads: ThreadsOpt = None,
         data: DataOpt = None,
         json_out: JsonOpt = False,
     ) -> None:
         """Train the zoo on CIFAR-10 (resumable), export weights and rewrite the manifest (--robust: the robust zoo,
-        CIFAR-10 at 8/255 and MNIST at 0.3, with PGD-20 robust accuracy recorded)."""
+        CIFAR-10 at 8/255 and MNIST at 0.3, with PGD-20 and AutoAttack robust accuracy and the gradient-masking
+        audit's verdict recorded; --no-audit skips the audit)."""
         from robustlab.cli._common import check_writable
         from robustlab.models import ZOO_DIR
         from robustlab.models.spec import ModelSpec
@@ -225,13 +234,26 @@ def register(app: typer.Typer) -> None:
             if not json_out:
                 r = spec.metrics.get("robust")
                 extra = f", PGD-20 robust accuracy {r['pgd20']:.4f} at eps {r['eps']:.4g}" if r else ""
+                if "audit" in spec.metrics:
+                    extra += f"; audit: {spec.metrics['audit']['verdict']}"
                 notice(f"{spec.name}: test accuracy {spec.metrics['test_accuracy']:.4f}{extra}")
 
         with user_errors():
+            if audit_n < 1:
+                raise ConfigError(f"--audit-n must be >= 1 (points audited), got {audit_n}")
             check_writable(out_dir, "--out", folder=True)
             check_writable(runs, "--runs", folder=True)
             with _zoo_progress(enabled=not json_out) as progress:
-                result = build_zoo(only, runs, out_dir, data_dir=data, progress=progress, on_built=built, robust=robust)
+                result = build_zoo(
+                    only,
+                    runs,
+                    out_dir,
+                    data_dir=data,
+                    progress=progress,
+                    on_built=built,
+                    robust=robust,
+                    audit_n=audit_n if robust and audit else None,
+                )
         if json_out:
             emit_json(
                 {

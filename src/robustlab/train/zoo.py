@@ -207,10 +207,14 @@ def build_one(
     data_dir: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] = ZOO_DIR,
     progress: ProgressFn | None = None,
+    audit_n: int | None = None,
 ) -> ModelSpec:
     """Train one recipe (resuming if interrupted), export its weights and sidecar, return its spec.
 
-    A robust recipe's sidecar also records its robustness (:func:`measure_robustness`)."""
+    A robust recipe's sidecar also records its robustness (:func:`measure_robustness`) and, unless ``audit_n`` is
+    ``None``, the summary of the gradient-masking audit (the training audit's reduced ladder,
+    :data:`~robustlab.train.post_audit.TRAINING_AUDIT`) on the first ``audit_n`` of the points PGD-20 was measured
+    on, as ``robustlab zoo audit --robust`` records it."""
     train = load_dataset(recipe.dataset, "train", data_dir)
     test = load_dataset(recipe.dataset, "test", data_dir)
     if recipe.train_images is not None:
@@ -227,11 +231,26 @@ def build_one(
     log.info("%s: test accuracy %.4f", recipe.name, spec.metrics["test_accuracy"])
     if recipe.robust:
         weights = Path(out_dir) / f"{recipe.name}.safetensors"
-        robust = measure_robustness(recipe, weights, test)
-        spec = save_weights(
-            load_model(str(weights)).net, dataclasses.replace(spec, metrics={**spec.metrics, "robust": robust}), weights
-        )
+        metrics = {**spec.metrics, "robust": measure_robustness(recipe, weights, test)}
+        if audit_n is not None:
+            metrics["audit"] = _audit_built(recipe, weights, test, audit_n)
+        spec = save_weights(load_model(str(weights)).net, dataclasses.replace(spec, metrics=metrics), weights)
     return spec
+
+
+def _audit_built(recipe: ZooRecipe, weights: Path, test: Dataset, n: int) -> dict[str, Any]:
+    """The audit summary of a just-built robust model, at its training budget, on the first ``n`` of the points its
+    PGD-20 number was measured on."""
+    from robustlab.train.post_audit import TRAINING_AUDIT, audit_weights, check_audit_n, summary
+
+    check_audit_n(n, "audit_n")
+    p = recipe.config.method_params
+    data = test if recipe.eval_images is None else test.subset(recipe.eval_images, 0)
+    record = audit_weights(
+        weights, data, eps=float(p["eps"]), norm=str(p.get("norm", "linf")), n=n, config=TRAINING_AUDIT
+    )
+    log.info("%s: audit: %s", recipe.name, record["verdict"])
+    return summary(record)
 
 
 #: What the robust zoo records before AutoAttack has been run on a model.
@@ -288,6 +307,7 @@ def build_zoo(
     progress: ZooProgressFn | None = None,
     on_built: Callable[[ModelSpec], None] | None = None,
     robust: bool = False,
+    audit_n: int | None = None,
 ) -> ZooBuild:
     """Train the zoo's recipes (all, or ``only`` these), export them into ``out_dir`` and rewrite its manifest.
 
@@ -301,6 +321,7 @@ def build_zoo(
         progress: Per-step callback, told which recipe is training.
         on_built: Called with each recipe's spec once its weights are written.
         robust: Build the robust zoo (:data:`ROBUST_RECIPES`, default folder ``ROBUST_ZOO_DIR``) instead.
+        audit_n: Robust zoo: audit each built model on this many points (:func:`build_one`); ``None``: no audit.
 
     Raises:
         UnknownNameError: an unknown recipe name (before anything is trained).
@@ -311,7 +332,7 @@ def build_zoo(
     built = []
     for r in recipes:
         step = None if progress is None else _told(progress, r)
-        spec = build_one(r, runs_dir, data_dir=data_dir, out_dir=out_dir, progress=step)
+        spec = build_one(r, runs_dir, data_dir=data_dir, out_dir=out_dir, progress=step, audit_n=audit_n)
         built.append(spec)
         if on_built is not None:
             on_built(spec)
