@@ -83,6 +83,8 @@ def test_build_records_robustness_and_list_shows_it(
     audited = spec.metrics["audit"]  # the build audits what it built, on the first 20 of the PGD-20 points
     assert audited["n"] == 20 and audited["eps"] == 0.3 and isinstance(audited["codes"], list)
     assert audited["robust_accuracy"] <= audited["first_pgd"]["value"]  # the ladder only lowers PGD-20's number
+    full = json.loads((tmp_path / "robust" / "audits" / "tiny-fgsm-rs.json").read_text())
+    assert full["verdict"] == audited["verdict"] and full["n"] == 20
     as_json = json.loads(json.dumps(audited))  # tuples become lists in the sidecar
     assert sidecar["metrics"]["audit"] == as_json and row["audit"] == as_json
     table = CliRunner().invoke(app, ["zoo", "list", "--robust"])

@@ -151,6 +151,8 @@ def test_zoo_audit_records_the_summary_in_the_sidecar_and_manifest_and_list_show
     assert recorded["surrogate"] is None and recorded["config"]["steps_long"] == 1  # MNIST: no standard zoo model
     assert sidecar["metrics"]["robust"]["pgd20_images"] == 10  # the rest of the sidecar is kept
     assert file_digest(weights) == digest == sidecar["weights"]["sha256"]  # the weights are not rewritten
+    full = json.loads((tiny_zoo / "audits" / "tiny-fgsm-rs.json").read_text())  # every rung, beside the sidecar
+    assert full["verdict"] == recorded["verdict"] and full["rungs"] and full["n"] == 12
     (entry,) = json.loads((tiny_zoo / "manifest.json").read_text())["models"]
     assert entry["audit"] == recorded
     listed = runner.invoke(app, ["zoo", "list", "--robust", "--json"])

@@ -250,6 +250,8 @@ def _audit_built(recipe: ZooRecipe, weights: Path, test: Dataset, n: int) -> dic
         weights, data, eps=float(p["eps"]), norm=str(p.get("norm", "linf")), n=n, config=TRAINING_AUDIT
     )
     log.info("%s: audit: %s", recipe.name, record["verdict"])
+    (weights.parent / AUDITS).mkdir(exist_ok=True)
+    atomic_write_text(weights.parent / AUDITS / f"{recipe.name}.json", json.dumps(record, indent=1) + "\n")
     return summary(record)
 
 
@@ -358,6 +360,8 @@ def _robust(spec: ModelSpec) -> dict[str, Any]:
 
 #: Points ``robustlab zoo audit --robust`` audits by default.
 ZOO_AUDIT_N = 300
+#: The folder of a zoo where each model's full audit record is kept (``<name>.json``; the sidecar keeps the summary).
+AUDITS = "audits"
 
 
 def audit_zoo(
@@ -375,8 +379,8 @@ def audit_zoo(
 
     Each model is audited at its recorded budget (``metrics["robust"]``) on the first ``n`` test points of its
     dataset, with the default surrogate; :func:`robustlab.train.post_audit.summary` of the audit goes under
-    ``metrics["audit"]`` of its sidecar (rewritten atomically; the weights are not touched), then the manifest is
-    rewritten.
+    ``metrics["audit"]`` of its sidecar (rewritten atomically; the weights are not touched) and the full record (every
+    rung) into ``audits/<name>.json`` beside it, then the manifest is rewritten.
 
     Args:
         only: Model names (close matches suggested for unknown ones); ``None``: every built robust model.
@@ -436,6 +440,8 @@ def audit_zoo(
         )
         short = summary(record)
         raw["metrics"] = {**raw.get("metrics", {}), "audit": short}
+        (folder / AUDITS).mkdir(exist_ok=True)
+        atomic_write_text(folder / AUDITS / f"{name}.json", json.dumps(record, indent=1) + "\n")
         atomic_write_text(side, json.dumps(raw, indent=2) + "\n")
         log.info("%s: %s", name, short["verdict"])
         if on_audited is not None:
