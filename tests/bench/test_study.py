@@ -86,6 +86,7 @@ def test_classwise_and_corruptions_from_the_store(four_model_run: tuple[Path, An
     assert acc.n == 12 and acc.corruptions == ("contrast", "gaussian_noise") and acc.severities == (1, 3)
 
 
+@pytest.mark.slow  # ≈ 18 s idle: a real subprocess killed mid-study; .ci/run runs it after the default run
 def test_sigkill_then_resume_gives_identical_records(tmp_path: Path, data_dir: Path) -> None:
     study_spec = spec_dict(
         n=12,
