@@ -90,3 +90,28 @@ def test_attack_errors_exit_2_with_a_message(data_dir: Path, args: list[str], fr
     assert result.exit_code == 2, result.output
     assert fragment in " ".join(result.stderr.split())
     assert result.stdout == ""
+
+
+def test_a_surrogate_that_is_the_model_itself_gives_the_white_box_attack_exactly(data_dir: Path) -> None:
+    args = [*BASE, "--attack", "pgd", "--eps", "1/255", "--steps", "5", "--json"]
+    alone = runner.invoke(app, args)
+    guided = runner.invoke(app, [*args, "--surrogate", "resnet20-akamaster"])
+    assert alone.exit_code == 0 and guided.exit_code == 0, alone.output + guided.output
+    a, g = json.loads(alone.stdout), json.loads(guided.stdout)
+    assert g["surrogate"] == "resnet20-akamaster" and a["surrogate"] is None
+    for key in ("robust_accuracy", "median_linf", "gradient_passes"):
+        assert g[key] == a[key]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--attack", "square", "--surrogate", "vgg8-w25"], "square takes no surrogate"),
+        (["--attack", "gpga"], "gpga is guided by a surrogate model"),
+        (["--attack", "pgd", "--surrogate", "vgg8-w2"], "--surrogate vgg8-w2: unknown model 'vgg8-w2'. Did you mean"),
+    ],
+)
+def test_surrogate_errors_are_one_line_exit_2(data_dir: Path, args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, [*BASE, *args])
+    assert result.exit_code == 2
+    assert fragment in result.output and len(result.output.strip().splitlines()) == 1

@@ -102,5 +102,8 @@ def test_bad_settings_are_one_line_errors(problem: tuple) -> None:
         attack(rippled, x[:4], y[:4], "gpga", eps=EPS, surrogate=other)
     with pytest.raises(ConfigError, match="match_fraction"):
         attack(rippled, x[:4], y[:4], "gpga", eps=EPS, surrogate=linear, match_fraction=1.5)
+    for query_only in ("square", "autoattack", "semantic"):
+        with pytest.raises(ConfigError, match=f"{query_only} takes no surrogate"):
+            attack(rippled, x[:4], y[:4], query_only, eps=EPS, surrogate=linear)
     with pytest.raises(ConfigError, match="rel_step"):
         attack(rippled, x[:4], y[:4], "gpga", eps=EPS, surrogate=linear, step_size=0.1)

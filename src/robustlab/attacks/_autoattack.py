@@ -122,6 +122,7 @@ class AutoAttack(AttackMethod):
     """The AutoAttack cascade as one attack object (registered as ``autoattack``)."""
 
     name = "autoattack"
+    takes_surrogate = False
     norms = ("linf", "l2", "l1")
     fixed_budget = True
     defaults = AutoAttackConfig()

@@ -115,8 +115,8 @@ class GuidedMethod(AttackMethod):
     def propose(self, ctx: RunContext, batch: Batch) -> Tensor:
         if ctx.gradient_model is None:
             raise ConfigError(
-                "gpga is guided by a surrogate model: pass surrogate= to attack(), or run it inside robustlab audit "
-                "(--surrogate, or the default standard zoo model of the data)"
+                "gpga is guided by a surrogate model: pass one (robustlab attack --surrogate S, attack(..., "
+                "surrogate=S)), or run it inside robustlab audit, which picks a standard zoo model of the data"
             )
         if batch.targets is not None:
             raise ConfigError("gpga is untargeted")

@@ -179,12 +179,15 @@ class AttackMethod(ABC):
             ``False`` for minimal-distortion attacks (C&W, EAD), for which eps only bounds the evaluation.
         defaults: The default configuration (a frozen dataclass whose fields are the accepted ``params``).
         config: The configuration this object runs with.
+        takes_surrogate: Its gradients can come from a surrogate (``RunContext.gradient_model``): a transfer
+            attack. ``False`` for query-only attacks and cascades.
     """
 
     name: str
     norms: tuple[str, ...]
     fixed_budget: bool
     defaults: Any
+    takes_surrogate: bool = True
 
     @property
     def config(self) -> Any:

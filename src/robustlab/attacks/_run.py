@@ -251,6 +251,19 @@ def check_params(
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
+def check_takes_surrogate(name: str) -> None:
+    """Raise :class:`ConfigError` unless attack ``name`` can take its gradients from a surrogate.
+
+    Raises:
+        UnknownNameError: an unknown attack (close matches).
+    """
+    if name.lower() == "semantic" or not ATTACKS.get(name).takes_surrogate:
+        raise ConfigError(
+            f"{name} takes no surrogate: it queries the model itself (a transfer attack needs a gradient attack: "
+            "pgd, apgd, cw, gpga ...)"
+        )
+
+
 def _check_surrogate(surrogate: nn.Module, x: Tensor, num_classes: int) -> None:
     """Raise :class:`ConfigError` unless ``surrogate`` takes ``x``'s inputs and returns ``num_classes`` logits."""
     try:
@@ -319,7 +332,7 @@ def attack(
             adversarial examples); default ``0..N-1``. It changes nothing in the attack.
         surrogate: A model of the same inputs and classes whose gradients guide the attack instead of
             ``model``'s (a transfer attack: candidates are still judged on ``model``); ``gpga`` takes both models'
-            gradients and needs one.
+            gradients and needs one. Query-only attacks (Square) and AutoAttack take none.
         **params: Attack-specific settings: ``restarts``, ``random_start``, ``momentum``, ``loss``, ``kappa``,
             ``rel_step``, ``early_stop`` (gradient attacks); ``search_steps``, ``initial_const``, ``lr``,
             ``kappa``, ``abort_early`` (C&W); plus ``beta``, ``decision``, ``fista`` (EAD);
@@ -342,6 +355,8 @@ def attack(
     Shape:
         - x: ``(N, C, H, W)``; y: ``(N,)`` int64; target (tensor): ``(N,)`` int64
     """
+    if surrogate is not None:
+        check_takes_surrogate(name)
     if isinstance(name, str) and name.lower() == "semantic":
         return _semantic(model, x, y, norm, eps, steps, step_size, target, minimal, seed, batch_size,
                          keep_adversarials, progress, index, params)  # fmt: skip

@@ -620,6 +620,7 @@ class SquareMethod(AttackMethod):
     """
 
     name = "square"
+    takes_surrogate = False
     norms = ("linf", "l2")
     fixed_budget = True
     defaults = SquareConfig()

@@ -25,7 +25,7 @@ from robustlab.cli._common import (
     out_console,
     user_errors,
 )
-from robustlab.errors import ConfigError
+from robustlab.errors import ConfigError, RobustlabError
 
 #: Settings of ``attack()`` whose command-line option is not ``--`` + the name; a key the command passes and
 #: that is not here is spelled ``--<name>``.
@@ -76,7 +76,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--attack",
                 "-a",
-                help="A registered attack: fgsm, ifgsm, pgd, mifgsm, cw, ead, apgd, apgd-t, fab-t, square, autoattack.",
+                help="A registered attack: fgsm, ifgsm, pgd, mifgsm, cw, ead, apgd, apgd-t, fab-t, square, autoattack, "
+                "gpga (needs --surrogate).",
             ),
         ] = "pgd",
         loss: Annotated[
@@ -111,6 +112,14 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option("--param", "-p", help="Attack setting KEY=VALUE, repeatable (e.g. restarts=5, kappa=0.5)."),
         ] = None,
+        surrogate: Annotated[
+            str | None,
+            typer.Option(
+                "--surrogate",
+                help="A model of the same data and classes (zoo name or weights file) whose gradients guide the "
+                "attack: a transfer attack judged on MODEL; gpga uses both models' gradients.",
+            ),
+        ] = None,
         save_adversarials: Annotated[
             Path | None, typer.Option("--save-adversarials", help="Write the adversarial examples (safetensors).")
         ] = None,
@@ -122,7 +131,8 @@ def register(app: typer.Typer) -> None:
         """Attack MODEL on DATASET and report robust accuracy, success rate and distortions."""
         from rich.table import Table
 
-        from robustlab.attacks import attack, parse_eps
+        from robustlab.attacks import attack, check_takes_surrogate, parse_eps
+        from robustlab.models import load_model
 
         with user_errors():
             settings: dict[str, Any] = {
@@ -138,12 +148,21 @@ def register(app: typer.Typer) -> None:
             params = _parse_params(param or [], {*settings, *_NOT_OPTIONS, "loss", "version"})
             params.update(_own_settings(attack_name, loss, version))
             _check_request(attack_name, params, norm, minimal, steps)  # before loading anything
+            if surrogate is not None:
+                check_takes_surrogate(attack_name)
             if batch_size is None:
                 del settings["batch_size"]  # the library's bounded default, not "all images at once"
             if save_adversarials is not None:
                 check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
             inputs = load_inputs(model, dataset, "test", n, seed, data, device, route)
             ds = inputs.data
+            if surrogate is not None:
+                try:
+                    settings["surrogate"] = load_model(
+                        surrogate, data_dir=data, device=device, input_shape=tuple(ds.images().shape[1:])
+                    )
+                except RobustlabError as err:
+                    raise ConfigError(f"--surrogate {surrogate}: {err}") from err
             with count_progress(f"{attack_name}", "model calls (at most)") as bar:
                 result = attack(
                     inputs.model,
@@ -163,6 +182,7 @@ def register(app: typer.Typer) -> None:
             "dataset": dataset,
             "subset": inputs.subset,
             "adversarials": saved,
+            "surrogate": surrogate,
             **summary,
             "params": result.params,
         }
