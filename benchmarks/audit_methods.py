@@ -103,8 +103,6 @@ def report(args: argparse.Namespace) -> str:
     for full in sorted((ROBUST_ZOO_DIR / AUDITS).glob("*.json")):
         rec = json.loads(full.read_text())
         side = json.loads((ROBUST_ZOO_DIR / full.name).read_text())
-        if side["dataset"] != "cifar10":
-            continue
         rob = side["metrics"]["robust"]
         records[full.stem] = rec
         rows.append(
@@ -113,7 +111,7 @@ def report(args: argparse.Namespace) -> str:
                 "robust zoo",
                 "–",
                 _pct(side["metrics"]["test_accuracy"]) + " (10k)",
-                _pct(rob["pgd20"]) + " (10k)",
+                _pct(rob["pgd20"]) + f" ({rob['pgd20_images'] // 1000}k)",
                 f"{_pct(rob['autoattack'])} (n={rob['autoattack_images']})",
                 rec,
             )
@@ -135,11 +133,13 @@ def report(args: argparse.Namespace) -> str:
             HEADING,
             "",
             "`python benchmarks/audit_methods.py` (generated; records in `benchmarks/results/audit_methods.json`). "
-            "Every CIFAR-10 robust-zoo model (`robustlab zoo audit --robust`, 15 epochs of the 10,000 training "
-            "images) and each adversarially trained arm of the robust-training benchmark (issue 15: ResNet-8 width "
+            "Every robust-zoo model (`robustlab zoo audit --robust`; CIFAR-10: 15 epochs of the 10,000 training "
+            "images, L∞ 8/255; MNIST: L∞ 0.3, no standard zoo model to serve as surrogate, so no transfer or guided "
+            "rungs) and each adversarially trained arm of the robust-training benchmark (issue 15: ResNet-8 width "
             f"8, 8 epochs, seed {args.seed}), audited at L∞ 8/255 with the training audit's reduced ladder (50 long "
             "steps, 2 restarts, 50 APGD iterations, 500 Square queries, and the guided attack `gpga-50`) on the "
-            f"first {args.n} test points, surrogate `vgg8-w25` (the default), each model's inference route. "
+            f"first {args.n} test points, surrogate `vgg8-w25` for CIFAR-10 (the default), each model's inference "
+            "route. "
             "Clean, PGD-20 and AutoAttack are the zoo's and the robust-training benchmark's own numbers (points in "
             "brackets). *gpga breaks*: points the guided attack broke after every earlier rung had left them robust. "
             + (describe_machine(machines[-1]) if machines else ""),
