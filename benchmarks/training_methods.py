@@ -52,6 +52,7 @@ from _common import describe_machine, machine, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
+HEADING = "## Training methods against their pass floor (`benchmarks/training_methods.py`, issue 15)"
 STEPS = 3
 
 #: method → (its settings, floor per batch as a function of the measured unit costs and B).
@@ -178,7 +179,9 @@ def main() -> None:
     result = {"machine": m, "n": args.n, "steps": STEPS, "rows": rows, "skipped": skipped}
     (ROOT / "benchmarks" / "results" / "training_methods.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [
-        f"{describe_machine(m)}. One epoch of {args.n} CIFAR-10 images (batch 128, {STEPS} inner steps, ε 8/255 "
+        HEADING,
+        "",
+        f"{describe_machine(m)} One epoch of {args.n} CIFAR-10 images (batch 128, {STEPS} inner steps, ε 8/255 "
         "where the method has one), `resnet_cifar` d8 w8 in each method's own layout, one thread, CPU seconds, best "
         f"of {args.repeats}; the floor counts the network passes the algorithm needs (see the script's docstring).\n",
         "| method | epoch CPU s | floor CPU s | × floor | ≤ 1.15 |",
@@ -190,7 +193,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.write is not None:
-        write_section(args.write, "## Training methods against their pass floor (issue 15)", text)
+        write_section(args.write, HEADING, text)
 
 
 if __name__ == "__main__":
