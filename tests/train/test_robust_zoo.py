@@ -101,3 +101,11 @@ def test_build_with_a_bad_audit_n_is_one_line_exit_2_and_writes_nothing(tmp_path
     assert result.exit_code == 2
     assert "--audit-n must be >= 1" in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+def test_build_zoo_refuses_a_bad_audit_n_before_training(tmp_path: Path) -> None:
+    from robustlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="audit_n must be an integer >= 1"):
+        zoo.build_zoo(None, tmp_path / "runs", tmp_path / "out", robust=True, audit_n=0)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

@@ -327,7 +327,12 @@ def build_zoo(
 
     Raises:
         UnknownNameError: an unknown recipe name (before anything is trained).
+        ConfigError: ``audit_n`` not an integer >= 1 (before anything is trained).
     """
+    if audit_n is not None:
+        from robustlab.train.post_audit import check_audit_n
+
+        check_audit_n(audit_n, "audit_n")  # before anything is trained
     registry = ROBUST_RECIPES if robust else RECIPES
     out_dir = out_dir if out_dir is not None else (ROBUST_ZOO_DIR if robust else ZOO_DIR)
     recipes = [registry.get(n) for n in (only or registry.names())]
