@@ -312,7 +312,8 @@ def report(args: argparse.Namespace, arms: list[str], seeds: list[int]) -> dict[
                 recs.setdefault(arm, []).append(_derived(json.loads(f.read_text()), base))
     lines = [
         f"Every arm: `resnet_cifar` depth {args.depth} width {args.width}, {args.epochs} epochs on the 10,000 CIFAR-10 "
-        f"training images, batch 128, SGD one-cycle (peak lr 0.1), the same seeds ({', '.join(map(str, seeds))}); "
+        f"training images, batch 128, SGD one-cycle (peak lr 0.1), seeds among ({', '.join(map(str, seeds))}), "
+        "the `seeds` column says how many each arm has; "
         f"adversarial arms L∞ 8/255 with {args.steps} inner steps. Evaluated on the first {args.n} test images "
         f"(AutoAttack: the first {args.n_aa}); percentages, mean ± half-range over seeds where there are several; "
         "mCE relative to the `standard` arm (19 corruptions × 5 severities). Route: the model's recorded inference "
