@@ -22,7 +22,15 @@ from robustlab.attacks._evaluator import PassCounter, constrain, correct_fractio
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext
 from robustlab.attacks._perturb import perturb
 from robustlab.attacks._result import RECORD_FIELDS, AttackResult
-from robustlab.attacks._run import attack, check_params, check_takes_surrogate, format_eps, list_attacks, parse_eps
+from robustlab.attacks._run import (
+    attack,
+    check_params,
+    check_surrogate,
+    check_takes_surrogate,
+    format_eps,
+    list_attacks,
+    parse_eps,
+)
 from robustlab.attacks._semantic import SemanticConfig, achromatic, semantic_attack, semantic_perturb
 from robustlab.threat import LOSSES, NORMS, TARGET_MODES
 
@@ -46,6 +54,7 @@ __all__ = [
     "attack",
     "check_gradients",
     "check_params",
+    "check_surrogate",
     "check_takes_surrogate",
     "constrain",
     "correct_fraction",

@@ -41,9 +41,9 @@ from torch import Tensor
 
 from robustlab.attacks._evaluator import constrain, is_success
 from robustlab.attacks._gradient import GradientConfig, gradient_attack
-from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, _apply_params
+from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunContext, _apply_params, every_norm
 from robustlab.errors import ConfigError
-from robustlab.threat import LOSSES, NORMS, Norm, make_loss
+from robustlab.threat import LOSSES, Norm, make_loss
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class GuidedMethod(AttackMethod):
 
     @property
     def norms(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("linf", *(name for name in NORMS.names() if name != "linf"))
+        return every_norm()
 
     def resolve(self, steps: int | None, step_size: float | None, params: dict[str, Any]) -> GuidedConfig:
         if step_size is not None:

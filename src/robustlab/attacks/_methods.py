@@ -265,6 +265,12 @@ class AttackMethod(ABC):
         return []
 
 
+def every_norm() -> tuple[str, ...]:
+    """Every registered norm, L∞ first: the norms of an attack that only asks the norm for its start, steepest
+    step and projection (so a newly registered norm reaches it)."""
+    return ("linf", *(name for name in NORMS.names() if name != "linf"))
+
+
 class GradientMethod(AttackMethod):
     """FGSM / I-FGSM / PGD / MI-FGSM: presets of :func:`~._gradient.gradient_attack`."""
 
@@ -273,7 +279,7 @@ class GradientMethod(AttackMethod):
     @property
     def norms(self) -> tuple[str, ...]:  # type: ignore[override]
         """Every registered norm (the loop only asks the norm for its start, step and projection); L∞ first."""
-        return ("linf", *(name for name in NORMS.names() if name != "linf"))
+        return every_norm()
 
     def __init__(self, name: str, defaults: GradientConfig, one_step: bool = False) -> None:
         self.name, self.defaults, self.one_step = name, defaults, one_step

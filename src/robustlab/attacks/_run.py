@@ -27,7 +27,7 @@ from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, Cost, RunCo
 from robustlab.attacks._minimal import minimal_search
 from robustlab.attacks._result import AttackResult
 from robustlab.attacks._semantic import semantic_attack
-from robustlab.errors import ConfigError
+from robustlab.errors import ConfigError, RobustlabError
 from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
 from robustlab.threat import L1, Norm, check_labels, get_norm, resolve_targets
 
@@ -264,17 +264,31 @@ def check_takes_surrogate(name: str) -> None:
         )
 
 
-def _check_surrogate(surrogate: nn.Module, x: Tensor, num_classes: int) -> None:
-    """Raise :class:`ConfigError` unless ``surrogate`` takes ``x``'s inputs and returns ``num_classes`` logits."""
-    try:
-        with torch.no_grad():
-            out = surrogate(x[:1])
-    except RuntimeError as e:
-        raise ConfigError(f"the surrogate does not take the inputs of shape {tuple(x.shape[1:])}: {e}") from e
-    if out.dim() != 2 or out.shape[1] != num_classes:
+def check_surrogate(surrogate: nn.Module, x: Tensor, num_classes: int, name: str | None = None) -> None:
+    """Refuse a surrogate that does not take ``x``'s inputs or does not have the model's ``num_classes`` classes.
+
+    Raises:
+        ConfigError: naming the surrogate, its shape or classes and the model's.
+    """
+    who = f"the surrogate {name}" if name else "the surrogate"
+    shape = tuple(int(s) for s in x.shape[1:])
+    declared = getattr(surrogate, "input_shape", None)
+    if declared is not None and tuple(declared) != shape:
         raise ConfigError(
-            f"the surrogate returns outputs of shape {tuple(out.shape[1:])}, the model {num_classes} classes; "
-            "a surrogate must be a classifier of the same data and classes"
+            f"{who} takes inputs of shape {tuple(declared)}, the data has {shape}: use a surrogate trained on the "
+            "same data"
+        )
+    try:
+        with eval_mode(surrogate), torch.no_grad():
+            logits = surrogate(x[:2])
+    except (RuntimeError, RobustlabError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(f"{who} cannot classify the data's inputs of shape {shape}: {first}") from err
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] != num_classes:
+        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ConfigError(
+            f"{who} returns outputs of shape {got}, the model has {num_classes} classes: use a surrogate of the same "
+            "data and classes"
         )
 
 
@@ -392,7 +406,7 @@ def attack(
             raise ConfigError(f"the model must return logits of shape (N, K), got {tuple(clean_logits.shape)}")
         k = clean_logits.shape[1]
         if surrogate is not None:
-            _check_surrogate(surrogate, x, k)
+            check_surrogate(surrogate, x, k)
         y = y.to(device)
         check_labels(y, k)
         mode_name, targets = resolve_targets(target, clean_logits, y, generator)

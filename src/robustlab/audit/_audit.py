@@ -34,7 +34,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks import PassCounter, correct_fraction, looks_like_probabilities, parse_eps
+from robustlab.attacks import PassCounter, check_surrogate, correct_fraction, looks_like_probabilities, parse_eps
 from robustlab.audit._flags import (
     CLEVER_THRESHOLD,
     RELATIVE,
@@ -55,7 +55,7 @@ from robustlab.audit._model import (
     train_mode_layers,
 )
 from robustlab.audit._surrogate import GIVEN, NONE, SurrogateChoice, choose_surrogate
-from robustlab.errors import ConfigError, RobustlabError
+from robustlab.errors import ConfigError
 from robustlab.models.adapter import check_images, eval_mode, predict_logits, trusted_inputs
 from robustlab.stats import Rate, wilson_interval
 from robustlab.threat import check_labels, get_norm
@@ -307,7 +307,7 @@ def audit(
         surrogate, choice = _resolve_surrogate(model, surrogate, surrogate_name, x, k, dataset)
         surrogate_name = choice.name
         if surrogate is not None:
-            _check_surrogate(surrogate, x, k, surrogate_name)
+            check_surrogate(surrogate, x, k, surrogate_name)
         _model_checks(model, x, y, clean_logits, facts, cfg, batch_size, counter, everyone)
         draws = cfg.judge_draws if facts.stochastic else 1
         if facts.stochastic:
@@ -405,33 +405,6 @@ def _resolve_surrogate(
     from robustlab.models import load_model
 
     return load_model(choice.name, device=x.device), choice
-
-
-def _check_surrogate(surrogate: nn.Module, x: Tensor, k: int, name: str | None) -> None:
-    """Refuse a surrogate that does not take the data's inputs or does not have the model's classes.
-
-    Raises:
-        ConfigError: naming the surrogate, its shape or classes and the model's.
-    """
-    who = f"the surrogate {name}" if name else "the surrogate"
-    shape = tuple(int(s) for s in x.shape[1:])
-    declared = getattr(surrogate, "input_shape", None)
-    if declared is not None and tuple(declared) != shape:
-        raise ConfigError(
-            f"{who} takes inputs of shape {tuple(declared)}, the data has {shape}: use a surrogate trained on the "
-            "same data"
-        )
-    try:
-        with eval_mode(surrogate), torch.no_grad():
-            logits = surrogate(x[:2])
-    except (RuntimeError, RobustlabError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"{who} cannot classify the data's inputs of shape {shape}: {first}") from err
-    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[1] != k:
-        got = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ConfigError(
-            f"{who} returns outputs of shape {got}, the model has {k} classes: use a surrogate of the same classes"
-        )
 
 
 def _model_checks(

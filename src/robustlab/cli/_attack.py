@@ -156,17 +156,18 @@ def register(app: typer.Typer) -> None:
                 check_writable(save_adversarials, "--save-adversarials")  # before the work, not after it
             inputs = load_inputs(model, dataset, "test", n, seed, data, device, route)
             ds = inputs.data
+            images = ds.images().to(device)
             if surrogate is not None:
                 try:
                     settings["surrogate"] = load_model(
-                        surrogate, data_dir=data, device=device, input_shape=tuple(ds.images().shape[1:])
+                        surrogate, data_dir=data, device=device, input_shape=tuple(images.shape[1:])
                     )
                 except RobustlabError as err:
                     raise ConfigError(f"--surrogate {surrogate}: {err}") from err
             with count_progress(f"{attack_name}", "model calls (at most)") as bar:
                 result = attack(
                     inputs.model,
-                    ds.images().to(device),
+                    images,
                     ds.y.to(device),
                     attack_name,
                     **settings,
