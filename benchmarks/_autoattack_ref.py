@@ -2,8 +2,9 @@
 
 Usage (called by benchmarks/autoattack.py): ``REF_PYTHON benchmarks/_autoattack_ref.py JOB.pt OUT.pt``. The job holds
 a TorchScript model file, the inputs and the settings; the output holds the adversarial examples, the per-point
-robust verdicts (one fresh forward pass of the returned points), robust accuracy after each attack as the
-reference logs it, and the wall and CPU seconds of ``run_standard_evaluation`` alone.
+robust verdicts (one fresh forward pass of the returned points), robust accuracy after each attack and the wall
+seconds it took, as the reference logs them (its log gives the total since the start; each stage's share is the
+difference), and the wall and CPU seconds of ``run_standard_evaluation`` alone.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ def main(job_path: str, out_path: str) -> None:
     torch.set_num_threads(int(job["threads"]))
     model = torch.jit.load(job["model"]).eval()
     x, y = job["x"], job["y"]
-    after: list[tuple[str, float]] = []
+    after: list[tuple[str, float, float]] = []
+    total = [0.0]
 
     class Grab(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            m = re.search(r"robust accuracy after (\S+):\s*([0-9.]+)%", record.getMessage())
+            m = re.search(r"robust accuracy after (\S+):\s*([0-9.]+)% \(total time ([0-9.]+) s\)", record.getMessage())
             if m:
-                after.append((m.group(1), float(m.group(2)) / 100))
+                seconds = float(m.group(3))
+                after.append((m.group(1), float(m.group(2)) / 100, seconds - total[0]))
+                total[0] = seconds
 
     log = logging.getLogger("auto-attack")
     log.setLevel(logging.DEBUG)

@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +71,28 @@ def _traced(model: nn.Module, x: Tensor, path: Path) -> nn.Module:
     return torch.jit.load(str(path)).eval()
 
 
-def _reference(ref_python: str, model_file: Path, x: Tensor, y: Tensor, **job: Any) -> dict[str, Any]:
+@contextmanager
+def _reference(
+    ref_python: str, model_file: Path, x: Tensor, y: Tensor, **job: Any
+) -> Iterator[Callable[[], dict[str, Any]]]:
+    """Start the reference on a job; the block gets a function that waits for it and returns its output."""
     with tempfile.TemporaryDirectory() as tmp:
         job_path, out_path = Path(tmp) / "job.pt", Path(tmp) / "out.pt"
         torch.save({"model": str(model_file), "x": x, "y": y, **job}, job_path)
-        subprocess.run([ref_python, str(REF_SCRIPT), str(job_path), str(out_path)], check=True)
-        out: dict[str, Any] = torch.load(out_path, weights_only=False)
-        return out
+        proc = subprocess.Popen([ref_python, str(REF_SCRIPT), str(job_path), str(out_path)])
+
+        def result() -> dict[str, Any]:
+            if proc.wait() != 0:
+                raise RuntimeError(f"the reference failed (exit {proc.returncode})")
+            out: dict[str, Any] = torch.load(out_path, weights_only=False)
+            return out
+
+        try:
+            yield result
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def _mcnemar(ours: Tensor, ref: Tensor) -> dict[str, Any]:
@@ -84,48 +101,117 @@ def _mcnemar(ours: Tensor, ref: Tensor) -> dict[str, Any]:
     return {"robust_ours_only": a, "robust_reference_only": b, "weaker": a - b > 2 * math.sqrt(a + b) + 1}
 
 
-def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any) -> dict[str, Any]:
-    """Standard AutoAttack on ``(x, y)`` by both implementations, same model, threads and seed."""
-    with tempfile.TemporaryDirectory() as tmp:
-        model_file = Path(tmp) / "model.pt"
-        net = _traced(model, x, model_file)
-        ref = _reference(
-            args.ref_python,
-            model_file,
-            x,
-            y,
-            norm={"linf": "Linf", "l2": "L2", "l1": "L1"}[aa["norm"]],
-            eps=aa["eps"],
-            version="standard",
-            seed=0,
-            batch_size=args.batch_size,
-            threads=args.threads,
-        )
+def _chunk(
+    net: nn.Module, model_file: Path, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any
+) -> dict[str, Any]:
+    """Both implementations on one set of points: verdicts, CPU seconds, cascades (the unit a resumed run keeps)."""
+    job = {
+        "norm": {"linf": "Linf", "l2": "L2", "l1": "L1"}[aa["norm"]],
+        "eps": aa["eps"],
+        "version": "standard",
+        "seed": 0,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+    }
+    with _reference(args.ref_python, model_file, x, y, **job) as reference:
+        if not args.side_by_side:
+            ref = reference()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         res = attack(net, x, y, "autoattack", norm=aa["norm"], eps=aa["eps"], seed=0, batch_size=args.batch_size)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        if args.side_by_side:
+            ref = reference()
     s = res.summary()
-    robust = res.robust
     # Every extra success of ours must be a verified adversarial example: the evaluator re-checked the budget.
     over = float(getattr(res, aa["norm"])[res.won].max()) if bool(res.won.any()) else 0.0
-    out = {
-        "part": name,
+    return {
         "n": len(y),
-        "norm": aa["norm"],
-        "eps": aa["eps"],
-        "clean_accuracy": s["clean_accuracy"],
-        "robust_accuracy": {"robustlab": s["robust_accuracy"], "reference": float(ref["robust"].double().mean())},
+        "clean_correct": round(s["clean_accuracy"] * len(y)),
+        "robust": {"robustlab": res.robust.cpu(), "reference": ref["robust"].cpu()},
         "cascade": {
             "robustlab": [(c["attack"], c["robust_accuracy_after"], c["seconds"]) for c in s["cascade"]],
             "reference": ref["after"],
         },
         "cpu_seconds": {"robustlab": cpu, "reference": ref["cpu_seconds"]},
         "wall_seconds": {"robustlab": wall, "reference": ref["wall_seconds"]},
-        "speedup_cpu": ref["cpu_seconds"] / cpu if cpu else None,
-        "verdicts": _mcnemar(robust, ref["robust"].cpu()),
-        "difference_points": 100 * (s["robust_accuracy"] - float(ref["robust"].double().mean())),
         "largest_distortion_of_a_success": over,
         "flags": s["flags"],
+    }
+
+
+def _merge_cascades(chunks: list[dict[str, Any]], side: str) -> list[tuple[str, float, float]]:
+    """Robust accuracy after each stage over all chunks (size-weighted) and its seconds summed (the reference's are
+    wall seconds from its log, robustlab's the cascade's own timing)."""
+    n = sum(c["n"] for c in chunks)
+    names = [row[0] for row in chunks[0]["cascade"][side]]
+    out = []
+    for i, name in enumerate(names):
+        after = sum(c["cascade"][side][i][1] * c["n"] for c in chunks) / n
+        seconds = sum(c["cascade"][side][i][2] if len(c["cascade"][side][i]) > 2 else math.nan for c in chunks)
+        out.append((name, after, seconds))
+    return out
+
+
+def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any) -> dict[str, Any]:
+    """Standard AutoAttack on ``(x, y)`` by both implementations, same model, threads and seed.
+
+    With ``--state DIR`` the points go in chunks of ``--batch-size`` (one batch each, as both sides would batch
+    them in one call), each chunk's outcome saved as it finishes; a rerun skips the chunks already saved, so an
+    outcome comparison of CPU-hours can be spread over several sessions. The reference's randomness is the same
+    either way (it re-seeds every attack on every batch); robustlab draws per point from the point's position in
+    the call, so a chunked run draws differently from a single call (both are its default generator).
+    """
+    chunks: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "model.pt"
+        net = _traced(model, x, model_file)
+        if args.state is None:
+            chunks.append(_chunk(net, model_file, x, y, args, **aa))
+        else:
+            folder = args.state / f"{name.replace(' ', '_').replace(',', '')}-{aa['norm']}-{aa['eps']:.6g}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for start in range(0, len(y), args.batch_size):
+                stop = min(start + args.batch_size, len(y))
+                f = folder / f"{start:06d}-{stop:06d}.pt"
+                if f.is_file():
+                    chunks.append(torch.load(f, weights_only=False))
+                    print(f"[{name}] points {start}-{stop}: kept from {f}", flush=True)
+                    continue
+                out = _chunk(net, model_file, x[start:stop], y[start:stop], args, **aa)
+                tmp_file = f.with_suffix(".tmp")
+                torch.save(out, tmp_file)
+                tmp_file.replace(f)  # a killed run never leaves a half-written chunk
+                chunks.append(out)
+                print(
+                    f"[{name}] points {start}-{stop}: robust {float(out['robust']['robustlab'].float().mean()):.3f} "
+                    f"(reference {float(out['robust']['reference'].float().mean()):.3f}), CPU s "
+                    f"{out['cpu_seconds']['robustlab']:.0f} / {out['cpu_seconds']['reference']:.0f}",
+                    flush=True,
+                )
+    n = sum(c["n"] for c in chunks)
+    robust = torch.cat([c["robust"]["robustlab"] for c in chunks])
+    ref_robust = torch.cat([c["robust"]["reference"] for c in chunks])
+    cpu = {side: sum(c["cpu_seconds"][side] for c in chunks) for side in ("robustlab", "reference")}
+    ra = {"robustlab": float(robust.double().mean()), "reference": float(ref_robust.double().mean())}
+    out = {
+        "part": name,
+        "n": n,
+        "chunks": len(chunks),
+        "norm": aa["norm"],
+        "eps": aa["eps"],
+        "clean_accuracy": sum(c["clean_correct"] for c in chunks) / n,
+        "robust_accuracy": ra,
+        "cascade": {
+            "robustlab": _merge_cascades(chunks, "robustlab"),
+            "reference": _merge_cascades(chunks, "reference"),
+        },
+        "cpu_seconds": cpu,
+        "wall_seconds": {side: sum(c["wall_seconds"][side] for c in chunks) for side in ("robustlab", "reference")},
+        "speedup_cpu": cpu["reference"] / cpu["robustlab"] if cpu["robustlab"] else None,
+        "verdicts": _mcnemar(robust, ref_robust),
+        "difference_points": 100 * (ra["robustlab"] - ra["reference"]),
+        "largest_distortion_of_a_success": max(c["largest_distortion_of_a_success"] for c in chunks),
+        "flags": sorted({f for c in chunks for f in c["flags"]}),
     }
     print(json.dumps(out, indent=1), flush=True)
     return out
@@ -228,6 +314,17 @@ def main() -> None:
     p.add_argument("--iter-batch", type=int, default=128)
     p.add_argument("--iter-steps", type=int, default=20)
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--state",
+        type=Path,
+        help="Save each chunk of --batch-size points as it finishes and skip saved ones on a rerun (resumable).",
+    )
+    p.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="Run the reference at the same time as robustlab (each on its own threads), so that both see the same "
+        "load on a shared machine; by default the reference runs first, then robustlab.",
+    )
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
