@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from robustlab.models.archs._layers import ToGrid
 from robustlab.models.archs._registry import ARCHITECTURES
 
 
@@ -36,7 +37,7 @@ class FastMNIST(nn.Module):
             nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(side),  # the identity at image_size; lets other sizes through (no parameters)
+            ToGrid(side),  # passes image_size through; pools other sizes onto the classifier's grid
         )
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c2 * side * side, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)

@@ -11,6 +11,7 @@ import itertools
 import torch
 from torch import nn
 
+from robustlab.models.archs._layers import ToGrid
 from robustlab.models.archs._registry import ARCHITECTURES
 
 
@@ -31,7 +32,7 @@ class LeNet(nn.Module):
             nn.Conv2d(c1, c2, 5),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(5),
+            ToGrid(5),  # passes 28×28 inputs' 5×5 maps through; pools 32×32 inputs' 6×6 ones
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
