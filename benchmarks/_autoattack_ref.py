@@ -17,12 +17,62 @@ import time
 import torch
 
 
+class Counted(torch.nn.Module):
+    """The model with its calls, rows and CPU seconds of forward passes counted (a job with ``stage``)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls = self.rows = 0
+        self.seconds = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.rows += x.shape[0]
+        t0 = time.process_time()
+        out: torch.Tensor = self.model(x)
+        self.seconds += time.process_time() - t0
+        return out
+
+
+def stage(job: dict, model: torch.nn.Module, out_path: str) -> None:
+    """One attack of the standard cascade alone, set as ``run_standard_evaluation`` sets it, on every point."""
+    from pyautoattack import AutoAttack
+
+    counted = Counted(model)
+    aa = AutoAttack(counted, norm=job["norm"], eps=float(job["eps"]), version="standard", seed=int(job["seed"]))
+    x, y, name = job["x"], job["y"], job["stage"]
+    cpu0 = time.process_time()
+    if name == "apgd-ce":
+        aa.apgd.loss, aa.apgd.seed = "ce", aa.get_seed()
+        x_adv = aa.apgd.perturb(x, y)
+    elif name == "apgd-t":
+        aa.apgd_targeted.seed = aa.get_seed()
+        x_adv = aa.apgd_targeted.perturb(x, y)
+    elif name == "fab-t":
+        aa.fab.targeted, aa.fab.n_restarts, aa.fab.seed = True, 1, aa.get_seed()
+        x_adv = aa.fab.perturb(x, y)
+    elif name == "square":
+        aa.square.seed = aa.get_seed()
+        x_adv = aa.square.perturb(x, y)
+    else:
+        raise ValueError(f"unknown stage {name!r}")
+    cpu = time.process_time() - cpu0
+    with torch.no_grad():
+        robust = model(x_adv).argmax(1) == y
+    calls = {"calls": counted.calls, "rows": counted.rows, "forward_cpu_seconds": counted.seconds}
+    torch.save({"robust": robust, "cpu_seconds": cpu, **calls}, out_path)
+
+
 def main(job_path: str, out_path: str) -> None:
     from pyautoattack import AutoAttack
 
     job = torch.load(job_path, weights_only=False)
     torch.set_num_threads(int(job["threads"]))
     model = torch.jit.load(job["model"]).eval()
+    if "stage" in job:
+        stage(job, model, out_path)
+        return
     x, y = job["x"], job["y"]
     after: list[tuple[str, float, float]] = []
     total = [0.0]
@@ -38,13 +88,18 @@ def main(job_path: str, out_path: str) -> None:
     log = logging.getLogger("auto-attack")
     log.setLevel(logging.DEBUG)
     log.addHandler(Grab())
-    aa = AutoAttack(model, norm=job["norm"], eps=float(job["eps"]), version=job["version"], seed=int(job["seed"]))
+    counted = Counted(model) if job.get("count") else None
+    net = counted if counted is not None else model
+    aa = AutoAttack(net, norm=job["norm"], eps=float(job["eps"]), version=job["version"], seed=int(job["seed"]))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     x_adv, _ = aa.run_standard_evaluation(x, y, batch_size=int(job["batch_size"]))
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     with torch.no_grad():
         robust = torch.cat([model(x_adv[i : i + 500]).argmax(1) for i in range(0, len(x), 500)]) == y
-    torch.save({"x_adv": x_adv, "robust": robust, "after": after, "cpu_seconds": cpu, "wall_seconds": wall}, out_path)
+    out = {"x_adv": x_adv, "robust": robust, "after": after, "cpu_seconds": cpu, "wall_seconds": wall}
+    if counted is not None:
+        out.update(calls=counted.calls, rows=counted.rows, forward_cpu_seconds=counted.seconds)
+    torch.save(out, out_path)
 
 
 if __name__ == "__main__":

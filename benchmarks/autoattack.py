@@ -10,6 +10,9 @@ Parts (``--parts``, default all):
   ``--n-outcome`` CIFAR-10 test images at L∞ 1/255 and at L2 0.1, budgets where robust accuracy lies between 10 % and
   90 %): per-point verdicts, the paired test and the difference in robust accuracy (target: never significantly
   weaker, within 0.5 points). ``lenet`` with ``--n-lenet 1000`` is the third configuration.
+- ``stages``: each attack of the standard cascade alone (as the cascade configures it) on the first
+  ``--n-stages`` points of the ``lenet`` part, both sides, with their model calls, rows forwarded and the CPU
+  seconds of those forward passes counted: where one implementation spends more than the other.
 - ``iteration``: one APGD iteration against the floor of one forward + input-gradient pass (ResNet-20, a batch that
   is never fooled at a tiny eps, so every row runs every iteration).
 
@@ -101,6 +104,24 @@ def _mcnemar(ours: Tensor, ref: Tensor) -> dict[str, Any]:
     return {"robust_ours_only": a, "robust_reference_only": b, "weaker": a - b > 2 * math.sqrt(a + b) + 1}
 
 
+class _Counted(nn.Module):
+    """The model with its calls, rows and CPU seconds of forward passes counted."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.calls = self.rows = 0
+        self.seconds = 0.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        self.rows += x.shape[0]
+        t0 = time.process_time()
+        out: Tensor = self.model(x)
+        self.seconds += time.process_time() - t0
+        return out
+
+
 def _chunk(
     net: nn.Module, model_file: Path, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any
 ) -> dict[str, Any]:
@@ -112,12 +133,17 @@ def _chunk(
         "seed": 0,
         "batch_size": args.batch_size,
         "threads": args.threads,
+        "count": args.count,
     }
+    counted = _Counted(net) if args.count else None
     with _reference(args.ref_python, model_file, x, y, **job) as reference:
         if not args.side_by_side:
             ref = reference()
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        res = attack(net, x, y, "autoattack", norm=aa["norm"], eps=aa["eps"], seed=0, batch_size=args.batch_size)
+        res = attack(
+            counted if counted is not None else net, x, y, "autoattack", norm=aa["norm"], eps=aa["eps"], seed=0,
+            batch_size=args.batch_size,
+        )  # fmt: skip
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         if args.side_by_side:
             ref = reference()
@@ -136,6 +162,15 @@ def _chunk(
         "wall_seconds": {"robustlab": wall, "reference": ref["wall_seconds"]},
         "largest_distortion_of_a_success": over,
         "flags": s["flags"],
+        **(
+            {
+                "calls": {"robustlab": counted.calls, "reference": ref["calls"]},
+                "rows": {"robustlab": counted.rows, "reference": ref["rows"]},
+                "forward_cpu_seconds": {"robustlab": counted.seconds, "reference": ref["forward_cpu_seconds"]},
+            }
+            if counted is not None
+            else {}
+        ),
     }
 
 
@@ -212,9 +247,63 @@ def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Na
         "difference_points": 100 * (ra["robustlab"] - ra["reference"]),
         "largest_distortion_of_a_success": max(c["largest_distortion_of_a_success"] for c in chunks),
         "flags": sorted({f for c in chunks for f in c["flags"]}),
+        **{
+            key: {side: sum(c[key][side] for c in chunks) for side in ("robustlab", "reference")}
+            for key in ("calls", "rows", "forward_cpu_seconds")
+            if all(key in c for c in chunks)
+        },
     }
     print(json.dumps(out, indent=1), flush=True)
     return out
+
+
+#: The standard cascade's attacks as robustlab registers them: (stage, attack, settings, steps).
+_STAGES = {
+    "apgd-ce": ("apgd", {"loss": "ce"}, 100),
+    "apgd-t": ("apgd-t", {"n_target_classes": 9}, 100),
+    "fab-t": ("fab-t", {"targets": 9}, 100),
+    "square": ("square", {"queries": 5000, "p_init": 0.8}, None),
+}
+
+
+def stages(model: nn.Module, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any) -> dict[str, Any]:
+    """Each stage of the cascade alone on every point, both sides (the reference at the same time as ours with
+    ``--side-by-side``), with model calls, rows and forward CPU seconds."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = Path(tmp) / "model.pt"
+        net = _traced(model, x, model_file)
+        for name, (attack_name, params, steps) in _STAGES.items():
+            job = {"norm": "Linf", "eps": aa["eps"], "seed": 0, "threads": args.threads, "stage": name}
+            with _reference(args.ref_python, model_file, x, y, **job) as reference:
+                if not args.side_by_side:
+                    ref = reference()
+                counted = _Counted(net)
+                cpu0 = time.process_time()
+                res = attack(
+                    counted, x, y, attack_name, norm=aa["norm"], eps=aa["eps"], seed=0, steps=steps,
+                    batch_size=args.batch_size, **params,
+                )  # fmt: skip
+                cpu = time.process_time() - cpu0
+                if args.side_by_side:
+                    ref = reference()
+            row = {
+                "stage": name,
+                "robust": {
+                    "robustlab": float(res.robust.double().mean()),
+                    "reference": float(ref["robust"].double().mean()),
+                },
+                "cpu_seconds": {"robustlab": cpu, "reference": ref["cpu_seconds"]},
+                "calls": {"robustlab": counted.calls, "reference": ref["calls"]},
+                "rows": {"robustlab": counted.rows, "reference": ref["rows"]},
+                "forward_cpu_seconds": {"robustlab": counted.seconds, "reference": ref["forward_cpu_seconds"]},
+                "speedup_cpu": ref["cpu_seconds"] / cpu,
+            }
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    total = {side: sum(r["cpu_seconds"][side] for r in rows) for side in ("robustlab", "reference")}
+    return {"part": "stages", "n": len(y), "norm": aa["norm"], "eps": aa["eps"], "stages": rows, "cpu_seconds": total,
+            "speedup_cpu": total["reference"] / total["robustlab"]}  # fmt: skip
 
 
 def iteration(args: argparse.Namespace) -> dict[str, Any]:
@@ -272,7 +361,7 @@ def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
     ]
     results = sorted(results, key=lambda r: (r["part"], r.get("n", 0)))
     for r in results:
-        if r["part"] == "iteration":
+        if r["part"] in ("iteration", "stages"):
             continue
         v = r["verdicts"]
         lines.append(
@@ -291,7 +380,28 @@ def docs(results: list[dict[str, Any]], m: dict[str, Any]) -> str:
                 f"pass, **{r['ratio']:.3f}×** the floor.",
             ]
     for r in results:
-        if r["part"] != "iteration":
+        if r["part"] == "stages":
+            lines += [
+                "",
+                f"Each stage alone on the first {r['n']} points (L∞ {r['eps']:g}, the PGD-trained LeNet5): "
+                "CPU seconds, model calls, rows forwarded, CPU seconds inside the model's forward passes "
+                "(robustlab / reference).",
+                "",
+                "| stage | robust | CPU s | calls | rows | forward CPU s | speed-up |",
+                "|---|---|---:|---:|---:|---:|---:|",
+            ]
+            for st in r["stages"]:
+                a, c = st["robust"], st["cpu_seconds"]
+                lines.append(
+                    f"| {st['stage']} | {a['robustlab']:.1%} / {a['reference']:.1%} | {c['robustlab']:.1f} / "
+                    f"{c['reference']:.1f} | {st['calls']['robustlab']} / {st['calls']['reference']} | "
+                    f"{st['rows']['robustlab']} / {st['rows']['reference']} | "
+                    f"{st['forward_cpu_seconds']['robustlab']:.1f} / {st['forward_cpu_seconds']['reference']:.1f} | "
+                    f"{st['speedup_cpu']:.2f}× |"
+                )
+            lines.append(f"| all four | | | | | | **{r['speedup_cpu']:.2f}×** |")
+    for r in results:
+        if r["part"] not in ("iteration", "stages"):
             run = r.get("machine")
             when = "" if run is None else f" (commit {run['commit']}, load average {run['load_average']})"
             lines += [
@@ -308,6 +418,7 @@ def main() -> None:
     p.add_argument("--parts", default="iteration,resnet,lenet")
     p.add_argument("--n-resnet", type=int, default=1000)
     p.add_argument("--n-lenet", type=int, default=200)
+    p.add_argument("--n-stages", type=int, default=200, help="Points of the stages part (LeNet5, MNIST).")
     p.add_argument("--n-outcome", type=int, default=1000, help="Points of the resnet-linf1 and resnet-l2 parts.")
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--threads", type=int, default=1)
@@ -324,6 +435,12 @@ def main() -> None:
         action="store_true",
         help="Run the reference at the same time as robustlab (each on its own threads), so that both see the same "
         "load on a shared machine; by default the reference runs first, then robustlab.",
+    )
+    p.add_argument(
+        "--count",
+        action="store_true",
+        help="Count each side's model calls, rows and the CPU seconds inside the model's forward passes (a thin "
+        "wrapper around the model on both sides).",
     )
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
@@ -345,6 +462,12 @@ def main() -> None:
             x, y = data.images()[: args.n_outcome], data.y[: args.n_outcome].long()
             model = load_model("resnet20-akamaster")
             results.append(compare(f"resnet20 (standard), {part}", model, x, y, args, norm=norm, eps=eps))
+    if "stages" in parts:
+        from _lenet5 import lenet5
+
+        data = load_dataset("mnist", "test")
+        x, y = data.images()[: args.n_stages], data.y[: args.n_stages].long()
+        results.append(stages(lenet5(), x, y, args, norm="linf", eps=0.3))
     if "lenet" in parts:
         from _lenet5 import lenet5
 

@@ -209,6 +209,46 @@ def test_point_draws_depend_on_the_point_not_its_batch() -> None:
     assert not torch.equal(draws.uniform(torch.arange(10), 7, 2, 5), every)  # another restart
 
 
+def _splitmix_uniform(seed: int, index: int, restart: int, it: int, purpose: int, element: int) -> float:
+    """PointDraws' documented stream in plain Python integers: splitmix64's finaliser over (seed ^ tag, index,
+    restart, it + 1, purpose, element), each added as a multiple of the golden gamma; the top 24 bits."""
+    mask = (1 << 64) - 1
+    gamma = 0x9E3779B97F4A7C15
+
+    def mix(z: int) -> int:
+        z &= mask
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    z = mix(mix(seed ^ 0x5371_7561_7265) + index * gamma)
+    for part in (restart, it + 1, purpose, element):
+        z = mix(z + part * gamma)
+    return (z >> 40) * 2.0**-24
+
+
+def test_point_draws_are_the_documented_hash_and_one_iteration_draws_them_in_one_pass() -> None:
+    draws = PointDraws(seed=5)
+    draws.start_restart(1)
+    index = torch.tensor([0, 3, 977])
+    c, h, w, s = 3, 12, 10, 4
+    u = draws.uniforms(index, 6, (0, 1, 2, 3, 4, 5), c)
+    for r, i in enumerate(index.tolist()):
+        for q in range(6):
+            for e in range(c):
+                assert float(u[r, q, e]) == _splitmix_uniform(5, i, 1, 6, q, e)
+    assert torch.equal(draws.uniform(index, 6, 4, c), u[:, 4])
+    window, signs = draws.linf_step(index, 6, c, h, w, s)  # purposes 0, 1: the corner; 2: the signs
+    assert torch.equal(torch.as_tensor(window.vh), (u[:, 0, 0] * (h - s + 1)).long())
+    assert torch.equal(torch.as_tensor(window.vw), (u[:, 1, 0] * (w - s + 1)).long())
+    assert torch.equal(signs.flatten(1), torch.where(u[:, 2] < 0.5, -1.0, 1.0))
+    first, second, flip, signs2 = draws.l2_step(index, 6, c, h, w, s)  # 0-3: two corners, 4: flip, 5: signs
+    assert torch.equal(torch.as_tensor(first.vh), (u[:, 0, 0] * (h - s + 1)).long())
+    assert torch.equal(torch.as_tensor(second.vw), (u[:, 3, 0] * (w - s + 1)).long())
+    assert torch.equal(flip, u[:, 4, 0] < 0.5)
+    assert torch.equal(signs2.flatten(1), torch.where(u[:, 5] < 0.5, -1.0, 1.0))
+
+
 def test_reference_draws_follow_the_global_generators_stream() -> None:
     torch.manual_seed(11)
     expected = torch.rand(2)
