@@ -196,7 +196,8 @@ def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> d
 def plain_network(net: nn.Module) -> nn.Sequential:
     """``net`` as an ``nn.Sequential`` of copies of its torch modules, which ART's environment unpickles without
     robustlab: a network made of a ``features`` and a ``classifier`` sequence (fast_mnist's layout), checked to give
-    the same logits.
+    the same logits on MNIST-sized inputs. A ``ToGrid``, which passes an input already on its grid through (fast_mnist
+    on 28×28 images), becomes torch's ``nn.Identity``: the same computation.
 
     Raises:
         ValueError: another layout, or a module that is not torch's own.
@@ -204,7 +205,11 @@ def plain_network(net: nn.Module) -> nn.Sequential:
     parts = [getattr(net, name, None) for name in ("features", "classifier")]
     if not all(isinstance(p, nn.Sequential) for p in parts):
         raise ValueError(f"{type(net).__name__} is not a features + classifier pair of nn.Sequential")
-    plain = nn.Sequential(*(copy.deepcopy(m) for p in parts for m in p))  # type: ignore[union-attr]
+    from robustlab.models.archs._layers import ToGrid
+
+    plain = nn.Sequential(
+        *(nn.Identity() if isinstance(m, ToGrid) else copy.deepcopy(m) for p in parts for m in p)  # type: ignore[union-attr]
+    )
     foreign = [type(m).__name__ for m in plain.modules() if not type(m).__module__.startswith("torch.")]
     if foreign:
         raise ValueError(f"modules outside torch: {', '.join(foreign)}")
