@@ -28,3 +28,19 @@ def test_to_grid_passes_an_input_already_on_its_grid_through_without_pooling() -
     x = torch.randn(2, 3, 7, 7)
     assert ToGrid(7)(x) is x
     assert ToGrid(5)(x) is not x
+
+
+def test_a_traced_network_with_to_grid_keeps_pooling_other_sizes_without_a_tracer_warning() -> None:
+    import warnings
+
+    from robustlab.models.archs import ARCHITECTURES
+
+    net = ARCHITECTURES.get("fast_mnist")().eval()
+    x28, x32 = torch.rand(2, 1, 28, 28), torch.rand(2, 1, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates tracing itself
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(net, x28)
+    with torch.no_grad():
+        assert torch.equal(traced(x28), net(x28))
+        assert torch.allclose(traced(x32), net(x32))  # 8×8 maps pooled onto the 7×7 grid, as eagerly

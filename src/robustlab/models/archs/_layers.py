@@ -12,7 +12,8 @@ class ToGrid(nn.AdaptiveAvgPool2d):
     ``nn.AdaptiveAvgPool2d`` onto the input's own size returns the input's values (each output averages one
     element) but still runs the pooling kernel forward and backward: in the small MNIST networks, whose classifier
     is sized for 28×28 images, that identity cost as much as a convolution. This layer skips it; the outputs are
-    the same to the bit either way, and it has no parameters (checkpoints are unchanged).
+    the same to the bit either way, and it has no parameters (checkpoints are unchanged). Under ``torch.jit.trace``
+    it always pools, so that a traced model still takes every input size (and tracing raises no warning).
 
     Shape:
         input: (B, C, H, W); output: (B, C, size, size)
@@ -23,6 +24,7 @@ class ToGrid(nn.AdaptiveAvgPool2d):
         self.size = size
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.shape[-2] == self.size and input.shape[-1] == self.size:
+        tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+        if not tracing and input.shape[-2] == self.size and input.shape[-1] == self.size:
             return input
         return super().forward(input)
