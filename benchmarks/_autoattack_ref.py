@@ -18,7 +18,7 @@ import torch
 
 
 class Counted(torch.nn.Module):
-    """The model with its calls, rows and CPU seconds of forward passes counted (a job with ``stage``)."""
+    """The model with its calls, rows and CPU seconds of forward passes counted (both sides use this one)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -35,28 +35,37 @@ class Counted(torch.nn.Module):
         return out
 
 
-def stage(job: dict, model: torch.nn.Module, out_path: str) -> None:
-    """One attack of the standard cascade alone, set as ``run_standard_evaluation`` sets it, on every point."""
+def reference_stage(model: torch.nn.Module, name: str, x: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float,
+                    seed: int) -> torch.Tensor:  # fmt: skip
+    """The reference's attack ``name`` of the standard cascade on ``(x, y)``, set as ``run_standard_evaluation``
+    sets it; its candidates. Also used in-process by ``benchmarks/autoattack_interleaved.py``."""
     from pyautoattack import AutoAttack
 
-    counted = Counted(model)
-    aa = AutoAttack(counted, norm=job["norm"], eps=float(job["eps"]), version="standard", seed=int(job["seed"]))
-    x, y, name = job["x"], job["y"], job["stage"]
-    cpu0 = time.process_time()
+    aa = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=seed)
+    aa.logger.disabled = True
     if name == "apgd-ce":
         aa.apgd.loss, aa.apgd.seed = "ce", aa.get_seed()
-        x_adv = aa.apgd.perturb(x, y)
+        out: torch.Tensor = aa.apgd.perturb(x, y)
     elif name == "apgd-t":
         aa.apgd_targeted.seed = aa.get_seed()
-        x_adv = aa.apgd_targeted.perturb(x, y)
+        out = aa.apgd_targeted.perturb(x, y)
     elif name == "fab-t":
         aa.fab.targeted, aa.fab.n_restarts, aa.fab.seed = True, 1, aa.get_seed()
-        x_adv = aa.fab.perturb(x, y)
+        out = aa.fab.perturb(x, y)
     elif name == "square":
         aa.square.seed = aa.get_seed()
-        x_adv = aa.square.perturb(x, y)
+        out = aa.square.perturb(x, y)
     else:
         raise ValueError(f"unknown stage {name!r}")
+    return out
+
+
+def stage(job: dict, model: torch.nn.Module, out_path: str) -> None:
+    """One attack of the standard cascade alone on every point (a job with ``stage``)."""
+    counted = Counted(model)
+    x, y = job["x"], job["y"]
+    cpu0 = time.process_time()
+    x_adv = reference_stage(counted, job["stage"], x, y, norm=job["norm"], eps=float(job["eps"]), seed=int(job["seed"]))
     cpu = time.process_time() - cpu0
     with torch.no_grad():
         robust = model(x_adv).argmax(1) == y

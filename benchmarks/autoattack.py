@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _autoattack_ref import Counted
 from _common import describe_machine, machine, write_section
 
 from robustlab.attacks import attack
@@ -104,24 +105,6 @@ def _mcnemar(ours: Tensor, ref: Tensor) -> dict[str, Any]:
     return {"robust_ours_only": a, "robust_reference_only": b, "weaker": a - b > 2 * math.sqrt(a + b) + 1}
 
 
-class _Counted(nn.Module):
-    """The model with its calls, rows and CPU seconds of forward passes counted."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.calls = self.rows = 0
-        self.seconds = 0.0
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.calls += 1
-        self.rows += x.shape[0]
-        t0 = time.process_time()
-        out: Tensor = self.model(x)
-        self.seconds += time.process_time() - t0
-        return out
-
-
 def _chunk(
     net: nn.Module, model_file: Path, x: Tensor, y: Tensor, args: argparse.Namespace, **aa: Any
 ) -> dict[str, Any]:
@@ -135,7 +118,7 @@ def _chunk(
         "threads": args.threads,
         "count": args.count,
     }
-    counted = _Counted(net) if args.count else None
+    counted = Counted(net) if args.count else None
     with _reference(args.ref_python, model_file, x, y, **job) as reference:
         if not args.side_by_side:
             ref = reference()
@@ -278,7 +261,7 @@ def stages(model: nn.Module, x: Tensor, y: Tensor, args: argparse.Namespace, **a
             with _reference(args.ref_python, model_file, x, y, **job) as reference:
                 if not args.side_by_side:
                     ref = reference()
-                counted = _Counted(net)
+                counted = Counted(net)
                 cpu0 = time.process_time()
                 res = attack(
                     counted, x, y, attack_name, norm=aa["norm"], eps=aa["eps"], seed=0, steps=steps,

@@ -36,8 +36,9 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _autoattack_ref import Counted, reference_stage
 from _common import describe_machine, machine, write_section
-from autoattack import _STAGES, _Counted, _traced
+from autoattack import _STAGES, _traced
 
 from robustlab.attacks import attack
 from robustlab.data import load_dataset
@@ -46,27 +47,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results" / "autoattack_interleaved.json"
 HEADING = "## AutoAttack on the LeNet5, taking turns"
 EPS = 0.3
-
-
-def reference_stage(model: nn.Module, name: str, x: Tensor, y: Tensor, seed: int) -> Tensor:
-    """The reference's attack ``name`` on ``(x, y)``, set as its standard cascade sets it; its candidates."""
-    from pyautoattack import AutoAttack
-
-    aa = AutoAttack(model, norm="Linf", eps=EPS, version="standard", seed=seed)
-    aa.logger.disabled = True
-    if name == "apgd-ce":
-        aa.apgd.loss, aa.apgd.seed = "ce", aa.get_seed()
-        out: Tensor = aa.apgd.perturb(x, y)
-    elif name == "apgd-t":
-        aa.apgd_targeted.seed = aa.get_seed()
-        out = aa.apgd_targeted.perturb(x, y)
-    elif name == "fab-t":
-        aa.fab.targeted, aa.fab.n_restarts, aa.fab.seed = True, 1, aa.get_seed()
-        out = aa.fab.perturb(x, y)
-    else:
-        aa.square.seed = aa.get_seed()
-        out = aa.square.perturb(x, y)
-    return out
 
 
 def ours_stage(model: nn.Module, name: str, x: Tensor, y: Tensor, seed: int) -> Tensor:
@@ -87,11 +67,11 @@ def one_round(net: nn.Module, x: Tensor, y: Tensor, first: str) -> dict[str, Any
         row: dict[str, Any] = {"stage": name, "cpu_seconds": {}, "calls": {}, "rows": {}, "forward_cpu_seconds": {}}
         for side in order if k % 2 == 0 else order[::-1]:
             rows = alive[side].nonzero().flatten()
-            counted = _Counted(net)
+            counted = Counted(net)
             t0 = time.process_time()
             if rows.numel():
                 if side == "reference":
-                    adv = reference_stage(counted, name, x[rows], y[rows], 0)
+                    adv = reference_stage(counted, name, x[rows], y[rows], norm="Linf", eps=EPS, seed=0)
                     with torch.no_grad():
                         robust = net(adv).argmax(1) == y[rows]
                 else:
@@ -196,7 +176,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         net = _traced(lenet5(), x, Path(tmp) / "model.pt")
         for _ in range(3):  # warm-up: TorchScript's profiling runs, first calls
-            reference_stage(net, "apgd-ce", x[:8], y[:8], 0)
+            reference_stage(net, "apgd-ce", x[:8], y[:8], norm="Linf", eps=EPS, seed=0)
             ours_stage(net, "apgd-ce", x[:8], y[:8], 0)
         rounds = [one_round(net, x, y, "reference" if i % 2 == 0 else "robustlab") for i in range(args.rounds)]
     result = {"n": args.n, "eps": EPS, "rounds": rounds, "summary": summarise(rounds), "machine": machine()}
