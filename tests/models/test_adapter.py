@@ -176,3 +176,49 @@ def test_predict_logits_prepares_each_batch_and_refuses_a_bad_batch_size() -> No
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ConfigError, match=r"batch_size must be an integer >= 1"):
             predict_logits(m, pixels, bad, prepare=to_float_images)  # type: ignore[arg-type]
+
+
+def _identity_adapter() -> ModelAdapter:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 10)).double()
+    return ModelAdapter(net, num_classes=10, input_shape=(1, 6, 6), mean=(0.0,), std=(1.0,), name="raw")
+
+
+def _explicit(m: ModelAdapter, x: torch.Tensor) -> torch.Tensor:
+    """The adapter's forward with the normalisation always computed."""
+    return m.net((x - m.mean.to(x.dtype)) / m.std.to(x.dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_identity_normalisation_is_skipped_with_the_same_logits_and_gradients_to_the_bit(dtype: torch.dtype) -> None:
+    m = _identity_adapter().to(dtype)
+    x = torch.rand(5, 1, 6, 6, dtype=dtype)
+    x[0, 0, 0, 0] = -0.0  # (-0) - 0 is -0: the sign of zero survives either way
+    assert m.normalise(x) is x  # skipped: no pass over the batch
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_a, out_b = m(a), _explicit(m, b)
+    assert torch.equal(out_a, out_b)
+    (ga,) = torch.autograd.grad(out_a.square().sum(), a)
+    (gb,) = torch.autograd.grad(out_b.square().sum(), b)
+    assert torch.equal(ga, gb)
+
+
+def test_identity_normalisation_is_rechecked_when_the_buffers_change() -> None:
+    m = _identity_adapter()
+    x = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    assert m.normalise(x) is x
+    m.mean.fill_(0.5)  # changed in place: the version counter moves
+    torch.testing.assert_close(m.normalise(x), x - 0.5)
+    m.mean.zero_()
+    assert m.normalise(x) is x
+    m.std = torch.full_like(m.std, 2.0)  # replaced
+    torch.testing.assert_close(m.normalise(x), x / 2)
+
+
+def test_a_real_normalisation_and_integer_inputs_are_never_skipped() -> None:
+    m = _adapter()
+    x = torch.rand(2, 3, 4, 4)
+    assert m.normalise(x) is not x
+    raw = _identity_adapter()
+    ints = torch.ones(1, 1, 6, 6, dtype=torch.int64)
+    assert raw.normalise(ints).dtype == torch.float32  # promoted by the arithmetic, as before

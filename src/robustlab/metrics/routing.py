@@ -195,7 +195,7 @@ def selector_choice(model: ModelAdapter, x: Tensor, batch_size: int = 256) -> Te
     with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size].to(model.mean.device)
-            z = (xb - model.mean.to(xb.dtype)) / model.std.to(xb.dtype)
+            z = model.normalise(xb)
             out.append(selector_weights(model.net, z, hard=False).argmax(1).to(x.device))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=x.device)
 

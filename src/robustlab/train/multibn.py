@@ -319,7 +319,7 @@ class MultiBN(TrainingMethod):
         xs = torch.cat(inputs)  # (T·B, C, H, W)
         with route(model, split(**dict.fromkeys(branches, b))):
             logits = ctx.forward(xs)  # (T·B, K)
-        z = (xs - model.mean.to(xs.dtype)) / model.std.to(xs.dtype) if isinstance(model, ModelAdapter) else xs
+        z = model.normalise(xs) if isinstance(model, ModelAdapter) else xs
         chosen = sel(z)  # (T·B, R): the selector sees the normalised inputs, as in the forward pass
         terms, selector_terms = [], []
         logs: dict[str, float] = {}
