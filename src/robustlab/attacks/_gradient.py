@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._evaluator import PassCounter, constrain, is_success
+from robustlab.attacks._evaluator import PassCounter, constrain, constrain_, is_success
 from robustlab.attacks._state import ActiveRows
 from robustlab.threat import Loss, Norm, make_loss, per_sample
 
@@ -116,7 +116,8 @@ class StepRule(ABC):
 
     @abstractmethod
     def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
-        """The next iterate (before the loop's projection unless :attr:`projects`).
+        """The next iterate (before the loop's projection unless :attr:`projects`), as a new tensor: the loop
+        projects it in place (:func:`~robustlab.attacks._evaluator.constrain_`).
 
         Shape:
             - grad: ``(n, C, H, W)``, finite (NaN replaced by 0); loss: ``(n,)``, at ``s["x"]``
@@ -136,7 +137,7 @@ class ConstantStep(StepRule):
     """FGSM / I-FGSM / PGD: a steepest-ascent step of length ``s["step"]`` in the threat norm."""
 
     def step(self, s: ActiveRows, grad: Tensor, loss: Tensor, norm: Norm) -> Tensor:
-        return s["x"] + norm.steepest_step(grad, s["step"], s["x"])
+        return norm.steepest_step(grad, s["step"], s["x"]).add_(s["x"])  # a new tensor: s["x"] + step
 
 
 class Momentum(StepRule):
@@ -250,20 +251,26 @@ def gradient_attack(
     step_all = (
         torch.full_like(eps, config.step_size) if config.step_size is not None else config.rel_step * eps / config.steps
     )
-    out = x.detach().clone()
-    done = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    n_all = x.shape[0]
+    out: Tensor | None = None  # the points returned; a copy of x once a row is written into it
+    done = torch.zeros(n_all, dtype=torch.bool, device=x.device)
     for restart in range(config.restarts):
         act = (~done).nonzero().flatten()  # (n,) local rows still to fool
         if act.numel() == 0:
             break
+
+        def rows(t: Tensor | None, act: Tensor = act) -> Tensor | None:
+            """The active rows of ``t``: ``t`` itself when every row is active (read, never written)."""
+            return None if t is None else t if len(act) == n_all else t[act]
+
         s = ActiveRows(
             rows=act,
-            x0=x[act],
-            labels=labels[act],
-            targets=None if targets is None else targets[act],
-            eps=eps[act],
-            step=step_all[act],
-            reference=None if reference is None else reference[act],
+            x0=rows(x),
+            labels=rows(labels),
+            targets=rows(targets),
+            eps=rows(eps),
+            step=rows(step_all),
+            reference=rows(reference),
         )
         start = init if restart == 0 else None
         own = rule.starting_point(s, generator)
@@ -272,7 +279,7 @@ def gradient_attack(
         elif start is not None:
             s["x"] = constrain(s["x0"], start[act], norm, s["eps"])
         elif config.random_start:
-            s["x"] = constrain(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
+            s["x"] = constrain_(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
         else:
             s["x"] = s["x0"].clone()
         rule.start(s)
@@ -292,6 +299,7 @@ def gradient_attack(
             if config.early_stop and cached is None:
                 won = is_success(logits, s["labels"], s.get("targets"))
                 if bool(won.any()):
+                    out = x.detach().clone() if out is None else out
                     out[s.rows[won]] = s["x"][won]
                     done[s.rows[won]] = True
                     s.keep(~won)
@@ -305,11 +313,15 @@ def gradient_attack(
                 break
             direction = torch.nan_to_num(grad)  # a NaN in one sample must not stop the others
             moved = rule.step(s, direction, value, norm)
-            s["x"] = moved if rule.projects else constrain(s["x0"], moved, norm, s["eps"])
+            s["x"] = moved if rule.projects or moved is s["x"] else constrain_(s["x0"], moved, norm, s["eps"])
         if len(s) == 0:
             continue
         final = rule.finish(s)
-        out[s.rows] = final
+        if out is None and len(s) == n_all:  # every row ran to the end: the rule's points are the output
+            out = final
+        else:
+            out = x.detach().clone() if out is None else out
+            out[s.rows] = final
         reached = rule.succeeded(s)
         if reached is not None:
             done[s.rows[reached]] = True
@@ -320,4 +332,4 @@ def gradient_attack(
             done[s.rows[won]] = True
     if success is not None:
         success |= done
-    return out
+    return x.detach().clone() if out is None else out

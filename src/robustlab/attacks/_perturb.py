@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustlab.attacks._evaluator import PassCounter, constrain
+from robustlab.attacks._evaluator import PassCounter, constrain_
 from robustlab.attacks._methods import ATTACKS, AttackMethod, Batch, RunContext
 from robustlab.attacks._run import parse_eps
 from robustlab.errors import ConfigError
@@ -118,4 +118,5 @@ def perturb(
     )
     with trusted_inputs(model):
         out = method.propose(ctx, batch)
-    return constrain(x, out.detach(), norm_obj, eps_t)
+    # the attack's own output: constrained in place unless it shares memory with the caller's tensors
+    return constrain_(x, out.detach(), norm_obj, eps_t, keep=(init, targets, reference))

@@ -114,7 +114,8 @@ class Norm(ABC):
 
     @abstractmethod
     def steepest_step(self, grad: Tensor, step_size: float | Tensor, x_adv: Tensor | None = None) -> Tensor:
-        """The step of the given size that increases a linear function with gradient ``grad`` the most.
+        """The step of the given size that increases a linear function with gradient ``grad`` the most, as a new
+        tensor (the gradient loop adds the iterate to it in place).
 
         Args:
             grad: Gradient of the loss to ascend.
@@ -135,6 +136,16 @@ class Norm(ABC):
             - output: ``(N, *)``
         """
 
+    def project_(self, delta: Tensor, eps: float | Tensor) -> Tensor:
+        """:meth:`project`, writing into ``delta`` where the norm can (L∞); returns the projection. The same
+        numbers as :meth:`project`; for a ``delta`` the caller owns.
+
+        Shape:
+            - delta: ``(N, *)``
+            - output: ``(N, *)``
+        """
+        return self.project(delta, eps)
+
     def __repr__(self) -> str:
         return f"Norm({self.name!r})"
 
@@ -152,11 +163,15 @@ class Linf(Norm):
         return u.mul_(2).sub_(1).mul_(self.bounded(eps, x))
 
     def steepest_step(self, grad: Tensor, step_size: float | Tensor, x_adv: Tensor | None = None) -> Tensor:
-        return grad.sign() * per_sample(step_size, grad)
+        return grad.sign().mul_(per_sample(step_size, grad))
 
     def project(self, delta: Tensor, eps: float | Tensor) -> Tensor:
         e = per_sample(eps, delta)
         return torch.maximum(torch.minimum(delta, e), -e)
+
+    def project_(self, delta: Tensor, eps: float | Tensor) -> Tensor:
+        e = per_sample(eps, delta)
+        return torch.maximum(torch.minimum(delta, e, out=delta), -e, out=delta)
 
 
 class L2(Norm):
@@ -176,7 +191,7 @@ class L2(Norm):
 
     def steepest_step(self, grad: Tensor, step_size: float | Tensor, x_adv: Tensor | None = None) -> Tensor:
         unit = grad / per_sample(self.distance(grad).clamp_min(_TINY), grad)
-        return unit * per_sample(step_size, grad)
+        return unit.mul_(per_sample(step_size, grad))
 
     def project(self, delta: Tensor, eps: float | Tensor) -> Tensor:
         e = per_sample(eps, delta)
