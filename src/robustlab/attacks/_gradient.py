@@ -277,7 +277,7 @@ def gradient_attack(
         if own is not None:
             s["x"] = own
         elif start is not None:
-            s["x"] = constrain(s["x0"], start[act], norm, s["eps"])
+            s["x"] = constrain(s["x0"], start if len(act) == n_all else start[act], norm, s["eps"])
         elif config.random_start:
             s["x"] = constrain_(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
         else:
