@@ -3,6 +3,7 @@ its own manifest, and ``zoo list --robust`` shows them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 from robustlab._registry import Registry
 from robustlab.cli import app
 from robustlab.train import TrainConfig, zoo
+from robustlab.train.methods import TRAINING_METHODS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -109,3 +111,19 @@ def test_build_zoo_refuses_a_bad_audit_n_before_training(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="audit_n must be an integer >= 1"):
         zoo.build_zoo(None, tmp_path / "runs", tmp_path / "out", robust=True, audit_n=0)
     assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()
+
+
+def test_every_shipped_robust_model_was_built_by_its_recipe() -> None:
+    """A shipped sidecar records the recipe it was trained with; it must be the registered one, so that
+    ``zoo build --robust`` reproduces what ``zoo list --robust`` shows."""
+    shipped = [p for p in sorted(zoo.ROBUST_ZOO_DIR.glob("*.json")) if p.name != "manifest.json"]
+    assert shipped
+    for side in shipped:
+        recorded = json.loads(side.read_text(encoding="utf-8"))["recipe"]
+        config = zoo.ROBUST_RECIPES.get(side.stem).config
+        for key in ("epochs", "batch_size", "lr", "seed", "method", "optimizer", "schedule"):
+            assert recorded[key] == getattr(config, key), (side.stem, key)
+        # a setting added after a model was trained is absent from its record, which then had the default
+        defaults = dataclasses.asdict(TRAINING_METHODS.get(config.method).settings)
+        for key, value in config.method_params.items():
+            assert recorded["method_params"].get(key, defaults[key]) == value, (side.stem, key)
