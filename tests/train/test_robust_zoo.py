@@ -67,8 +67,16 @@ def test_build_records_robustness_and_list_shows_it(
     registry.register(tiny.name, tiny)
     monkeypatch.setattr(zoo, "ROBUST_RECIPES", registry)
     monkeypatch.setattr(zoo, "ROBUST_ZOO_DIR", tmp_path / "robust")
-    result = zoo.build_zoo(None, tmp_path / "runs", robust=True, audit_n=20)
+    phases: list[tuple[str, str]] = []
+    result = zoo.build_zoo(
+        None, tmp_path / "runs", robust=True, audit_n=20, on_phase=lambda name, what: phases.append((name, what))
+    )
     (spec,) = result.built
+    assert phases == [  # each long measurement is announced before it starts
+        ("tiny-fgsm-rs", "PGD-20 at linf 0.3 on 50 test images"),
+        ("tiny-fgsm-rs", "standard AutoAttack on 20 test images"),
+        ("tiny-fgsm-rs", "gradient-masking audit on 20 test points"),
+    ]
     robust = spec.metrics["robust"]
     assert robust["eps"] == 0.3 and robust["pgd20_images"] == 50 and robust["autoattack_images"] == 20
     assert 0.0 <= robust["autoattack"] <= 1.0 and isinstance(robust["autoattack_flags"], list)

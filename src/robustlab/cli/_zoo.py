@@ -253,6 +253,7 @@ def register(app: typer.Typer) -> None:
                     on_built=built,
                     robust=robust,
                     audit_n=audit_n if robust and audit else None,
+                    on_phase=None if json_out else lambda name, what: notice(f"{name}: {what} ..."),
                 )
         if json_out:
             emit_json(

@@ -17,6 +17,7 @@ their budget and records its summary (``metrics["audit"]``) in their sidecars an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -223,13 +224,15 @@ def build_one(
     out_dir: str | os.PathLike[str] = ZOO_DIR,
     progress: ProgressFn | None = None,
     audit_n: int | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> ModelSpec:
     """Train one recipe (resuming if interrupted), export its weights and sidecar, return its spec.
 
     A robust recipe's sidecar also records its robustness (:func:`measure_robustness`) and, unless ``audit_n`` is
     ``None``, the summary of the gradient-masking audit (the training audit's reduced ladder,
     :data:`~robustlab.train.post_audit.TRAINING_AUDIT`) on the first ``audit_n`` of the points PGD-20 was measured
-    on, as ``robustlab zoo audit --robust`` records it."""
+    on, as ``robustlab zoo audit --robust`` records it. ``on_phase`` is told, in words, when each of these
+    measurements (minutes each on a CPU) starts."""
     train = load_dataset(recipe.dataset, "train", data_dir)
     test = load_dataset(recipe.dataset, "test", data_dir)
     if recipe.train_images is not None:
@@ -246,8 +249,10 @@ def build_one(
     log.info("%s: test accuracy %.4f", recipe.name, spec.metrics["test_accuracy"])
     if recipe.robust:
         weights = Path(out_dir) / f"{recipe.name}.safetensors"
-        metrics = {**spec.metrics, "robust": measure_robustness(recipe, weights, test)}
+        metrics = {**spec.metrics, "robust": measure_robustness(recipe, weights, test, on_phase)}
         if audit_n is not None:
+            if on_phase is not None:
+                on_phase(f"gradient-masking audit on {audit_n} test points")
             metrics["audit"] = _audit_built(recipe, weights, test, audit_n)
         spec = save_weights(load_model(str(weights)).net, dataclasses.replace(spec, metrics=metrics), weights)
     return spec
@@ -274,10 +279,13 @@ def _audit_built(recipe: ZooRecipe, weights: Path, test: Dataset, n: int) -> dic
 PENDING = "pending"
 
 
-def measure_robustness(recipe: ZooRecipe, weights: Path, test: Dataset) -> dict[str, Any]:
+def measure_robustness(
+    recipe: ZooRecipe, weights: Path, test: Dataset, on_phase: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """The robustness record of a robust zoo model: its threat model, PGD-20 robust accuracy (random start, step
     2.5·ε/20, one restart) on the test images (a fixed subset of ``recipe.eval_images``) and standard AutoAttack's
-    on a fixed subset of ``recipe.autoattack_images`` of them (seed 0), with its flags.
+    on a fixed subset of ``recipe.autoattack_images`` of them (seed 0), with its flags. ``on_phase`` is told when
+    each of the two starts.
 
     Returns:
         ``{"norm", "eps", "method", "pgd20", "pgd20_images", "autoattack", "autoattack_images", "autoattack_flags"}``.
@@ -288,8 +296,12 @@ def measure_robustness(recipe: ZooRecipe, weights: Path, test: Dataset) -> dict[
     eps, norm = float(p["eps"]), str(p.get("norm", "linf"))
     data = test if recipe.eval_images is None else test.subset(recipe.eval_images, 0)
     model = load_model(str(weights))
+    if on_phase is not None:
+        on_phase(f"PGD-20 at {norm} {eps:.4g} on {len(data.y)} test images")
     result = attack(model, data.images(), data.y, "pgd", norm=norm, eps=eps, steps=20, seed=0)
     first = data.subset(min(recipe.autoattack_images, int(data.y.shape[0])), 0)
+    if on_phase is not None:
+        on_phase(f"standard AutoAttack on {len(first.y)} test images")
     aa = attack(model, first.images(), first.y, "autoattack", norm=norm, eps=eps, seed=0).summary()
     return {
         "norm": norm,
@@ -325,6 +337,7 @@ def build_zoo(
     on_built: Callable[[ModelSpec], None] | None = None,
     robust: bool = False,
     audit_n: int | None = None,
+    on_phase: Callable[[str, str], None] | None = None,
 ) -> ZooBuild:
     """Train the zoo's recipes (all, or ``only`` these), export them into ``out_dir`` and rewrite its manifest.
 
@@ -337,6 +350,7 @@ def build_zoo(
         data_dir: Data directory of CIFAR-10.
         progress: Per-step callback, told which recipe is training.
         on_built: Called with each recipe's spec once its weights are written.
+        on_phase: Robust zoo: called as ``on_phase(recipe name, what)`` when each robustness measurement starts.
         robust: Build the robust zoo (:data:`ROBUST_RECIPES`, default folder ``ROBUST_ZOO_DIR``) instead.
         audit_n: Robust zoo: audit each built model on this many points (:func:`build_one`); ``None``: no audit.
 
@@ -354,7 +368,8 @@ def build_zoo(
     built = []
     for r in recipes:
         step = None if progress is None else _told(progress, r)
-        spec = build_one(r, runs_dir, data_dir=data_dir, out_dir=out_dir, progress=step, audit_n=audit_n)
+        told = None if on_phase is None else functools.partial(on_phase, r.name)
+        spec = build_one(r, runs_dir, data_dir=data_dir, out_dir=out_dir, progress=step, audit_n=audit_n, on_phase=told)
         built.append(spec)
         if on_built is not None:
             on_built(spec)
