@@ -13,8 +13,13 @@ import logging
 import re
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+#: site-packages of the reference's own virtualenv (scripts/reference-env.sh), for benchmarks that import it
+#: in-process beside robustlab.
+REF_SITE = Path(__file__).resolve().parents[2] / "ref-venv" / "lib" / "python3.11" / "site-packages"
 
 
 class Counted(torch.nn.Module):

@@ -17,24 +17,26 @@ import json
 import statistics
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _autoattack_ref import REF_SITE  # noqa: E402 - after the path it lives on
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=250)
     p.add_argument("--seeds", type=int, default=4)
-    p.add_argument("--eps", type=float, default=1 / 255)
+    p.add_argument("--eps", type=lambda v: float(Fraction(v)), default=1 / 255, help="Budget, e.g. 1/255.")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--ref-site", default=str(ROOT.parent / "ref-venv" / "lib" / "python3.11" / "site-packages"))
+    p.add_argument("--ref-site", default=str(REF_SITE))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "apgd_seeds.json")
     args = p.parse_args()
     sys.path.append(args.ref_site)
-    sys.path.insert(0, str(Path(__file__).parent))
     import pyautoattack  # noqa: F401 - fail early when the reference is missing
     from _autoattack_ref import reference_stage
     from _common import machine

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _autoattack_ref import Counted, reference_stage
+from _autoattack_ref import REF_SITE, Counted, reference_stage
 from _common import describe_machine, machine, write_section
 from autoattack import _STAGES, _traced
 
@@ -159,7 +159,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="Rounds (the first goes reference-first, then alternate).")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument(
-        "--ref-site", default=str(ROOT.parent / "ref-venv" / "lib" / "python3.11" / "site-packages"),
+        "--ref-site", default=str(REF_SITE),
         help="site-packages of the reference virtualenv (scripts/reference-env.sh).",
     )  # fmt: skip
     p.add_argument("--json", type=Path, default=RESULTS)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from torch import Tensor, nn
@@ -164,6 +165,19 @@ def rule_for(config: GradientConfig) -> StepRule:
     return Momentum(config.momentum) if config.momentum else ConstantStep()
 
 
+@overload
+def _rows(t: Tensor, act: Tensor) -> Tensor: ...
+@overload
+def _rows(t: None, act: Tensor) -> None: ...
+def _rows(t: Tensor | None, act: Tensor) -> Tensor | None:
+    """The rows ``act`` of ``t``: ``t`` itself when ``act`` is every row in order (read, never written, by the loop).
+
+    Shape:
+        - t: ``(N, *)``; act: ``(n,)`` sorted row indices → ``(n, *)``
+    """
+    return None if t is None else t if len(act) == t.shape[0] else t[act]
+
+
 def _expected_pass(
     model: nn.Module, cur: Tensor, s: ActiveRows, loss_fn: Loss, draws: int
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -258,26 +272,21 @@ def gradient_attack(
         act = (~done).nonzero().flatten()  # (n,) local rows still to fool
         if act.numel() == 0:
             break
-
-        def rows(t: Tensor | None, act: Tensor = act) -> Tensor | None:
-            """The active rows of ``t``: ``t`` itself when every row is active (read, never written)."""
-            return None if t is None else t if len(act) == n_all else t[act]
-
         s = ActiveRows(
             rows=act,
-            x0=rows(x),
-            labels=rows(labels),
-            targets=rows(targets),
-            eps=rows(eps),
-            step=rows(step_all),
-            reference=rows(reference),
+            x0=_rows(x, act),
+            labels=_rows(labels, act),
+            targets=_rows(targets, act),
+            eps=_rows(eps, act),
+            step=_rows(step_all, act),
+            reference=_rows(reference, act),
         )
         start = init if restart == 0 else None
         own = rule.starting_point(s, generator)
         if own is not None:
             s["x"] = own
         elif start is not None:
-            s["x"] = constrain(s["x0"], start if len(act) == n_all else start[act], norm, s["eps"])
+            s["x"] = constrain(s["x0"], _rows(start, act), norm, s["eps"])
         elif config.random_start:
             s["x"] = constrain_(s["x0"], s["x0"] + norm.random_init(s["x0"], s["eps"], generator), norm, s["eps"])
         else:
