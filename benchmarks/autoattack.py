@@ -188,7 +188,7 @@ def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Na
         else:
             folder = args.state / f"{name.replace(' ', '_').replace(',', '')}-{aa['norm']}-{aa['eps']:.6g}"
             folder.mkdir(parents=True, exist_ok=True)
-            for start in range(0, len(y), args.batch_size):
+            for start in range(args.first_chunk * args.batch_size, len(y), args.batch_size):
                 stop = min(start + args.batch_size, len(y))
                 f = folder / f"{start:06d}-{stop:06d}.pt"
                 if f.is_file():
@@ -412,6 +412,14 @@ def main() -> None:
         "--state",
         type=Path,
         help="Save each chunk of --batch-size points as it finishes and skip saved ones on a rerun (resumable).",
+    )
+    p.add_argument(
+        "--first-chunk",
+        type=int,
+        default=0,
+        help="With --state: begin at this chunk (0-based), so that a second process can take later chunks of the "
+        "same run on another core; the result then covers the chunks from there on, and a final run from chunk 0 "
+        "keeps every saved chunk and reports them all.",
     )
     p.add_argument(
         "--side-by-side",
