@@ -159,7 +159,7 @@ def _chunk(
 
 def _merge_cascades(chunks: list[dict[str, Any]], side: str) -> list[tuple[str, float, float]]:
     """Robust accuracy after each stage over all chunks (size-weighted) and its seconds summed (the reference's are
-    wall seconds from its log, robustlab's the cascade's own timing)."""
+    wall seconds from its log, robustlab's the cascade's own wall timing), per stage, not cumulative."""
     n = sum(c["n"] for c in chunks)
     names = [row[0] for row in chunks[0]["cascade"][side]]
     out = []
