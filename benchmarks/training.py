@@ -312,7 +312,13 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
     start, end = (" ".join(f"{v:.1f}" for v in result[k]) for k in ("load_average_start", "load_average_end"))
     lines.append(
         "; ".join(sentences)
-        + f". Load average {start} at the start and {end} at the end (background trainings share the 2 cores). "
+        + f". Load average {start} at the start and {end} at the end ("
+        + (
+            "other processes shared the 2 cores"
+            if max(result["load_average_start"][0], result["load_average_end"][0]) > 1.5
+            else "no other job on the machine"
+        )
+        + "). "
         + describe_machine(result["machine"])
         + art_versions
         + "\n"
