@@ -109,7 +109,7 @@ class HandLoop:
         self.net.train()
         loss = F.cross_entropy(self.net(xa), yb)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.opt.step()
 
 
@@ -126,7 +126,7 @@ class FloorParts:
         xb, yb = x[idx].float() / 255, y[idx]
         self.net.train()
         t0 = time.process_time()
-        F.cross_entropy(self.net(xb), yb).backward()
+        F.cross_entropy(self.net(xb), yb).backward()  # type: ignore[no-untyped-call]
         spent["fb"] += time.process_time() - t0
         self.net.eval()
         xa = xb.clone().requires_grad_(True)
@@ -137,7 +137,7 @@ class FloorParts:
         t0 = time.process_time()
         loss = F.cross_entropy(self.net(xb), yb)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.opt.step()
         spent["train"] += time.process_time() - t0
 
@@ -430,8 +430,8 @@ def main() -> None:
     result["load_average_start"] = load_start
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["machine"] = machine()
-    out = Path(__file__).parent / "results" / ("training.json" if retained else "training-system-malloc.json")
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    result_file = Path(__file__).parent / "results" / ("training.json" if retained else "training-system-malloc.json")
+    result_file.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     if args.write:
         write_section(Path(args.write), "## Adversarial training", _section(args, result, best))
