@@ -188,7 +188,8 @@ def compare(name: str, model: nn.Module, x: Tensor, y: Tensor, args: argparse.Na
         else:
             folder = args.state / f"{name.replace(' ', '_').replace(',', '')}-{aa['norm']}-{aa['eps']:.6g}"
             folder.mkdir(parents=True, exist_ok=True)
-            for start in range(args.first_chunk * args.batch_size, len(y), args.batch_size):
+            stop_at = len(y) if args.end_chunk is None else min(len(y), args.end_chunk * args.batch_size)
+            for start in range(args.first_chunk * args.batch_size, stop_at, args.batch_size):
                 stop = min(start + args.batch_size, len(y))
                 f = folder / f"{start:06d}-{stop:06d}.pt"
                 if f.is_file():
@@ -422,6 +423,13 @@ def main() -> None:
         "keeps every saved chunk and reports them all.",
     )
     p.add_argument(
+        "--end-chunk",
+        type=int,
+        default=None,
+        help="With --state: stop before this chunk (0-based), so that a process given --first-chunk 0 --end-chunk 2 "
+        "does not go on to redo the chunks a second process (--first-chunk 2) is still running. Default: the last.",
+    )
+    p.add_argument(
         "--side-by-side",
         action="store_true",
         help="Run the reference at the same time as robustlab (each on its own threads), so that both see the same "
@@ -435,6 +443,8 @@ def main() -> None:
     )
     p.add_argument("--write-docs", action="store_true")
     args = p.parse_args()
+    if args.end_chunk is not None and args.end_chunk <= args.first_chunk:
+        p.error(f"--end-chunk {args.end_chunk} must be above --first-chunk {args.first_chunk}")
     torch.set_num_threads(args.threads)
     m = machine()
     results = []
@@ -467,14 +477,19 @@ def main() -> None:
         results.append(compare("lenet5 (PGD-trained)", lenet5(), x, y, args, norm="linf", eps=0.3))
     # Parts run on their own (they take CPU-hours) accumulate in RESULTS: a new result replaces the one of the same
     # part and size, and the docs section is written from all of them.
+    # A run over a range of chunks (--first-chunk / --end-chunk) is one worker's share of a larger run: it is
+    # printed (and written to --json) but not stored, so that it never replaces or sits beside the whole run's result.
     for r in results:
         r["machine"] = m
+    if args.json:
+        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=1))
+    if args.first_chunk or args.end_chunk is not None:
+        print(f"a range of chunks: not stored in {RESULTS.name}; a run from chunk 0 reports them all", flush=True)
+        return
     stored = json.loads(RESULTS.read_text())["results"] if RESULTS.is_file() else []
     fresh = {(r["part"], r.get("n")) for r in results}
     merged = [r for r in stored if (r["part"], r.get("n")) not in fresh] + results
     RESULTS.write_text(json.dumps({"results": merged}, indent=1) + "\n")
-    if args.json:
-        args.json.write_text(json.dumps({"machine": m, "results": results}, indent=1))
     if args.write_docs:
         write_section(ROOT / "docs" / "benchmarks.md", "## AutoAttack: robustlab against", docs(merged, m))
 
