@@ -161,3 +161,39 @@ def test_single_attribute_successes_stay_inside_a_threat_model_whose_range_exclu
     assert int(single.sum()) >= 1
     assert bool(result.success[single].all())
     assert min(result.columns["attr_blur"]) >= 0.8 - 1e-6
+
+
+def test_the_sweep_alone_fools_exactly_the_images_some_sweep_point_fools() -> None:
+    # steps=0: every attribute alone at each point of its sweep, forward passes only. Brute force over the same
+    # points gives the known answer: an image is fooled iff one of its rendered sweep images is misclassified.
+    model, x, y = problem()
+    threat = semantic_threat("mild", list(NARROW), NARROW, 0.0)
+    result = semantic_attack(
+        model, x, y, attributes=list(NARROW), ranges=NARROW, pixel_eps=0.0, steps=0, restarts=0, grid=4
+    )
+    fooled = torch.zeros(len(x), dtype=torch.bool)
+    for k in range(threat.size):
+        assert len(threat.sweep(k, 4)) == 4  # none of these ranges spans a period
+        for v in threat.sweep(k, 4):
+            u = threat.identity(len(x), x)
+            u[:, k] = v
+            with torch.no_grad():
+                fooled |= model(threat.render(x, u)).argmax(1) != y
+    assert 0 < int(fooled.sum()) < len(x)  # both kinds of image
+    assert torch.equal(result.success, fooled)
+    assert int(result.gradient_passes.sum()) == 0
+    # an image left unfooled: its clean pass, 4 points per attribute, the judging pass; a fooled one skips the rest
+    # of a sweep that fooled it and adds one pass per attribute for the necessity histogram (each undone in turn)
+    per_robust = 1 + 4 * threat.size + 1
+    assert bool((result.forward_passes[~fooled] == per_robust).all())
+    assert bool((result.forward_passes[fooled] <= per_robust + threat.size).all())
+
+
+def test_a_sweep_over_a_whole_period_does_not_render_its_first_image_twice() -> None:
+    caa = semantic_threat("caa", ["hue_hsv", "rotation", "brightness"], {"rotation": (-180.0, 180.0)}, 0.0)
+    hue, rotation, brightness = (caa.attributes.index(a) for a in ("hue_hsv", "rotation", "brightness"))
+    assert caa.sweep(hue, 4) == pytest.approx([-1.0, -1 / 3, 1 / 3])  # ±π: one image
+    assert caa.sweep(rotation, 5) == pytest.approx([-1.0, -0.5, 0.0, 0.5])  # ±180°: one image
+    assert caa.sweep(brightness, 3) == pytest.approx([-1.0, 0.0, 1.0])  # not periodic
+    mild = semantic_threat("mild", ["hue", "rotation"], None, 0.0)  # ±π/6 and ±10°: parts of a period
+    assert all(mild.sweep(k, 4) == pytest.approx([-1.0, -1 / 3, 1 / 3, 1.0]) for k in range(2))

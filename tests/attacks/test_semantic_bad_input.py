@@ -144,7 +144,14 @@ def test_an_unknown_search_setting_suggests_close_matches() -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+        ({"steps": -1}, "steps must be an integer >= 0, got -1"),
+        (
+            {"steps": 0},
+            r"semantic attack: steps=0 is the single-attribute sweep alone; it needs single_starts, grid >= 2 and "
+            r"restarts=0 \(got single_starts=True, grid=9, restarts=3\)",
+        ),
+        ({"steps": 0, "restarts": 0, "grid": 0}, r"steps=0 is the single-attribute sweep alone; .*grid=0"),
+        ({"steps": 0, "restarts": 0, "single_starts": False}, r"steps=0 .*single_starts=False"),
         ({"restarts": -1}, "semantic attack: restarts must be an integer >= 0, got -1"),
         ({"grid": 1}, r"semantic attack: grid must be 0 \(no sweep\) or >= 2 points"),
         ({"rel_step": 0.0}, "semantic attack: rel_step must be a number > 0, got 0.0"),

@@ -110,7 +110,8 @@ def test_the_table_shows_each_attribute_and_the_classes_and_progress_goes_to_std
         (["-p", "steps=5"], ("use the command's own option --steps",)),
         (["-p", "loss=kl"], ("loss must be 'margin' or 'ce'",)),
         (["-p", "single_starts=3"], ("single_starts must be true or false",)),
-        (["--steps", "0"], ("--steps",)),
+        (["--steps", "-1"], ("--steps",)),
+        (["--steps", "0", "-p", "grid=0"], ("steps=0 is the single-attribute sweep alone", "grid >= 2")),
     ],
 )
 def test_bad_input_is_one_line_with_exit_code_2_and_nothing_written(

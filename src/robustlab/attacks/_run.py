@@ -68,7 +68,7 @@ def _semantic(
         raise ConfigError(
             "the semantic attack has no minimal search and no absolute step_size (its step is rel_step / steps)"
         )
-    _check_int("steps", steps, 1)
+    _check_int("steps", steps, 0)  # 0: the single-attribute sweeps alone (SemanticConfig checks the rest)
     if steps is not None:
         params["steps"] = steps
     return semantic_attack(

@@ -10,6 +10,11 @@ Per image still classified right, in this order, stopping at the first success (
    optimum (so the joint attack is never weaker than any attribute alone), then ``restarts`` uniformly random starts.
    A restart that fools an image ends it; otherwise the iterate with the highest loss is kept.
 
+``steps=0`` is **the sweep alone**: step 1 without its ascent and no step 2, forward passes only (no gradient), each
+image kept at its first success or else at its highest-loss sweep point. On one attribute, whose loss along the
+range is a curve of one variable, a few points of it reach the strength of ART's 10-step sign ascent for a fraction
+of the cost (``docs/benchmarks.md``, "Semantic attack at ART's strength").
+
 One sign step moves ``rel_step / steps`` in normalised units (a range is 2 wide) and ``rel_step * pixel_eps /
 steps`` in the residual: with ``rel_step = 2.5`` this is ART's composite attack's step (2.5 · half-range / 10 over
 10 steps). The attack proposes parameters; the evaluator projects them, re-renders the image and judges it with a
@@ -47,7 +52,8 @@ class SemanticConfig:
     """Settings of the semantic attack (see the module docstring).
 
     Attributes:
-        steps: Sign steps per ascent.
+        steps: Sign steps per ascent; 0: the single-attribute sweeps alone (needs ``single_starts``, ``grid`` >= 2
+            and no ``restarts``).
         restarts: Random joint restarts after the identity and single-attribute starts.
         single_starts: Attack each attribute alone first and start one joint restart at each optimum.
         grid: Points of the sweep that starts each single-attribute ascent (0: start at the identity).
@@ -66,12 +72,17 @@ class SemanticConfig:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for a value out of range."""
-        for name, minimum in (("steps", 1), ("restarts", 0), ("grid", 0)):
+        for name, minimum in (("steps", 0), ("restarts", 0), ("grid", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"semantic attack: {name} must be an integer >= {minimum}, got {value!r}")
         if self.grid == 1:
             raise ConfigError("semantic attack: grid must be 0 (no sweep) or >= 2 points (both ends of the range)")
+        if self.steps == 0 and not (self.single_starts and self.grid >= 2 and self.restarts == 0):
+            raise ConfigError(
+                "semantic attack: steps=0 is the single-attribute sweep alone; it needs single_starts, grid >= 2 "
+                f"and restarts=0 (got single_starts={self.single_starts}, grid={self.grid}, restarts={self.restarts})"
+            )
         if not (isinstance(self.rel_step, int | float) and math.isfinite(self.rel_step) and self.rel_step > 0):
             raise ConfigError(f"semantic attack: rel_step must be a number > 0, got {self.rel_step!r}")
         if self.loss not in ("margin", "ce"):
@@ -79,6 +90,8 @@ class SemanticConfig:
 
     def cost(self, attributes: int) -> int:
         """Model calls per image if none stops early."""
+        if self.steps == 0:
+            return attributes * self.grid
         single = attributes * (self.grid + self.steps + 1) if self.single_starts else 0
         starts = 1 + (attributes if self.single_starts else 0) + self.restarts
         return single + starts * (self.steps + 1)
@@ -212,9 +225,10 @@ def _single(
     u = threat.identity(n, x)
     if cfg.grid:
         best_loss = torch.full((n,), -math.inf, dtype=x.dtype, device=x.device)
+        kept_loss = best_loss.clone()  # the loss at each row's kept point (best_loss is +inf for a success)
         best_v = u[:, k].clone()
         done = torch.zeros(n, dtype=torch.bool, device=x.device)
-        for v in torch.linspace(-1.0, 1.0, cfg.grid).tolist():
+        for v in threat.sweep(k, cfg.grid):
             rows = (~done).nonzero().flatten() if cfg.early_stop else torch.arange(n, device=x.device)
             if rows.numel() == 0:
                 break
@@ -227,8 +241,11 @@ def _single(
             better = score > best_loss[rows]
             best_loss[rows] = torch.where(better, score, best_loss[rows])
             best_v[rows] = torch.where(better, torch.full_like(loss, v), best_v[rows])
+            kept_loss[rows] = torch.where(better, loss, kept_loss[rows])
             done[rows] |= ok
         u[:, k] = best_v
+        if cfg.steps == 0:  # the sweep alone
+            return u, done, kept_loss
     best_u, _, won, loss = _ascend(obj, x, y, t, idx, u, None, free, cfg)
     return best_u, won, loss
 
@@ -279,13 +296,19 @@ def propose_semantic(
         # Of the attributes that fool an image alone, the kept example is the one with the highest loss (not the
         # first in rendering order, which would bias the necessity histogram towards geometry).
         chosen_u, chosen_loss = threat.identity(n, x), torch.full_like(best_loss, -math.inf)
+        highest_u, highest_loss = threat.identity(n, x), torch.full_like(best_loss, -math.inf)
         everyone_rows = torch.arange(n, device=x.device)
         for k in range(a_count):
             uk, ok, lk = _single(obj, *pick(everyone_rows), k, cfg)
             single_success[:, k], single_u[:, k] = ok, uk[:, k]
             better = ok & (lk > chosen_loss)
             chosen_u[better], chosen_loss[better] = uk[better], lk[better]
+            higher = lk > highest_loss
+            highest_u[higher], highest_loss[higher] = uk[higher], lk[higher]
         fooled = single_success.any(1)
+        if cfg.steps == 0:  # the sweep alone: the success, else the highest-loss single-attribute point
+            best_u = torch.where(fooled.unsqueeze(1), chosen_u, highest_u)
+            return SemanticProposal(best_u, best_d, single_success, single_u)
         # the chosen single optimum judged as a joint point (no residual): an early success ends the image
         keep(everyone_rows, chosen_u, None, fooled, torch.where(fooled, math.inf, -math.inf))
 

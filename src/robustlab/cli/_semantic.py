@@ -131,7 +131,17 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--pixel-eps", help="L∞ budget of the pixel residual, e.g. 1/255 (default: the preset's)."),
         ] = None,
-        steps: Annotated[int | None, typer.Option("--steps", min=1, help="Sign steps per ascent.")] = None,
+        steps: Annotated[
+            int | None,
+            typer.Option(
+                "--steps",
+                min=0,
+                help=(
+                    "Sign steps per ascent; 0: the single-attribute sweeps alone (forward passes only; needs "
+                    "--restarts 0)."
+                ),
+            ),
+        ] = None,
         restarts: Annotated[
             int | None, typer.Option("--restarts", min=0, help="Random joint restarts after the fixed starts.")
         ] = None,

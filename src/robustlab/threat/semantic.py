@@ -114,6 +114,16 @@ class SemanticThreat:
         width = hi - lo
         return torch.where(width > 0, 2 * (values - lo) / torch.where(width > 0, width, 1) - 1, 0)
 
+    def sweep(self, k: int, points: int) -> list[float]:
+        """The normalised values of a ``points``-point sweep over attribute ``k``'s range: evenly spaced from one end
+        to the other, without the high end when the range spans a whole period (hue ±π, rotation ±180°), where it
+        renders the low end's image again."""
+        values = torch.linspace(-1.0, 1.0, points).tolist()
+        period = ATTRIBUTES.get(self.attributes[k]).period
+        if period is not None and points >= 2 and self.high[k] - self.low[k] >= period * (1 - 1e-9):
+            values.pop()
+        return values
+
     def identity(self, n: int, like: Tensor) -> Tensor:
         """Each image's normalised parameters at the attributes' identity values (clamped into their ranges: blur's
         identity is its range's low end, which renders no blur). Shape: ``(n, A)``."""

@@ -36,6 +36,8 @@ class Attribute:
         default_range: The range used when a threat model names the attribute without one (the ``mild`` preset's).
         unit: For people (``"rad"``, ``"°"``, ``"px"``, ``"×"``, ``""``).
         colour: Needs three channels (hue and saturation).
+        period: The attribute's period (hue 2π, rotation 360°): values ``period`` apart render the same image;
+            ``None``: not periodic.
         op: ``op(x, values)`` for the photometric and blur attributes (the geometric ones go through one affine map).
         summary: One line for ``--help`` and the report.
     """
@@ -49,6 +51,7 @@ class Attribute:
     summary: str
     open_low: bool = False
     colour: bool = False
+    period: float | None = None
     op: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def check_range(self, low: float, high: float) -> None:
@@ -75,20 +78,26 @@ def _add(attr: Attribute) -> None:
     ATTRIBUTES.register(attr.name, attr)
 
 
-_add(Attribute("rotation", "geometry", 0.0, (-180.0, 180.0), (-10.0, 10.0), "°", "rotation, counter-clockwise"))
+_add(
+    Attribute(
+        "rotation", "geometry", 0.0, (-180.0, 180.0), (-10.0, 10.0), "°", "rotation, counter-clockwise",
+        period=360.0,
+    )
+)  # fmt: skip
 _add(Attribute("translate_x", "geometry", 0.0, (None, None), (-3.0, 3.0), "px", "shift right"))
 _add(Attribute("translate_y", "geometry", 0.0, (None, None), (-3.0, 3.0), "px", "shift down"))
 _add(Attribute("scale", "geometry", 1.0, (0.0, None), (0.9, 1.1), "×", "zoom about the centre", open_low=True))
 _add(
     Attribute(
         "hue", "colour", 0.0, (-math.pi, math.pi), (-math.pi / 6, math.pi / 6), "rad",
-        "YIQ chroma rotation (luma kept)", colour=True, op=_colour.hue,
+        "YIQ chroma rotation (luma kept)", colour=True, period=2 * math.pi, op=_colour.hue,
     )
 )  # fmt: skip
 _add(
     Attribute(
         "hue_hsv", "colour", 0.0, (-math.pi, math.pi), (-math.pi, math.pi), "rad",
-        "HSV hue shift (kornia adjust_hue, ART's composite attack)", colour=True, op=_colour.hue_hsv,
+        "HSV hue shift (kornia adjust_hue, ART's composite attack)", colour=True, period=2 * math.pi,
+        op=_colour.hue_hsv,
     )
 )  # fmt: skip
 _add(
