@@ -17,11 +17,12 @@ accuracy is at most ART's: the speed-up at (at least) the same strength.
 
 The same per component: ART's single-component attacks (``enabled_attack=(k,)``, 10 sign steps from a random
 start, batched, on ``benchmarks/semantic.py``'s first ``art_n`` images) against our attack on that one attribute at
-a ladder of settings, cheapest first: the sweep alone (``steps=0``: 2 or 4 points of the range, forward passes
-only), one ascent from the identity of 3, 5 or 10 steps, then that plus one random start. With ``--art-python``
-(default: ``/work/art-venv/bin/python`` when it exists) ART's components are run again here, each just before our
-ladder on that attribute, so that both sides' CPU seconds come from one run on one machine (its robust accuracy is
-checked against the stored one); without it, the stored ART figures are used and the ratios mix two runs.
+a ladder of settings, cheapest first, up to the first as strong as ART: the sweep alone (``steps=0``: 2 or 4 points
+of the range, forward passes only), one ascent from the identity of 3, 5 or 10 steps, then that plus one random
+start. With ``--art-python`` (default: ``/work/art-venv/bin/python`` when it exists) ART's components are run again
+here, each just before our ladder on that attribute, so that both sides' CPU seconds come from one run on one
+machine (its robust accuracy is checked against the stored one); without it, the stored ART figures are used and
+the ratios mix two runs.
 
     ROBUSTLAB_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/semantic_cost.py \\
         [--from benchmarks/results/semantic.json] [--art-python PY] [--write-docs]
@@ -133,6 +134,8 @@ def per_component(source: dict[str, Any], model: Any, x: Any, y: Any, art_python
                 }
             )
             print(f"{attribute}, {label}: {rate['value']:.3f} (ART {art_robust:.3f}), {art_cpu / cpu:.1f}×", flush=True)
+            if rows[-1]["at_least_as_strong_as_art"]:
+                break  # the rest of the ladder costs more
         strong = [r for r in rows if r["at_least_as_strong_as_art"]]
         out["components"][attribute] = {
             "art": {"robust_among_correct": v["art"]["robust_among_correct"], "cpu_seconds_per_image": art_cpu},

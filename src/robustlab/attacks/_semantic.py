@@ -471,7 +471,9 @@ def semantic_attack(
         verdict, u_final, d_final = judge_semantic(model, x, u_all, d_all, y, targets, threat, batch_size)
         counter.add_forward(everyone)
         won = (verdict.success & clean_ok & (clean_logits.argmax(1) == y)).nonzero().flatten()
-        attribution = _Attribution(model, threat, x, y, targets, u_final, d_final, won, counter, batch_size)
+        attribution = _Attribution(
+            model, threat, x, y, targets, u_final, d_final, won, counter, batch_size, clean_logits
+        )
         undone = attribution.necessity() if necessity else None
         shares = attribution.shapley() if shapley else None
 
@@ -570,7 +572,14 @@ def _players(threat: SemanticThreat) -> list[str]:
 
 class _Attribution:
     """Which attributes a success needs: judged again with some of them reset to identity (a fresh forward pass
-    of the re-rendered image, as the evaluator judges)."""
+    of the re-rendered image, as the evaluator judges).
+
+    Two kinds of reset need no pass, their image being one already judged: a reset that changes nothing (only
+    attributes already at identity, the residual kept or zero) leaves the judged adversarial image, a success; and,
+    where the identity parameters render the input exactly (every attribute's range holds its identity), a reset
+    that leaves nothing is the clean image, judged by the clean pass. A success found by one attribute alone, as
+    every success of the single-attribute sweep is, then needs no necessity pass at all.
+    """
 
     def __init__(
         self,
@@ -584,6 +593,7 @@ class _Attribution:
         won: Tensor,
         counter: PassCounter,
         batch_size: int | None,
+        clean_logits: Tensor,
     ) -> None:
         self.model, self.threat, self.counter, self.batch_size = model, threat, counter, batch_size
         self.won = won
@@ -593,22 +603,40 @@ class _Attribution:
         self.delta = None if delta is None else delta[won]
         self.ident = threat.identity(1, x)[0]
         self.n = int(x.shape[0])
+        from robustlab.transforms import ATTRIBUTES
+
+        true_identity = torch.tensor([ATTRIBUTES.get(a).identity for a in threat.attributes], dtype=torch.float64)
+        rendered = threat.values(self.ident.unsqueeze(0))[0]
+        self.identity_is_clean = torch.equal(rendered, true_identity.to(rendered.device, rendered.dtype))
+        self.clean_success = is_success(clean_logits[won], self.y, self.t)
 
     def _fooled(self, active: Tensor, with_delta: bool) -> Tensor:
         """Success with only the attributes in ``active`` (``(A,)`` bool) set as found, the rest at identity."""
         u = torch.where(active.unsqueeze(0), self.u, self.ident.unsqueeze(0))
         delta = self.delta if with_delta else None
-        bs = self.batch_size or max(int(self.x.shape[0]), 1)
+        unchanged = (u == self.u).all(1)
+        if self.delta is not None and delta is None:
+            unchanged &= ~self.delta.flatten(1).any(1)
+        bare = (u == self.ident.unsqueeze(0)).all(1) & self.identity_is_clean
+        if delta is not None:
+            bare &= ~delta.flatten(1).any(1)
+        out = torch.where(unchanged, True, self.clean_success & bare)
+        ask = (~unchanged & ~bare).nonzero().flatten()
+        if ask.numel() == 0:
+            return out
+        x, ua, da = self.x[ask], u[ask], None if delta is None else delta[ask]
+        bs = self.batch_size or max(int(x.shape[0]), 1)
         with torch.no_grad():
             images = torch.cat(
                 [
-                    self.threat.render(self.x[i : i + bs], u[i : i + bs], None if delta is None else delta[i : i + bs])
-                    for i in range(0, int(self.x.shape[0]), bs)
+                    self.threat.render(x[i : i + bs], ua[i : i + bs], None if da is None else da[i : i + bs])
+                    for i in range(0, int(x.shape[0]), bs)
                 ]
             )
         logits = predict_logits(self.model, images, self.batch_size)
-        self.counter.add_forward(self.won)
-        return is_success(logits, self.y, self.t)
+        self.counter.add_forward(self.won[ask])
+        out[ask] = is_success(logits, self.y[ask], None if self.t is None else self.t[ask])
+        return out
 
     def necessity(self) -> Tensor:
         """``(N, A)`` bool: resetting attribute ``k`` alone undoes the success (False for rows that did not win)."""
