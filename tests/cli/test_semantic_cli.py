@@ -83,6 +83,17 @@ def test_json_holds_rates_histograms_per_class_threat_and_costs_and_writes_the_g
     assert all(abs(r["attr_hue"]) <= 0.7853981634 + 1e-9 for r in records)
 
 
+def test_steps_0_runs_the_sweep_alone_with_forward_passes_only(data_dir: Path) -> None:
+    result = runner.invoke(app, [*BASE, "--steps", "0", "--pixel-eps", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    out: dict[str, Any] = json.loads(result.stdout)
+    assert out["config"]["steps"] == 0 and out["config"]["grid"] == 3
+    assert out["gradient_passes"] == 0 and out["forward_passes"] > 0
+    # each image: its clean pass, at most 3 points per attribute, the judging pass (no necessity pass: a success
+    # of the sweep moves one attribute)
+    assert out["forward_passes"] <= out["n"] * (1 + 3 * 3 + 1)
+
+
 def test_the_table_shows_each_attribute_and_the_classes_and_progress_goes_to_stderr(data_dir: Path) -> None:
     result = runner.invoke(app, [*BASE, "--pixel-eps", "0"])
     assert result.exit_code == 0, result.output
