@@ -124,6 +124,10 @@ def test_each_configuration_has_its_own_key_and_label_and_canonical_settings(dat
     from robustlab.kinds.semantic import config_label
 
     assert config_label(hue) == "mild, pixel L∞ 1/255 (attributes hue, hue -0.785:0.785, Shapley)"
+    # the sweep alone is an entry like any other
+    alone = {"preset": "caa", "steps": 0, "restarts": 0, "params": {"grid": 4}}
+    (sweep,) = semantic_configs(parse_spec(_spec([alone])))
+    assert sweep["config"]["steps"] == 0 and sweep["config"]["grid"] == 4 and "steps=0" in config_label(sweep)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +142,8 @@ def test_each_configuration_has_its_own_key_and_label_and_canonical_settings(dat
         ({"params": {"grd": 3}}, {}, ("semantic.0", "unknown semantic attack setting 'grd'", "grid")),
         ({"params": {"steps": 3}}, {}, ("semantic.0.params", "steps belong(s) at the entry's top level")),
         ({"params": {"loss": "kl"}}, {}, ("semantic.0", "loss must be 'margin' or 'ce'")),
-        ({"steps": 0}, {}, ("semantic.0.steps",)),
+        ({"steps": -1}, {}, ("semantic.0.steps",)),
+        ({"steps": 0, "params": {"grid": 0}}, {}, ("semantic.0", "steps=0 is the single-attribute sweep alone")),
         ({"n": N + 1}, {}, ("semantic.0.n", f"{N + 1} points", f"has {N}")),
         (
             {"attributes": None},  # the preset's, with hue and saturation

@@ -100,7 +100,11 @@ class SemanticSection(SpecSection):
         default_factory=_unset, description="L∞ budget of the pixel residual (default: the preset's; 0: none)."
     )
     padding: str | None = Field(default=None, description="zeros or reflection (default: the preset's).")
-    steps: int | None = Field(default=None, gt=0, description="Sign steps per ascent (default: the attack's).")
+    steps: int | None = Field(
+        default=None,
+        ge=0,
+        description="Sign steps per ascent (default: the attack's); 0: the single-attribute sweeps alone, restarts 0.",
+    )
     restarts: int | None = Field(default=None, ge=0, description="Random joint restarts (default: the attack's).")
     shapley: bool = Field(default=False, description="Also exact Shapley values over the attributes.")
     n: int | None = Field(default=None, gt=0, description="The first n points of the evaluation subset (default all).")
