@@ -224,3 +224,32 @@ def test_necessity_and_shapley_equal_judging_every_reset_afresh() -> None:
                 phi += weight * (value[mask | (1 << i)] - value[mask])
         got = torch.tensor([result.columns[f"shapley_{a}"][int(r)] for r in won], dtype=torch.float64)
         assert torch.allclose(got, phi), a
+
+
+@pytest.mark.parametrize("search", [{"steps": 0, "restarts": 0, "grid": 4}, {"steps": 2, "restarts": 1, "grid": 4}])
+def test_the_progress_budget_is_the_model_calls_of_an_image_nobody_fools(search: dict[str, Any]) -> None:
+    # A model that answers class 0 whatever it sees: nothing stops early, so the attack makes exactly the calls its
+    # budget announced (a whole-period hue sweep of 4 points renders 3 images).
+    class Stubborn(nn.Module):
+        def forward(self, x: Tensor) -> Tensor:
+            return F.one_hot(torch.zeros(len(x), dtype=torch.long), 10).float() * 10 + x.mean() * 0
+
+    x = torch.rand(3, 3, 8, 8)
+    seen: list[tuple[int, int]] = []
+    semantic_attack(
+        Stubborn(), x, torch.zeros(3, dtype=torch.long), preset="caa", attributes=["hue_hsv", "brightness"],
+        pixel_eps=0.0, progress=lambda done, total: seen.append((done, total)), **search,
+    )  # fmt: skip
+    threat = semantic_threat("caa", ["hue_hsv", "brightness"], None, 0.0)
+    assert [len(threat.sweep(k, 4)) for k in range(2)] == [3, 4]
+    done, total = seen[-1]
+    assert total == 3 * semantic_config_cost(search, threat) and done == total
+
+
+def semantic_config_cost(search: dict[str, Any], threat: SemanticThreat) -> int:
+    """The calls per image written out: the sweeps (3 + 4 points), then per ascent steps + 1 passes."""
+    sweeps = 3 + 4
+    if search["steps"] == 0:
+        return sweeps
+    ascent = search["steps"] + 1
+    return sweeps + threat.size * ascent + (1 + threat.size + search["restarts"]) * ascent

@@ -88,11 +88,13 @@ class SemanticConfig:
         if self.loss not in ("margin", "ce"):
             raise ConfigError(f"semantic attack: loss must be 'margin' or 'ce', got {self.loss!r}")
 
-    def cost(self, attributes: int) -> int:
-        """Model calls per image if none stops early."""
+    def cost(self, threat: SemanticThreat) -> int:
+        """Model calls per image if none stops early (a whole-period attribute's sweep has one point less)."""
+        attributes = threat.size
+        sweeps = sum(len(threat.sweep(k, self.grid)) for k in range(attributes)) if self.grid else 0
         if self.steps == 0:
-            return attributes * self.grid
-        single = attributes * (self.grid + self.steps + 1) if self.single_starts else 0
+            return sweeps
+        single = sweeps + attributes * (self.steps + 1) if self.single_starts else 0
         starts = 1 + (attributes if self.single_starts else 0) + self.restarts
         return single + starts * (self.steps + 1)
 
@@ -449,7 +451,7 @@ def semantic_attack(
         mode_name, targets = resolve_targets(target, clean_logits, y, generator)
         clean_ok = finite_rows(clean_logits)
         todo = (clean_ok & ~is_success(clean_logits, y, targets)).nonzero().flatten()
-        budget = int(todo.numel()) * cfg.cost(threat.size)
+        budget = int(todo.numel()) * cfg.cost(threat)
         if progress is not None:
             progress(0, budget)
             counter.calls_total = 0
