@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine, machine, write_section
+from semantic import predict
 
 from robustlab.attacks import attack
 from robustlab.data import load_dataset
@@ -75,11 +76,13 @@ SINGLE_LADDER: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def art_again(art_python: str, model: Any, x: Any, y: Any, attribute: str | None, batch: int) -> dict[str, Any]:
+def art_again(
+    art_python: str, model: Any, x: Any, y: Any, correct: Any, attribute: str | None, batch: int
+) -> dict[str, Any]:
     """ART's single component ``attribute`` (``None``: the scheduled composite of all five) on ``x`` here and now
     (``benchmarks/semantic.py``'s helper and settings, one thread): its robust accuracy among the clean-correct
-    images, judged by our model, and its CPU seconds (``generate`` alone)."""
-    from semantic import ART_COMPONENTS, art_job, art_task, check_art_model, predict, rates, run_art
+    images (``correct``), judged by our model, and its CPU seconds (``generate`` alone)."""
+    from semantic import ART_COMPONENTS, art_job, art_task, check_art_model, rates, run_art
 
     name = attribute or "composite"
     enabled = (ART_COMPONENTS[attribute],) if attribute else tuple(ART_COMPONENTS.values())
@@ -89,7 +92,7 @@ def art_again(art_python: str, model: Any, x: Any, y: Any, attribute: str | None
     check_art_model(out, model, x)
     a = out["tasks"][name]
     robust = predict(model, a["x_adv"].float().clamp(0, 1)) == y
-    return {**rates(robust, predict(model, x) == y), "cpu_seconds": a["cpu_seconds"], "versions": out["versions"]}
+    return {**rates(robust, correct), "cpu_seconds": a["cpu_seconds"], "versions": out["versions"]}
 
 
 def same_as_stored(what: str, stored: dict[str, Any], again: dict[str, Any]) -> None:
@@ -105,10 +108,11 @@ def per_component(source: dict[str, Any], model: Any, x: Any, y: Any, art_python
     n = int(ag["n"])
     x, y = x[:n], y[:n]
     out: dict[str, Any] = {"n": n, "art_measured_here": art_python is not None, "components": {}}
+    correct = predict(model, x) == y if art_python is not None else None
     for attribute, v in ag["single"].items():
         art_stored = v["art"]
         if art_python is not None:
-            again = art_again(art_python, model, x, y, attribute, source["settings"]["batch_size"])
+            again = art_again(art_python, model, x, y, correct, attribute, source["settings"]["batch_size"])
             out["art_versions"] = again.pop("versions")
             same_as_stored(attribute, art_stored, again)
             v = {**v, "art": again}
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     x, y = data.images()[:n].float(), data.y[:n].long()
     if args.art_python is not None:
         print(f"ART's scheduled composite on {n} images ...", flush=True)
-        again = art_again(args.art_python, model, x, y, None, source["settings"]["batch_size"])
+        again = art_again(args.art_python, model, x, y, predict(model, x) == y, None, source["settings"]["batch_size"])
         again.pop("versions")
         same_as_stored("composite", art, again)
         art = again

@@ -605,11 +605,7 @@ class _Attribution:
         self.delta = None if delta is None else delta[won]
         self.ident = threat.identity(1, x)[0]
         self.n = int(x.shape[0])
-        from robustlab.transforms import ATTRIBUTES
-
-        true_identity = torch.tensor([ATTRIBUTES.get(a).identity for a in threat.attributes], dtype=torch.float64)
-        rendered = threat.values(self.ident.unsqueeze(0))[0]
-        self.identity_is_clean = torch.equal(rendered, true_identity.to(rendered.device, rendered.dtype))
+        self.identity_is_clean = threat.identity_renders_input(x)
         self.clean_success = is_success(clean_logits[won], self.y, self.t)
 
     def _fooled(self, active: Tensor, with_delta: bool) -> Tensor:

@@ -132,6 +132,14 @@ class SemanticThreat:
         ident = torch.maximum(torch.minimum(ident.to(like.device, like.dtype), hi), lo)
         return self.normalise(ident).unsqueeze(0).expand(n, -1).clone()
 
+    def identity_renders_input(self, like: Tensor) -> bool:
+        """Whether :meth:`identity`'s parameters render images like ``like`` (its dtype and device) exactly: every
+        range holds its attribute's identity and the normalised round trip gives it back bit for bit (each attribute
+        at its identity value returns the input exactly; blur on a range above 0, for one, does not)."""
+        ident = self.identity(1, like)
+        wanted = torch.tensor([ATTRIBUTES.get(a).identity for a in self.attributes], dtype=torch.float64)
+        return torch.equal(self.values(ident)[0], wanted.to(ident.device, ident.dtype))
+
     def check_images(self, x: Tensor) -> None:
         """Raise :class:`ConfigError` if an attribute cannot act on these images (colour ones on one channel)."""
         if x.dim() != 4:
