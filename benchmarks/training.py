@@ -83,11 +83,14 @@ class HandLoop:
         arch: Architecture (built as :func:`_model` builds it: the same initial weights as robustlab's).
         steps: PGD steps.
         adapter: Call the ``ModelAdapter`` (with its normalisation) instead of the network itself.
+        channels_last: The network's weights in channels-last order (what robustlab trains in on CPU).
     """
 
-    def __init__(self, arch: str, steps: int, *, adapter: bool = False) -> None:
+    def __init__(self, arch: str, steps: int, *, adapter: bool = False, channels_last: bool = False) -> None:
         model = _model(arch)
         self.net: nn.Module = model if adapter else model.net
+        if channels_last:  # the user's one-line opt-in: the weights in channels-last order
+            self.net.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=LR, momentum=MOMENTUM, nesterov=True)
         self.gen = torch.Generator().manual_seed(0)  # the first randperm is train_model's (seed 0)
         self.steps, self.alpha = steps, 2.5 * EPS / steps
@@ -117,47 +120,59 @@ class FloorParts:
     """The floor's parts on one batch: a train-mode forward and full backward, one attack pass (eval-mode forward
     and input gradient) and one training step (forward, backward, optimiser step at learning rate 0)."""
 
-    def __init__(self, arch: str) -> None:
+    def __init__(self, arch: str, *, channels_last: bool = False) -> None:
         self.net: nn.Module = _model(arch).net
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.net.parameters(), lr=0.0)
 
-    def measure(self, x: Tensor, y: Tensor, idx: Tensor, spent: dict[str, float]) -> None:
-        """Add each part's CPU seconds on ``x[idx]`` to ``spent["fb"]``, ``spent["attack"]``, ``spent["train"]``."""
+    def measure(self, x: Tensor, y: Tensor, idx: Tensor, spent: dict[str, float], tag: str = "") -> None:
+        """Add each part's CPU seconds on ``x[idx]`` to ``spent["fb" + tag]``, ``spent["attack" + tag]``,
+        ``spent["train" + tag]``."""
         xb, yb = x[idx].float() / 255, y[idx]
         self.net.train()
         t0 = time.process_time()
         F.cross_entropy(self.net(xb), yb).backward()  # type: ignore[no-untyped-call]
-        spent["fb"] += time.process_time() - t0
+        spent["fb" + tag] += time.process_time() - t0
         self.net.eval()
         xa = xb.clone().requires_grad_(True)
         t0 = time.process_time()
         torch.autograd.grad(F.cross_entropy(self.net(xa), yb), xa)
-        spent["attack"] += time.process_time() - t0
+        spent["attack" + tag] += time.process_time() - t0
         self.net.train()
         t0 = time.process_time()
         loss = F.cross_entropy(self.net(xb), yb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         self.opt.step()
-        spent["train"] += time.process_time() - t0
+        spent["train" + tag] += time.process_time() - t0
 
 
-def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> dict[str, float]:
+def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> tuple[dict[str, float], str]:
     """One epoch of each in-process contender, taking turns batch by batch: after each step of ``train_model``
     (from its ``on_step`` callback) the hand loop, the hand loop through the adapter and the floor's parts run on
-    the same batch, so that all of them see the same load of the machine, ~0.1 s at a time.
+    the same batch, so that all of them see the same load of the machine, ~0.1 s at a time. robustlab trains in its
+    default layout (``memory_format="auto"``: channels-last for a convolutional network on CPU); the hand loop and
+    the floor's parts run in both layouts.
 
     Returns:
         CPU seconds of ``robustlab`` (the whole ``train_model`` call without the time spent in the callback),
-        ``hand``, ``hand_adapter``, and the floor's ``fb``, ``attack`` and ``train`` parts over the epoch.
+        ``hand``, ``hand_adapter``, ``hand_cl`` (channels-last), the floor's ``fb``, ``attack`` and ``train`` parts
+        and their channels-last twins ``fb_cl``, ``attack_cl``, ``train_cl`` over the epoch; and the layout
+        robustlab trained in.
     """
     from robustlab import TrainConfig, train_model
     from robustlab.models.adapter import trusted_inputs
 
-    hands = {"hand": HandLoop(arch, steps), "hand_adapter": HandLoop(arch, steps, adapter=True)}
+    hands = {
+        "hand": HandLoop(arch, steps),
+        "hand_adapter": HandLoop(arch, steps, adapter=True),
+        "hand_cl": HandLoop(arch, steps, channels_last=True),
+    }
     orders = {k: h.order(len(x)) for k, h in hands.items()}
-    parts = FloorParts(arch)
-    spent = dict.fromkeys(("hand", "hand_adapter", "fb", "attack", "train", "callback"), 0.0)
+    parts = {"": FloorParts(arch), "_cl": FloorParts(arch, channels_last=True)}
+    parts_keys = [p + tag for tag in parts for p in ("fb", "attack", "train")]
+    spent = dict.fromkeys(("hand", "hand_adapter", "hand_cl", *parts_keys, "callback"), 0.0)
 
     def others(report: Any) -> None:
         t_in = time.process_time()
@@ -167,7 +182,8 @@ def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> d
             with trusted_inputs(h.net):  # the adapter's input checks off, as in robustlab's own loops
                 h.step(x, y, idx)
             spent[name] += time.process_time() - t0
-        parts.measure(x, y, orders["hand"][report.step * batch : (report.step + 1) * batch], spent)
+        for tag, part in parts.items():
+            part.measure(x, y, orders["hand"][report.step * batch : (report.step + 1) * batch], spent, tag)
         spent["callback"] += time.process_time() - t_in
 
     model = _model(arch)
@@ -186,11 +202,11 @@ def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> d
     run = Path(tempfile.mkdtemp(prefix="rl-bench-train-"))
     try:
         t0 = time.process_time()
-        train_model(model, x, y, cfg, run / "run", on_step=others)
+        layout = train_model(model, x, y, cfg, run / "run", on_step=others).memory_format
         spent["robustlab"] = time.process_time() - t0 - spent["callback"]
     finally:
         shutil.rmtree(run, ignore_errors=True)
-    return spent
+    return spent, layout
 
 
 def plain_network(net: nn.Module) -> nn.Sequential:
@@ -258,9 +274,10 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
 
     floor_fb, floor_parts = result["floor_steps_plus_1_fb_s"], result["floor_parts_s"]
     rows = [
-        ("robustlab `train_model`", "robustlab"),
+        (f"robustlab `train_model` (trained {', '.join(result['robustlab_layout'])})", "robustlab"),
         ("hand-written loop", "hand"),
         ("hand-written loop through the `ModelAdapter`", "hand_adapter"),
+        ("hand-written loop, weights channels-last", "hand_cl"),
     ]
     rows += [(ART_TRAINERS[t], f"art_{t}") for t in result["art"]["trainers"] if f"art_{t}" in best]
     lines = [
@@ -278,7 +295,8 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
         + ". robustlab's time is the whole `train_model` call (set-up, checkpoint and metrics "
         "written); the hand-written loops and the floor's parts run batch by batch between robustlab's steps (from "
         "its `on_step` callback, whose time is not robustlab's), so all of them see the same load; ART runs in its "
-        "own environment after them in each round, its time taken around its trainer's `fit` alone.\n",
+        "own environment after them in each round, its time taken around its trainer's `fit` alone. The floors are "
+        "measured in both layouts (row-major and channels-last weights); the ratios are to the faster one.\n",
         "| | CPU s | × floor (steps+1)·(fwd+bwd) | × floor (steps·attack + train) | × robustlab |",
         "|---|---|---|---|---|",
     ]
@@ -287,8 +305,14 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
         lines.append(
             f"| {label} | {t:.2f} | {t / floor_fb:.2f} | {t / floor_parts:.2f} | {t / best['robustlab']:.2f} |"
         )
-    lines.append(f"| floor (steps+1)·(fwd+bwd) | {floor_fb:.2f} | 1.00 | | |")
-    lines.append(f"| floor steps·attack pass + training step | {floor_parts:.2f} | | 1.00 | |\n")
+    for layout, f in result["floors_by_layout_s"].items():
+        lines.append(f"| floor (steps+1)·(fwd+bwd), {layout} | {f['fb']:.2f} | {f['fb'] / floor_fb:.2f} | | |")
+    for layout, f in result["floors_by_layout_s"].items():
+        lines.append(
+            f"| floor steps·attack pass + training step, {layout} | {f['parts']:.2f} | | "
+            f"{f['parts'] / floor_parts:.2f} | |"
+        )
+    lines[-1] += "\n"
     med = result["median_of_rounds"]
     sentences = [
         f"robustlab / floor {result['robustlab_over_floor']:.2f} (median of the rounds "
@@ -297,6 +321,8 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
         "target ≤ 1.00)",
         f"robustlab / hand loop through the adapter {result['robustlab_over_hand_adapter']:.2f} "
         f"(median {med['robustlab_over_hand_adapter']:.2f})",
+        f"robustlab / hand loop channels-last {result['robustlab_over_hand_cl']:.2f} "
+        f"(median {med['robustlab_over_hand_cl']:.2f}; like for like)",
         f"hand loop / floor {result['hand_over_floor']:.2f}",
     ]
     for t in result["art"]["trainers"]:
@@ -367,8 +393,11 @@ def main() -> None:
     trainers = [] if "skipped" in art else art["trainers"]
     art_info: dict[str, dict[str, Any]] = {}
 
+    layouts: set[str] = set()
+
     def round_(xs: Tensor, ys: Tensor) -> dict[str, float]:
-        spent = lockstep_epoch(args.arch, xs, ys, args.steps, args.batch)
+        spent, layout = lockstep_epoch(args.arch, xs, ys, args.steps, args.batch)
+        layouts.add(layout)
         for t in trainers:
             art_info[t] = art_epoch(
                 args.art_python, args.arch, xs, ys, args.steps, args.batch, t, args.threads, retained
@@ -383,9 +412,17 @@ def main() -> None:
             runs.setdefault(k, []).append(v)
         print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in runs.items()), flush=True)
     best = {k: min(v) for k, v in runs.items() if k != "callback"}
-    floor_fb = (args.steps + 1) * best["fb"]
-    floor_parts = args.steps * best["attack"] + best["train"]
-    rounds_floor = [(args.steps + 1) * v for v in runs["fb"]]
+    # Each floor in both layouts; the faster layout's is the floor (the least the passes can cost here).
+    floors = {
+        tag: {
+            "fb": (args.steps + 1) * best["fb" + tag],
+            "parts": args.steps * best["attack" + tag] + best["train" + tag],
+        }
+        for tag in ("", "_cl")
+    }
+    floor_fb = min(f["fb"] for f in floors.values())
+    floor_parts = min(f["parts"] for f in floors.values())
+    rounds_floor = [(args.steps + 1) * min(a, b) for a, b in zip(runs["fb"], runs["fb_cl"], strict=True)]
 
     def med(num: list[float], den: list[float]) -> float:
         return round(statistics.median(n / d for n, d in zip(num, den, strict=True)), 3)
@@ -394,6 +431,7 @@ def main() -> None:
         "robustlab_over_floor": med(runs["robustlab"], rounds_floor),
         "robustlab_over_hand": med(runs["robustlab"], runs["hand"]),
         "robustlab_over_hand_adapter": med(runs["robustlab"], runs["hand_adapter"]),
+        "robustlab_over_hand_cl": med(runs["robustlab"], runs["hand_cl"]),
         "hand_over_floor": med(runs["hand"], rounds_floor),
     }
     result: dict[str, Any] = {
@@ -404,15 +442,22 @@ def main() -> None:
         "eps": EPS,
         "repeats": args.repeats,
         "freed_memory_retained": retained,
+        "robustlab_layout": sorted(layouts),
         "cpu_s": {k: round(v, 3) for k, v in best.items()},
         "all_cpu_s": {k: [round(t, 3) for t in v] for k, v in runs.items()},
         "floor_steps_plus_1_fb_s": round(floor_fb, 3),
         "floor_parts_s": round(floor_parts, 3),
+        "floors_by_layout_s": {
+            ("contiguous" if tag == "" else "channels_last"): {k: round(v, 3) for k, v in f.items()}
+            for tag, f in floors.items()
+        },
         "robustlab_over_floor": round(best["robustlab"] / floor_fb, 3),
         "robustlab_over_parts_floor": round(best["robustlab"] / floor_parts, 3),
         "robustlab_over_hand": round(best["robustlab"] / best["hand"], 3),
         "robustlab_over_hand_adapter": round(best["robustlab"] / best["hand_adapter"], 3),
+        "robustlab_over_hand_cl": round(best["robustlab"] / best["hand_cl"], 3),
         "hand_over_floor": round(best["hand"] / floor_fb, 3),
+        "hand_cl_over_floor": round(best["hand_cl"] / floor_fb, 3),
     }
     for t, out in art_info.items():
         key = f"art_{t}"
@@ -424,6 +469,7 @@ def main() -> None:
     result["targets_met"] = {
         "at_most_1_10_floor": result["robustlab_over_floor"] <= 1.10,
         "at_most_hand": result["robustlab_over_hand"] <= 1.0,
+        "at_most_hand_channels_last": result["robustlab_over_hand_cl"] <= 1.0,
         **{f"art_{t}_at_least_1_3": result[f"art_{t}_over_robustlab"] >= 1.3 for t in art_info},
     }
     result["art"] = art

@@ -45,6 +45,7 @@ def test_json_has_per_epoch_metrics_and_the_model_path(toy: str, tmp_path: Path)
     assert all(e["inner_passes"] == 2 * 120 for e in out["epochs"])
     assert out["recipe"]["method"] == "pgd-at" and out["recipe"]["method_params"]["eps"] == pytest.approx(8 / 255)
     assert out["recipe"]["label_smoothing"] == 0.0
+    assert out["recipe"]["memory_format"] == "contiguous"  # auto: an MLP has no convolution to gain from it
 
 
 @pytest.mark.parametrize(
@@ -65,6 +66,7 @@ def test_json_has_per_epoch_metrics_and_the_model_path(toy: str, tmp_path: Path)
         (["--method", "dial", "--eps", "0.1", "--set", "kind"], "--set takes KEY=VALUE, got 'kind'"),
         (["--method", "dial", "--eps", "0.1", "--set", "knd=ce"], "dial has no setting 'knd'. Did you mean: kind?"),
         (["--method", "multibn", "--arch-kwargs", '{"norm_layer": "dubin"}'], "multibn builds its own model layout"),
+        (["--memory-format", "nhwc"], "memory_format must be one of auto, channels_last, contiguous; got 'nhwc'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_directory(

@@ -221,6 +221,16 @@ def register(app: typer.Typer) -> None:
         monitor_n: Annotated[int, typer.Option(min=0, help="Held-out monitor images (0: no monitor).")] = 256,
         on_overfit: Annotated[str, typer.Option(help="On catastrophic overfitting: warn, stop or rollback.")] = "warn",
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
+        memory_format: Annotated[
+            str,
+            typer.Option(
+                help="The network's layout while it trains: auto (channels-last for a convolutional network on "
+                "CPU, where oneDNN's convolutions run faster: a PGD-AT epoch 0.70x on vgg8-w25, 0.91x on "
+                "ResNet-20, the same on ResNet-8; contiguous elsewhere or where the network cannot run "
+                "channels-last), channels_last or contiguous. Not part of the run's fingerprint; the saved "
+                "weights are the same either way up to float summation order."
+            ),
+        ] = "auto",
         audit: Annotated[
             bool | None,
             typer.Option(
@@ -253,6 +263,7 @@ def register(app: typer.Typer) -> None:
 
         from robustlab.train import TrainConfig
         from robustlab.train import distributed as ddp
+        from robustlab.train.layout import check_memory_format
         from robustlab.train.standalone import train_architecture
 
         set_threads(threads)
@@ -263,6 +274,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"--arch-kwargs is not valid JSON: {exc}") from exc
             params = _method_params(method, eps, steps, step_size, alpha, beta, random_start, eps_ramp)
             params.update(_settings(setting or []))
+            check_memory_format(memory_format)
             if audit_n < 1:
                 raise ConfigError(f"--audit-n must be >= 1 (points audited), got {audit_n}")
             if audit and method == "standard":
@@ -302,6 +314,7 @@ def register(app: typer.Typer) -> None:
                     data_dir=data,
                     normalize=normalize,
                     device=device,
+                    memory_format=memory_format,
                     on_step=progress.step,
                     on_epoch=progress.epoch,
                     audit_n=audit_n if audit is not False else None,

@@ -13,6 +13,7 @@ refused, naming what changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -35,6 +36,7 @@ from robustlab.data import to_float_images
 from robustlab.errors import ConfigError, RobustlabError
 from robustlab.metrics.accuracy import predict_classes
 from robustlab.models.adapter import ModelAdapter, trusted_inputs
+from robustlab.train import layout
 from robustlab.train import monitor as mon
 from robustlab.train.augment import random_crop_flip
 from robustlab.train.distributed import current
@@ -243,6 +245,7 @@ class TrainResult:
         run_dir: The run directory.
         stopped: Why the run ended early (``"catastrophic overfitting at epoch 4: ..."``), or ``None``.
         rolled_back_to: The epoch whose weights the model holds after a rollback, or ``None``.
+        memory_format: The layout the network trained in (:mod:`robustlab.train.layout`).
     """
 
     epochs: list[EpochMetrics]
@@ -250,6 +253,7 @@ class TrainResult:
     run_dir: Path
     stopped: str | None = None
     rolled_back_to: int | None = None
+    memory_format: str = "contiguous"
 
 
 ProgressFn = Callable[[int, int, int, float], None]
@@ -346,6 +350,7 @@ def train_model(
     progress: ProgressFn | None = None,
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
+    memory_format: str = "auto",
 ) -> TrainResult:
     """Train ``model`` in place with ``cfg.method``; resume from ``run_dir/checkpoint.pt`` when it exists.
 
@@ -364,12 +369,17 @@ def train_model(
         progress: Optional per-step callback ``(epoch, step, steps, loss)``.
         on_step: Optional per-step callback with a :class:`StepReport` (inner maximiser's cost included).
         on_epoch: Optional callback with each finished epoch's metrics (after its checkpoint is written).
+        memory_format: The network's layout while it trains: ``"auto"`` (channels-last for a convolutional
+            network on CPU, where it is faster), ``"channels_last"`` or ``"contiguous"``
+            (:mod:`robustlab.train.layout`). An execution setting, not part of the run's fingerprint; the model is
+            handed back in the layout it came in.
 
     Returns:
         The epochs' metrics, where the run resumed, and whether it stopped early (catastrophic overfitting).
 
     Raises:
-        ConfigError: the run directory holds a run with another config or another number of processes.
+        ConfigError: the run directory holds a run with another config or another number of processes; an unknown
+            ``memory_format``, or ``"channels_last"`` for a network that cannot run in it.
         TrainingDivergedError: the loss became NaN or infinite (the last good checkpoint is kept).
 
     Shape:
@@ -396,8 +406,12 @@ def train_model(
             monitor_data[1][: cfg.monitor_n].to(device),
         )
     eps, norm = _monitor_eps(method)
+    layout_name = layout.resolve(memory_format, model, model.net, to_float_images(x[:2]).to(device))
     created = not run.exists()
-    with torch.random.fork_rng(devices=[]):
+    with (
+        torch.random.fork_rng(devices=[]),
+        layout.channels_last(model.net) if layout_name == "channels_last" else contextlib.nullcontext(),
+    ):
         torch.manual_seed(cfg.seed)  # dropout draws from the (forked) global generator
         if ckpt_path.is_file():
             state: dict[str, Any] = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -583,4 +597,4 @@ def train_model(
             raise
         finally:
             model.train(was_training)
-    return TrainResult(history, start, run, stopped, rolled_back)
+    return TrainResult(history, start, run, stopped, rolled_back, layout_name)

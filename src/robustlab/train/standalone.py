@@ -69,6 +69,7 @@ def fit_and_export(
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     device: str = "cpu",
+    memory_format: str = "auto",
 ) -> ModelSpec:
     """Initialise ``spec``'s architecture (seeded), train it resumably, measure it and save it.
 
@@ -84,6 +85,8 @@ def fit_and_export(
         on_step: Per-step callback with the step's report (the inner maximiser's cost included).
         on_epoch: Called with each finished epoch's metrics.
         device: Where to train (``cpu``, ``cuda``, ``cuda:1``; under ``torchrun`` each process its local GPU).
+        memory_format: The network's layout while it trains (:func:`~robustlab.train.loop.train_model`); the
+            layout it trained in is recorded in the recipe.
 
     Returns:
         The spec with ``weights`` and ``metrics`` (``test_accuracy`` and ``test_images`` when ``test`` is given,
@@ -108,6 +111,7 @@ def fit_and_export(
         progress=progress,
         on_step=on_step,
         on_epoch=on_epoch,
+        memory_format=memory_format,
     )
     if not current().main:
         return spec  # a multi-process run: rank 0 measures and writes
@@ -118,7 +122,11 @@ def fit_and_export(
         measured = {"train_accuracy": evaluate(model, train).accuracy}
     spec = dataclasses.replace(
         spec,
-        recipe={**cfg.fingerprint(), "train_data": f"{train.name}/{train.split} ({len(train)} images)"},
+        recipe={
+            **cfg.fingerprint(),
+            "train_data": f"{train.name}/{train.split} ({len(train)} images)",
+            "memory_format": result.memory_format,
+        },
         metrics={
             **measured,
             "train_images": len(train),
@@ -152,6 +160,7 @@ def train_architecture(
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     device: str = "cpu",
+    memory_format: str = "auto",
     audit_n: int | None = None,
     audit_progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -167,6 +176,8 @@ def train_architecture(
             raw [0, 1] pixels, as many published MNIST recipes train).
         on_step, on_epoch: Per-step and per-epoch callbacks of :func:`robustlab.train.train_model`.
         device: Where to train.
+        memory_format: The network's layout while it trains: ``"auto"``, ``"channels_last"`` or ``"contiguous"``
+            (:func:`robustlab.train.train_model`).
         audit_n: An adversarial method's run ends with the gradient-masking audit at the training budget on the
             first ``audit_n`` test points (:func:`robustlab.train.post_audit.audit_run`; a dataset with one split:
             its first training images, said in the record), written to ``audit.json`` in ``out`` and summarised
@@ -175,8 +186,11 @@ def train_architecture(
         audit_progress: The audit's progress callback ``(attack, done, total)``.
 
     Raises:
-        ConfigError: ``audit_n`` given but not an integer >= 1 (before training).
+        ConfigError: ``audit_n`` given but not an integer >= 1, or an unknown ``memory_format`` (before training).
     """
+    from robustlab.train.layout import check_memory_format
+
+    check_memory_format(memory_format)
     train = load_dataset(dataset, "train", data_dir)
     held_out = train.name in DATASETS  # npz: and folder: datasets have one split: "test" is the same images
     test = load_dataset(dataset, "test", data_dir) if held_out else None
@@ -201,7 +215,17 @@ def train_architecture(
     out = Path(out)
     check_device(device)
     spec = fit_and_export(
-        spec, train, test, cfg, out, out / "model.safetensors", progress, on_step, on_epoch, device=device
+        spec,
+        train,
+        test,
+        cfg,
+        out,
+        out / "model.safetensors",
+        progress,
+        on_step,
+        on_epoch,
+        device=device,
+        memory_format=memory_format,
     )
     metrics_file = out / "metrics.jsonl"
     epochs = (
