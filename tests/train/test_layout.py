@@ -151,3 +151,11 @@ def test_the_probe_changes_nothing_of_the_model() -> None:
     assert model.training
     for k, v in model.net.state_dict().items():
         assert torch.equal(v, before[k]) and v.is_contiguous(), k
+
+
+def test_auto_keeps_a_network_off_the_cpu_row_major() -> None:
+    """The layout's gain is measured on CPU only; elsewhere ``auto`` leaves PyTorch's default (and runs no probe:
+    a meta-device network cannot compute one)."""
+    net = _model().net.to("meta")
+    model = ModelAdapter(net, num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,)).to("meta")
+    assert layout.resolve("auto", model, net, torch.empty(2, 1, 8, 8, device="meta")) == "contiguous"
