@@ -159,3 +159,20 @@ def test_auto_keeps_a_network_off_the_cpu_row_major() -> None:
     net = _model().net.to("meta")
     model = ModelAdapter(net, num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,)).to("meta")
     assert layout.resolve("auto", model, net, torch.empty(2, 1, 8, 8, device="meta")) == "contiguous"
+
+
+class Noisy(nn.Module):
+    """A randomised layer (as randomised defences have): Gaussian noise on the activations, also in eval mode, drawn
+    in row-major order whatever the activation's layout (the same draws give the same logits in both layouts)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + 0.1 * torch.randn(x.shape, dtype=x.dtype, device=x.device)
+
+
+def test_the_probe_leaves_the_callers_random_state_and_judges_a_randomised_network_by_equal_draws() -> None:
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    model = _model(nn.Sequential(Noisy(), nn.Flatten()))
+    torch.set_rng_state(before)
+    assert layout.resolve("channels_last", model, model.net, _data()[0][:2]) == "channels_last"
+    assert torch.equal(torch.get_rng_state(), before)

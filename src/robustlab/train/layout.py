@@ -42,10 +42,14 @@ def _tensors(net: nn.Module) -> Iterator[Tensor]:
 
 
 def _forward(model: nn.Module, probe: Tensor) -> Tensor:
+    """``model(probe)`` in eval mode without gradients, its random draws (a randomised model's) from a fork of the
+    caller's generator: every probe forward draws the same numbers, and the caller's random state is left as it
+    was."""
     was = model.training
     model.eval()
+    cuda = [probe.device.index or 0] if probe.device.type == "cuda" else []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
             out: Tensor = model(probe)
             return out
     finally:
