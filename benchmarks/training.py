@@ -10,7 +10,7 @@ then ``--repeats`` rounds; the table gives each contender's best round, the JSON
 of the rounds' ratios. In a round:
 
 - ``robustlab``: the whole ``train_model`` call with ``method="pgd-at"``: set-up, the epoch, its checkpoint and
-  metrics written (no monitor). After each of its steps, its ``on_step`` callback runs the next three contenders on
+  metrics written (no monitor). After each of its steps, its ``on_step`` callback runs the in-process contenders on
   the same batch (the callback's time is taken out of robustlab's), so that the in-process contenders take turns
   every ~0.1 s and see the same load of the machine (two background trainings share its 2 cores here; epochs run
   one after the other differed by up to 30 % from load alone).
@@ -20,9 +20,12 @@ of the rounds' ratios. In a round:
 - ``hand loop through the adapter``: the same loop calling the ``ModelAdapter`` robustlab trains (its
   normalisation, here mean 0 and std 1, is part of every forward and backward pass): what robustlab's own code adds
   on top of the adapter.
+- ``hand loop, weights channels-last``: the same loop after ``net.to(memory_format=torch.channels_last)``, the
+  layout robustlab trains a convolutional network in on CPU (``train_model(memory_format="auto")``): robustlab's
+  own overhead like for like.
 - ``floor``: ``(steps + 1) × (forward + backward)`` per batch, with forward + backward measured as one train-mode
   forward and full backward of the batch; and the tighter ``steps × attack pass + training step`` with each part
-  measured on its own (:class:`FloorParts`).
+  measured on its own (:class:`FloorParts`); each in both layouts, the faster layout's being the floor.
 - ``ART`` (``--art-python``: ART in its own environment, ``_art_ref.py`` as a subprocess after the rest of the
   round, CPU seconds measured inside it around ``fit`` alone): ``AdversarialTrainer`` with ``ratio=1.0`` and
   ``ProjectedGradientDescent`` at the same settings and attack batch (what ``AdversarialTrainerMadryPGD`` builds,
