@@ -140,14 +140,14 @@ def test_auto_keeps_a_network_without_convolutions_row_major() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     model = ModelAdapter(net, num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,))
-    assert layout.resolve("auto", model, net, _data()[0][:2]) == "contiguous"
+    assert layout.resolve("auto", model, _data()[0][:2]) == "contiguous"
 
 
 def test_the_probe_changes_nothing_of_the_model() -> None:
     """resolve() forwards a probe in eval mode without gradients: batch-norm statistics, mode and weights stay."""
     model = _model().train()
     before = {k: v.clone() for k, v in model.net.state_dict().items()}
-    assert layout.resolve("auto", model, model.net, _data()[0][:2]) == "channels_last"
+    assert layout.resolve("auto", model, _data()[0][:2]) == "channels_last"
     assert model.training
     for k, v in model.net.state_dict().items():
         assert torch.equal(v, before[k]) and v.is_contiguous(), k
@@ -158,7 +158,7 @@ def test_auto_keeps_a_network_off_the_cpu_row_major() -> None:
     a meta-device network cannot compute one)."""
     net = _model().net.to("meta")
     model = ModelAdapter(net, num_classes=3, input_shape=(1, 8, 8), mean=(0.5,), std=(0.3,)).to("meta")
-    assert layout.resolve("auto", model, net, torch.empty(2, 1, 8, 8, device="meta")) == "contiguous"
+    assert layout.resolve("auto", model, torch.empty(2, 1, 8, 8, device="meta")) == "contiguous"
 
 
 class Noisy(nn.Module):
@@ -174,5 +174,5 @@ def test_the_probe_leaves_the_callers_random_state_and_judges_a_randomised_netwo
     before = torch.get_rng_state()
     model = _model(nn.Sequential(Noisy(), nn.Flatten()))
     torch.set_rng_state(before)
-    assert layout.resolve("channels_last", model, model.net, _data()[0][:2]) == "channels_last"
+    assert layout.resolve("channels_last", model, _data()[0][:2]) == "channels_last"
     assert torch.equal(torch.get_rng_state(), before)

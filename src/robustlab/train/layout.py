@@ -20,11 +20,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from robustlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from robustlab.models.adapter import ModelAdapter
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ def check_memory_format(memory_format: str) -> None:
         raise ConfigError(f"memory_format must be one of {', '.join(MEMORY_FORMATS)}; got {memory_format!r}")
 
 
-def resolve(memory_format: str, model: nn.Module, net: nn.Module, probe: Tensor) -> str:
+def resolve(memory_format: str, model: ModelAdapter, probe: Tensor) -> str:
     """The layout to train in: ``"channels_last"`` or ``"contiguous"``.
 
     ``"auto"`` is channels-last when the network has a 2-D convolution, trains on CPU (on a GPU the layout's gain
@@ -72,8 +76,7 @@ def resolve(memory_format: str, model: nn.Module, net: nn.Module, probe: Tensor)
 
     Args:
         memory_format: ``"auto"``, ``"channels_last"`` or ``"contiguous"``.
-        model: What the training calls (the adapter, with its normalisation).
-        net: The module whose weights change layout (``model``'s network).
+        model: What the training calls (the adapter, with its normalisation); its network's weights change layout.
         probe: A few inputs of the training data (float, on the model's device), forwarded in eval mode without
             gradients: nothing of the model changes.
 
@@ -84,10 +87,10 @@ def resolve(memory_format: str, model: nn.Module, net: nn.Module, probe: Tensor)
     if memory_format == "contiguous":
         return "contiguous"
     if memory_format == "auto":
-        device = next(iter(net.parameters()), probe).device
-        if device.type != "cpu" or probe.dim() != 4 or not _has_conv2d(net):
+        device = next(iter(model.net.parameters()), probe).device
+        if device.type != "cpu" or probe.dim() != 4 or not _has_conv2d(model.net):
             return "contiguous"
-    why = _channels_last_mismatch(model, net, probe)
+    why = _channels_last_mismatch(model, probe)
     if why is None:
         return "channels_last"
     if memory_format == "channels_last":
@@ -96,12 +99,12 @@ def resolve(memory_format: str, model: nn.Module, net: nn.Module, probe: Tensor)
     return "contiguous"
 
 
-def _channels_last_mismatch(model: nn.Module, net: nn.Module, probe: Tensor) -> str | None:
+def _channels_last_mismatch(model: ModelAdapter, probe: Tensor) -> str | None:
     """Why ``model`` does not compute the same logits on ``probe`` channels-last, or ``None`` when it does."""
     if probe.dim() != 4:
         return f"its inputs have {probe.dim()} dimensions, not 4"
     reference = _forward(model, probe)
-    with channels_last(net):
+    with channels_last(model.net):
         try:
             out = _forward(model, probe)
         except RuntimeError as e:

@@ -406,7 +406,7 @@ def train_model(
             monitor_data[1][: cfg.monitor_n].to(device),
         )
     eps, norm = _monitor_eps(method)
-    layout_name = layout.resolve(memory_format, model, model.net, to_float_images(x[:2]).to(device))
+    layout_name = layout.resolve(memory_format, model, to_float_images(x[:2]).to(device))
     created = not run.exists()
     with (
         torch.random.fork_rng(devices=[]),
