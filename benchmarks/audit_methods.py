@@ -97,18 +97,19 @@ def _row(name: str, source: str, route: str, clean: str, pgd20: str, aa: str, re
 
 
 def report(args: argparse.Namespace) -> str:
-    from robustlab.train.zoo import AUDITS, ROBUST_ZOO_DIR
+    from robustlab.train.zoo import AUDITS, ROBUST_ZOO_DIR, SWEEP_ZOO_DIR
 
     rows, machines, records = [], [], {}
-    for full in sorted((ROBUST_ZOO_DIR / AUDITS).glob("*.json")):
+    zoos = ((ROBUST_ZOO_DIR, "robust zoo"), (SWEEP_ZOO_DIR, "β sweep"))  # the sweep's own arms after the zoo
+    for full, folder, source in [(f, d, s) for d, s in zoos for f in sorted((d / AUDITS).glob("*.json"))]:
         rec = json.loads(full.read_text())
-        side = json.loads((ROBUST_ZOO_DIR / full.name).read_text())
+        side = json.loads((folder / full.name).read_text())
         rob = side["metrics"]["robust"]
         records[full.stem] = rec
         rows.append(
             _row(
                 full.stem,
-                "robust zoo",
+                source,
                 "–",
                 _pct(side["metrics"]["test_accuracy"]) + " (10k)",
                 _pct(rob["pgd20"]) + f" ({rob['pgd20_images'] // 1000}k)",
@@ -133,9 +134,10 @@ def report(args: argparse.Namespace) -> str:
             HEADING,
             "",
             "`python benchmarks/audit_methods.py` (generated; records in `benchmarks/results/audit_methods.json`). "
-            "Every robust-zoo model (`robustlab zoo audit --robust`; CIFAR-10: 15 epochs of the 10,000 training "
-            "images, L∞ 8/255; MNIST: L∞ 0.3, no standard zoo model to serve as surrogate, so no transfer or guided "
-            "rungs) and each adversarially trained arm of the robust-training benchmark (issue 15: ResNet-8 width "
+            "Every robust-zoo model (`robustlab zoo audit --robust`) and the β sweep's own arms (`--sweep`) "
+            "(CIFAR-10: 15 epochs of the 10,000 training images, L∞ 8/255; MNIST: L∞ 0.3, no standard zoo model to "
+            "serve as surrogate, so no transfer or guided rungs) and each adversarially trained arm of the "
+            "robust-training benchmark (issue 15: ResNet-8 width "
             f"8, 8 epochs, seed {args.seed}), audited at L∞ 8/255 with the training audit's reduced ladder (50 long "
             "steps, 2 restarts, 50 APGD iterations, 500 Square queries, and the guided attack `gpga-50`) on the "
             f"first {args.n} test points, surrogate `vgg8-w25` for CIFAR-10 (the default), each model's inference "

@@ -24,6 +24,9 @@ from robustlab.cli._common import (
 )
 from robustlab.errors import ConfigError, UnknownNameError
 
+#: What ``--sweep`` selects, in the options' help.
+_SWEEP_HELP = "The TRADES β sweep's arms (vgg8-w25 at β 1 and 3; an experiment beside the robust zoo, own folder)"
+
 #: The values of ``ModelSpec.source`` that ``--source`` accepts.
 _SOURCES = ("zoo", "published")
 
@@ -61,29 +64,41 @@ def _eps_text(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 and k >= 1 else f"{eps:.4g}"
 
 
-def _list_robust(json_out: bool) -> None:
-    """``zoo list --robust``: every robust recipe, built or not, with its budget and robust accuracies."""
+def _built(folder: Path) -> dict[str, dict[str, object]]:
+    """The entries of ``folder``'s manifest by name (none when it has no manifest)."""
     import json
+
+    manifest = folder / "manifest.json"
+    if not manifest.is_file():
+        return {}
+    return {e["name"]: e for e in json.loads(manifest.read_text(encoding="utf-8"))["models"]}
+
+
+def _list_robust(json_out: bool, sweep: bool) -> None:
+    """``zoo list --robust``: every robust recipe, built or not, with its budget and robust accuracies. ``--sweep``:
+    the TRADES β sweep in order of β, its own arms and the robust zoo's β 6 model, with a β column."""
+    from typing import Any
 
     from rich.table import Table
 
     from robustlab.train.post_audit import describe
-    from robustlab.train.zoo import PENDING, ROBUST_RECIPES, ROBUST_ZOO_DIR
+    from robustlab.train.zoo import PENDING, ROBUST_RECIPES, ROBUST_ZOO_DIR, SWEEP_BASE, SWEEP_RECIPES, SWEEP_ZOO_DIR
 
-    manifest = ROBUST_ZOO_DIR / "manifest.json"
-    built = (
-        {e["name"]: e for e in json.loads(manifest.read_text(encoding="utf-8"))["models"]}
-        if (manifest.is_file())
-        else {}
-    )
+    arms: list[tuple[Any, dict[str, Any]]]  # (recipe, its manifest entry or {})
+    if sweep:
+        built, zoo_built = _built(SWEEP_ZOO_DIR), _built(ROBUST_ZOO_DIR)
+        arms = [(SWEEP_RECIPES.get(n), built.get(n, {})) for n in SWEEP_RECIPES.names()]
+        arms.append((ROBUST_RECIPES.get(SWEEP_BASE), zoo_built.get(SWEEP_BASE, {})))
+        arms.sort(key=lambda arm: float(arm[0].config.method_params["beta"]))
+    else:
+        built = _built(ROBUST_ZOO_DIR)
+        arms = [(ROBUST_RECIPES.get(n), built.get(n, {})) for n in ROBUST_RECIPES.names()]
     rows = []
-    for name in ROBUST_RECIPES.names():
-        r = ROBUST_RECIPES.get(name)
-        e = built.get(name, {})
+    for r, e in arms:
         rob = e.get("robust", {})
         rows.append(
             {
-                "name": name,
+                "name": r.name,
                 "dataset": r.dataset,
                 "method": r.config.method,
                 "norm": r.config.method_params.get("norm", "linf"),
@@ -93,18 +108,22 @@ def _list_robust(json_out: bool) -> None:
                 "pgd20": rob.get("pgd20"),
                 "autoattack": rob.get("autoattack", PENDING if e else None),
                 "audit": e.get("audit"),
+                **({"beta": r.config.method_params["beta"], "robust_zoo": r.name == SWEEP_BASE} if sweep else {}),
             }
         )
     if json_out:
         emit_json({"models": rows})
         return
-    table = Table("name", "dataset", "method", "budget", "clean acc", "PGD-20", "AutoAttack", "audit")
+    head = ["name", "dataset", "method", "budget", "clean acc", "PGD-20", "AutoAttack", "audit"]
+    title = f"TRADES β sweep ({SWEEP_BASE}: the robust zoo's β 6 model)" if sweep else None
+    table = Table(*head[:3], *(["β"] if sweep else []), *head[3:], title=title)
     for row in rows:
         aa = row["autoattack"]
         table.add_row(
             row["name"],
             row["dataset"],
             row["method"],
+            *([f"{row['beta']:g}"] if sweep else []),
             f"{row['norm']} {_eps_text(row['eps'])}",
             "not built" if not row["built"] else f"{row['test_accuracy']:.4f}",
             "" if row["pgd20"] is None else f"{row['pgd20']:.4f}",
@@ -130,15 +149,17 @@ def register(app: typer.Typer) -> None:
                 "--robust", help="The robust zoo: budget, PGD-20 and AutoAttack robust accuracy, the audit's verdict."
             ),
         ] = False,
+        sweep: Annotated[bool, typer.Option("--sweep", help=_SWEEP_HELP + ", as --robust lists them.")] = False,
         json_out: JsonOpt = False,
     ) -> None:
-        """Registered models: zoo models and published checkpoints (--robust: the adversarially trained zoo)."""
+        """Registered models: zoo models and published checkpoints (--robust: the adversarially trained zoo;
+        --sweep: the TRADES β sweep beside it)."""
         from rich.table import Table
 
         from robustlab.models import ARCHITECTURES, list_models
 
-        if robust:
-            _list_robust(json_out)
+        if robust or sweep:
+            _list_robust(json_out, sweep)
             return
         if archs:
             if json_out:
@@ -207,11 +228,12 @@ def register(app: typer.Typer) -> None:
         robust: Annotated[
             bool, typer.Option("--robust", help="Build the adversarially trained zoo (its own folder and manifest).")
         ] = False,
+        sweep: Annotated[bool, typer.Option("--sweep", help=_SWEEP_HELP + ", built and recorded as --robust.")] = False,
         audit: Annotated[
             bool,
             typer.Option(
                 "--audit/--no-audit",
-                help="--robust: run the gradient-masking audit on each built model and record its verdict.",
+                help="--robust, --sweep: run the gradient-masking audit on each built model and record its verdict.",
             ),
         ] = True,
         audit_n: Annotated[int, typer.Option("--audit-n", help="Points each audit runs on.")] = 300,
@@ -221,14 +243,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the zoo on CIFAR-10 (resumable), export weights and rewrite the manifest (--robust: the robust zoo,
         CIFAR-10 at 8/255 and MNIST at 0.3, with PGD-20 and AutoAttack robust accuracy and the gradient-masking
-        audit's verdict recorded; --no-audit skips the audit)."""
+        audit's verdict recorded; --no-audit skips the audit; --sweep: the TRADES β sweep's arms, recorded the same
+        way)."""
         from robustlab.cli._common import check_writable
         from robustlab.models import ZOO_DIR
         from robustlab.models.spec import ModelSpec
-        from robustlab.train.zoo import ROBUST_ZOO_DIR, build_zoo
+        from robustlab.train.zoo import ROBUST_ZOO_DIR, SWEEP_ZOO_DIR, build_zoo
 
         set_threads(threads)
-        out_dir = out or (ROBUST_ZOO_DIR if robust else ZOO_DIR)
+        out_dir = out or (SWEEP_ZOO_DIR if sweep else ROBUST_ZOO_DIR if robust else ZOO_DIR)
 
         def built(spec: ModelSpec) -> None:
             if not json_out:
@@ -252,7 +275,8 @@ def register(app: typer.Typer) -> None:
                     progress=progress,
                     on_built=built,
                     robust=robust,
-                    audit_n=audit_n if robust and audit else None,
+                    sweep=sweep,
+                    audit_n=audit_n if (robust or sweep) and audit else None,
                     on_phase=None if json_out else lambda name, what: notice(f"{name}: {what} ..."),
                 )
         if json_out:
@@ -268,13 +292,16 @@ def register(app: typer.Typer) -> None:
         robust: Annotated[
             bool, typer.Option("--robust", help="Audit the robust zoo (the only zoo with a budget).")
         ] = False,
+        sweep: Annotated[bool, typer.Option("--sweep", help=_SWEEP_HELP + ", audited as --robust.")] = False,
         only: Annotated[list[str] | None, typer.Option("--only", help="Audit only these models (repeatable).")] = None,
         n: Annotated[int, typer.Option("--n", help="Test points audited per model (the first N).")] = 300,
         param: Annotated[
             list[str] | None,
             typer.Option("--param", "-p", help="Audit budget KEY=VALUE, repeatable (as in `robustlab audit`)."),
         ] = None,
-        out: Annotated[Path | None, typer.Option(help="The robust zoo folder (default: the package's).")] = None,
+        out: Annotated[
+            Path | None, typer.Option(help="The robust zoo (or sweep) folder (default: the package's).")
+        ] = None,
         device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ...")] = "cpu",
         threads: ThreadsOpt = None,
         data: DataOpt = None,
@@ -287,19 +314,19 @@ def register(app: typer.Typer) -> None:
         from robustlab.cli._common import check_writable
         from robustlab.errors import ConfigError
         from robustlab.train.post_audit import describe
-        from robustlab.train.zoo import ROBUST_ZOO_DIR, audit_zoo
+        from robustlab.train.zoo import ROBUST_ZOO_DIR, SWEEP_ZOO_DIR, audit_zoo
 
         set_threads(threads)
         with user_errors():
-            if not robust:
+            if not (robust or sweep):
                 raise ConfigError(
-                    "zoo audit audits the robust zoo at each model's training budget: add --robust (the standard "
-                    "zoo has no budget; audit one with `robustlab audit --model M --eps ...`)"
+                    "zoo audit audits the robust zoo at each model's training budget: add --robust (or --sweep for "
+                    "the β sweep; the standard zoo has no budget: audit one with `robustlab audit --model M --eps ...`)"
                 )
             if n < 1:
                 raise ConfigError(f"--n must be >= 1 (points audited per model), got {n}")
             config = _config(_parse_params(param or [], set()))
-            folder = out or ROBUST_ZOO_DIR
+            folder = out or (SWEEP_ZOO_DIR if sweep else ROBUST_ZOO_DIR)
             check_writable(folder, "--out", folder=True)
 
             def audited(name: str, summary: dict[str, object]) -> None:
