@@ -1,9 +1,11 @@
 """One PGD-AT epoch of ``robustlab.train_model`` against its gradient floor, a hand-written PGD-AT loop and ART.
 
     ROBUSTLAB_DATA=../shared/data nice -n 5 .venv/bin/python benchmarks/training.py [--arch fast_mnist] \\
-        [--n 10000] [--steps 7] [--repeats 5] [--art-python /work/art-venv/bin/python] [--write docs/benchmarks.md]
+        [--dataset mnist] [--n 10000] [--steps 7] [--repeats 5] [--art-python /work/art-venv/bin/python] \\
+        [--write docs/benchmarks.md]
 
-Same model (architecture, initial weights), the same first ``--n`` MNIST training images, batch 100, ε 0.3,
+Same model (architecture, initial weights), the same first ``--n`` training images of ``--dataset`` (MNIST at ε 0.3,
+the default; CIFAR-10 at ε 8/255, e.g. ``--dataset cifar10 --arch vgg8-w25``), batch 100,
 PGD-``steps`` with step 2.5·ε/steps and a uniform random start, SGD (lr 0.01, Nesterov momentum 0.9), one thread,
 CPU time (``time.process_time``) of one epoch. One untimed round on two batches comes first (imports, first calls),
 then ``--repeats`` rounds; the table gives each contender's best round, the JSON also every round and the median
@@ -60,7 +62,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-EPS = 0.3
+#: The budget and input shape of each dataset the benchmark runs on.
+DATASETS = {"mnist": (0.3, (1, 28, 28)), "cifar10": (8 / 255, (3, 32, 32))}
+EPS, SHAPE = DATASETS["mnist"]  # set from --dataset in main()
+#: Zoo names of the CIFAR-10 architectures (as ``robustlab.train.zoo`` builds them): name -> (architecture, kwargs).
+ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vgg8-w25": ("vgg", {"depth": 8, "width": 0.25}),
+    "resnet8": ("resnet_cifar", {"depth": 8}),
+    "alexnet-w25": ("alexnet_cifar", {"width": 0.25}),
+}
 LR, MOMENTUM = 0.01, 0.9
 ART_SCRIPT = Path(__file__).resolve().parent / "_art_ref.py"
 ART_TRAINERS = {
@@ -73,9 +83,10 @@ def _model(arch: str) -> Any:
     from robustlab import ModelAdapter
     from robustlab.models.archs import build_architecture
 
+    name, kwargs = ARCHS.get(arch, (arch, {}))
     torch.manual_seed(0)
-    net = build_architecture(arch)
-    return ModelAdapter(net, num_classes=10, input_shape=(1, 28, 28), mean=(0.0,), std=(1.0,))
+    net = build_architecture(name, **kwargs)
+    return ModelAdapter(net, num_classes=10, input_shape=SHAPE, mean=(0.0,) * SHAPE[0], std=(1.0,) * SHAPE[0])
 
 
 class HandLoop:
@@ -214,28 +225,36 @@ def lockstep_epoch(arch: str, x: Tensor, y: Tensor, steps: int, batch: int) -> t
 
 def plain_network(net: nn.Module) -> nn.Sequential:
     """``net`` as an ``nn.Sequential`` of copies of its torch modules, which ART's environment unpickles without
-    robustlab: a network made of a ``features`` and a ``classifier`` sequence (fast_mnist's layout), checked to give
-    the same logits on MNIST-sized inputs. A ``ToGrid``, which passes an input already on its grid through (fast_mnist
-    on 28×28 images), becomes torch's ``nn.Identity``: the same computation.
+    robustlab: a network made of a ``features`` sequence and a ``classifier`` (a sequence, fast_mnist's layout; or one
+    linear layer after global average pooling, VGG's), checked to give the same logits on the dataset's inputs. A
+    ``ToGrid``, which passes an input already on its grid through (fast_mnist on 28×28 images), becomes torch's
+    ``nn.Identity``: the same computation.
 
     Raises:
-        ValueError: another layout, or a module that is not torch's own.
+        ValueError: another layout, a module that is not torch's own, or other logits.
     """
-    parts = [getattr(net, name, None) for name in ("features", "classifier")]
-    if not all(isinstance(p, nn.Sequential) for p in parts):
-        raise ValueError(f"{type(net).__name__} is not a features + classifier pair of nn.Sequential")
+    features, classifier = getattr(net, "features", None), getattr(net, "classifier", None)
+    if not isinstance(features, nn.Sequential) or not isinstance(classifier, nn.Sequential | nn.Linear):
+        raise ValueError(f"{type(net).__name__} is not a features sequence and a classifier")
     from robustlab.models.archs._layers import ToGrid
 
-    plain = nn.Sequential(
-        *(nn.Identity() if isinstance(m, ToGrid) else copy.deepcopy(m) for p in parts for m in p)  # type: ignore[union-attr]
+    head = (
+        list(classifier)
+        if isinstance(classifier, nn.Sequential)
+        else [nn.AdaptiveAvgPool2d(1), nn.Flatten(), copy.deepcopy(classifier)]
     )
+    plain = nn.Sequential(*(nn.Identity() if isinstance(m, ToGrid) else copy.deepcopy(m) for m in [*features, *head]))
     foreign = [type(m).__name__ for m in plain.modules() if not type(m).__module__.startswith("torch.")]
     if foreign:
         raise ValueError(f"modules outside torch: {', '.join(foreign)}")
-    probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    probe = torch.rand(4, *SHAPE, generator=torch.Generator().manual_seed(1))
+    was = net.training
+    plain.eval(), net.eval()  # batch norm: compared on its running statistics, which the probe leaves as they were
     with torch.no_grad():
-        if not torch.equal(plain(probe), net(probe)):
-            raise ValueError("the sequential copy computes other logits")
+        same = torch.equal(plain(probe), net(probe))
+    plain.train(was), net.train(was)
+    if not same:
+        raise ValueError("the sequential copy computes other logits")
     return plain
 
 
@@ -284,9 +303,10 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
     ]
     rows += [(ART_TRAINERS[t], f"art_{t}") for t in result["art"]["trainers"] if f"art_{t}" in best]
     lines = [
-        "## Adversarial training: one PGD-AT epoch\n",
-        f"`python benchmarks/training.py --n {args.n} --repeats {args.repeats}` — {args.arch}, the first {args.n:,} "
-        f"MNIST training images, batch {args.batch}, PGD-{args.steps} at ε {EPS} (step 2.5·ε/{args.steps}, random "
+        f"{_heading(args)}: one PGD-AT epoch\n",
+        f"`python benchmarks/training.py{_dataset_flag(args)} --n {args.n} --repeats {args.repeats}` — {args.arch}, "
+        f"the first {args.n:,} {_NAMES[args.dataset]} training images, batch {args.batch}, PGD-{args.steps} at ε "
+        f"{_eps_text()} (step 2.5·ε/{args.steps}, random "
         f"start), SGD, {args.threads} thread(s), CPU seconds of one epoch, the best of {args.repeats} rounds after "
         "an untimed warm-up, "
         + (
@@ -355,9 +375,34 @@ def _section(args: argparse.Namespace, result: dict[str, Any], best: dict[str, f
     return "\n".join(lines)
 
 
+_NAMES = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+
+
+def _eps_text() -> str:
+    return f"{round(EPS * 255)}/255" if EPS < 0.1 else f"{EPS}"
+
+
+def _dataset_flag(args: argparse.Namespace) -> str:
+    return (
+        "" if args.dataset == "mnist" and args.arch == "fast_mnist" else f" --dataset {args.dataset} --arch {args.arch}"
+    )
+
+
+def _heading(args: argparse.Namespace) -> str:
+    """The section's heading: MNIST's (the issue's benchmark) keeps its own; another dataset's network has its own."""
+    if args.dataset == "mnist":
+        return "## Adversarial training"
+    return f"## Adversarial training on {_NAMES[args.dataset]} ({args.arch})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="fast_mnist")
+    ap.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="MNIST at ε 0.3 or CIFAR-10 at 8/255.")
+    ap.add_argument(
+        "--arch",
+        default=None,
+        help=f"Architecture (default fast_mnist on MNIST, vgg8-w25 on CIFAR-10); {', '.join(ARCHS)}.",
+    )
     ap.add_argument("--n", type=int, default=10000, help="Training images (an epoch's size).")
     ap.add_argument("--steps", type=int, default=7)
     ap.add_argument("--batch", type=int, default=100)
@@ -369,6 +414,9 @@ def main() -> None:
     )
     ap.add_argument("--write", default=None, help="Markdown file to write the results section into.")
     args = ap.parse_args()
+    global EPS, SHAPE
+    EPS, SHAPE = DATASETS[args.dataset]
+    args.arch = args.arch or ("fast_mnist" if args.dataset == "mnist" else "vgg8-w25")
     sys.path.insert(0, str(Path(__file__).parent))
     from _common import machine, write_section
 
@@ -378,7 +426,7 @@ def main() -> None:
     retained = retain_freed_memory()  # as robustlab's own processes (the command line) do; ROBUSTLAB_MALLOC=system: not
     torch.set_num_threads(args.threads)
     load_start = [round(v, 2) for v in os.getloadavg()]
-    train = load_dataset("mnist", "train")
+    train = load_dataset(args.dataset, "train")
     x, y = train.x[: args.n], train.y[: args.n]
     art: dict[str, Any] = {"trainers": [t for t in args.art_trainers.split(",") if t]}
     unknown = [t for t in art["trainers"] if t not in ART_TRAINERS]
@@ -439,6 +487,7 @@ def main() -> None:
     }
     result: dict[str, Any] = {
         "arch": args.arch,
+        "dataset": args.dataset,
         "images": args.n,
         "batch": args.batch,
         "steps": args.steps,
@@ -479,11 +528,14 @@ def main() -> None:
     result["load_average_start"] = load_start
     result["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     result["machine"] = machine()
-    result_file = Path(__file__).parent / "results" / ("training.json" if retained else "training-system-malloc.json")
+    stem = "training" if args.dataset == "mnist" else f"training-{args.dataset}-{args.arch}"
+    result_file = Path(__file__).parent / "results" / (f"{stem}.json" if retained else f"{stem}-system-malloc.json")
     result_file.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     if args.write:
-        write_section(Path(args.write), "## Adversarial training", _section(args, result, best))
+        # MNIST's heading is matched up to its colon, so that it does not take another dataset's section
+        prefix = _heading(args) + (":" if args.dataset == "mnist" else "")
+        write_section(Path(args.write), prefix, _section(args, result, best))
 
 
 if __name__ == "__main__":
