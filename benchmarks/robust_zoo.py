@@ -136,7 +136,7 @@ def cifar(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     twins: dict[str, dict[str, Any]] = {}
     for spec, folder in _robust_specs():
-        if spec["dataset"] != "cifar10":
+        if spec["dataset"] != "cifar10" or (args.only and spec["name"] not in args.only):
             continue
         rob = spec["metrics"]["robust"]
         twin = max((n for n in RECIPES.names() if spec["name"].startswith(n + "-")), key=len)
@@ -149,6 +149,7 @@ def cifar(args: argparse.Namespace) -> list[dict[str, Any]]:
             "zoo": "sweep" if folder == SWEEP_DIR else "robust",
             "method": rob["method"],
             "beta": spec["recipe"]["method_params"].get("beta"),
+            "epochs": spec["recipe"]["epochs"],
             "clean": spec["metrics"]["test_accuracy"],
             "pgd20": rob["pgd20"],
             "autoattack": rob["autoattack"],
@@ -162,6 +163,13 @@ def cifar(args: argparse.Namespace) -> list[dict[str, Any]]:
         }
         out.append(row)
     return out
+
+
+def _note(row: dict[str, Any]) -> str:
+    """What sets a CIFAR-10 row apart from the table's recipe: more epochs than 15, a sweep arm."""
+    notes = [f"{row['epochs']} epochs"] if row.get("epochs", 15) != 15 else []
+    notes += ["*sweep*"] if row.get("zoo") == "sweep" else []
+    return f" ({', '.join(notes)})" if notes else ""
 
 
 def _twin(name: str, test: Any, rob: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -203,7 +211,8 @@ def docs(res: dict[str, Any]) -> str:
         lines.append("")
     if res.get("cifar"):
         lines += [
-            "CIFAR-10, L∞ 8/255, 15 epochs of the 10,000 training images. Clean and PGD-20 on the 10,000 test images, "
+            "CIFAR-10, L∞ 8/255, 15 epochs (unless the model's row says otherwise) of the 10,000 training images. "
+            "Clean and PGD-20 on the 10,000 test images, "
             "standard AutoAttack on the first 500 (seed 0); the standard twin is the clean-trained zoo model of the "
             "same architecture, attacked the same way here. Target: robust − twin ≥ 20 points under AutoAttack for "
             "every robust-zoo model; the β sweep's own arms (*sweep*, `robustlab zoo list --sweep`) are shown with "
@@ -218,7 +227,7 @@ def docs(res: dict[str, Any]) -> str:
             aa = r["autoattack"]
             r.setdefault("zoo", "sweep" if r["name"] in sweep else "robust")  # rows kept from before the sweep's folder
             lines.append(
-                f"| {r['name']}{' (*sweep*)' if r.get('zoo') == 'sweep' else ''} | {r['method']} | "
+                f"| {r['name']}{_note(r)} | {r['method']} | "
                 f"{r['beta'] if r['beta'] is not None else ''} | {_pct(r['clean'])} | "
                 f"{_pct(r['pgd20'])} | {aa if aa == 'pending' else _pct(aa)} | {_pct(r['twin_clean'])} / "
                 f"{_pct(r['twin_autoattack'])} | "
@@ -236,7 +245,7 @@ def main() -> None:
     p.add_argument("--restarts", type=int, default=10)
     p.add_argument("--n", type=int, default=None, help="Test images (default: all 10,000).")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--only", action="append", default=[], help="mnist: evaluate only this model (repeatable).")
+    p.add_argument("--only", action="append", default=[], help="Evaluate only this model (repeatable).")
     p.add_argument("--write", type=Path, default=None, help="Markdown file to write the results section into.")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
