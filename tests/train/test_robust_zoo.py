@@ -216,7 +216,7 @@ def test_zoo_list_sweep_shows_the_arms_in_order_of_beta() -> None:
     robust = [
         r["name"] for r in json.loads(CliRunner().invoke(app, ["zoo", "list", "--robust", "--json"]).stdout)["models"]
     ]
-    assert zoo.SWEEP_BASE in robust and not {r["name"] for r in rows} - {zoo.SWEEP_BASE} & set(robust)
+    assert zoo.SWEEP_BASE in robust and not ({r["name"] for r in rows} - {zoo.SWEEP_BASE}) & set(robust)
     table = " ".join(CliRunner().invoke(app, ["zoo", "list", "--sweep"]).stdout.split())
     assert "TRADES β sweep" in table and "vgg8-w25-trades-b1" in table
 
