@@ -125,8 +125,8 @@ def test_build_with_a_bad_audit_n_is_one_line_exit_2_and_writes_nothing(tmp_path
 @pytest.mark.parametrize(
     ("flag", "name", "fragment"),
     [
-        ("--robust", "vgg8-w25-trades-b1", "is the β sweep's (sweep=True; zoo build --sweep)"),
-        ("--sweep", "vgg8-w25-trades", "is the robust zoo's (robust=True; zoo build --robust)"),
+        ("--robust", "vgg8-w25-trades-b1", "is the β sweep's (sweep=True; --sweep on the command line)"),
+        ("--sweep", "vgg8-w25-trades", "is the robust zoo's (robust=True; --robust on the command line)"),
         ("--sweep", "vgg8-w25-trades-b2", "unknown sweep recipe 'vgg8-w25-trades-b2'"),
     ],
 )

@@ -173,6 +173,7 @@ def test_zoo_list_without_an_audit_leaves_the_column_empty(tiny_zoo: Path) -> No
     [
         (["--robust", "--n", "0"], "--n must be >= 1"),
         (["--robust", "--only", "tiny-fgsm"], "unknown robust zoo model 'tiny-fgsm'"),
+        (["--robust", "--only", "vgg8-w25-trades-b1"], "It is the β sweep's (sweep=True; --sweep on the"),
         ([], "add --robust"),
         (["--robust", "-p", "steps_lng=3"], "unknown audit setting 'steps_lng'"),
     ],

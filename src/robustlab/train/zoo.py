@@ -390,13 +390,9 @@ def build_zoo(
         (SWEEP_RECIPES, SWEEP_ZOO_DIR) if sweep else (ROBUST_RECIPES, ROBUST_ZOO_DIR) if robust else (RECIPES, ZOO_DIR)
     )
     out_dir = out_dir if out_dir is not None else default_dir
-    elsewhere = {
-        **{n: "the robust zoo's (robust=True; zoo build --robust)" for n in ROBUST_RECIPES.names()},
-        **{n: "the β sweep's (sweep=True; zoo build --sweep)" for n in SWEEP_RECIPES.names()},
-    }
     for name in only or ():
-        if name not in registry.names() and name in elsewhere:
-            raise UnknownNameError(f"{name!r} is not a {registry.kind}: it is {elsewhere[name]}")
+        if name not in registry.names() and _collection(name) is not None:
+            raise UnknownNameError(f"{name!r} is not a {registry.kind}: it is {_collection(name)}")
     recipes = [registry.get(n) for n in (only or registry.names())]
     built = []
     for r in recipes:
@@ -407,6 +403,15 @@ def build_zoo(
         if on_built is not None:
             on_built(spec)
     return ZooBuild(built, write_manifest(out_dir))
+
+
+def _collection(name: str) -> str | None:
+    """Which robust collection has a recipe ``name``, in words that say how to build it; ``None``: neither."""
+    if name in ROBUST_RECIPES.names():
+        return "the robust zoo's (robust=True; --robust on the command line)"
+    if name in SWEEP_RECIPES.names():
+        return "the β sweep's (sweep=True; --sweep on the command line)"
+    return None
 
 
 def _told(progress: ZooProgressFn, recipe: ZooRecipe) -> ProgressFn:
@@ -483,6 +488,8 @@ def audit_zoo(
 
             close = difflib.get_close_matches(name, list(sidecars), n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            if _collection(name) is not None:  # a model of the other collection: say which
+                hint = f" It is {_collection(name)}."
             raise UnknownNameError(
                 f"unknown robust zoo model {name!r} in {folder}.{hint} Built: {', '.join(sidecars) or 'none'}."
             )
