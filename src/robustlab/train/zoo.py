@@ -391,8 +391,8 @@ def build_zoo(
     )
     out_dir = out_dir if out_dir is not None else default_dir
     for name in only or ():
-        if name not in registry.names() and _collection(name) is not None:
-            raise UnknownNameError(f"{name!r} is not a {registry.kind}: it is {_collection(name)}")
+        if name not in registry.names() and (where := _collection(name)) is not None:
+            raise UnknownNameError(f"{name!r} is not a {registry.kind}: it is {where}")
     recipes = [registry.get(n) for n in (only or registry.names())]
     built = []
     for r in recipes:
@@ -488,8 +488,8 @@ def audit_zoo(
 
             close = difflib.get_close_matches(name, list(sidecars), n=3)
             hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            if _collection(name) is not None:  # a model of the other collection: say which
-                hint = f" It is {_collection(name)}."
+            if (where := _collection(name)) is not None:  # a model of the other collection: say which
+                hint = f" It is {where}."
             raise UnknownNameError(
                 f"unknown robust zoo model {name!r} in {folder}.{hint} Built: {', '.join(sidecars) or 'none'}."
             )
